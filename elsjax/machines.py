@@ -1,0 +1,220 @@
+"""The four score machines: ideal (IS), local (LS), equivariant local (ELS) and boundary-broken ELS (bbELS).
+
+Each machine is the same posterior-mean formula (SPEC 3) over a different dictionary:
+
+    mu(p) = sum_psi softmax_psi(-||q(p) - a_t psi||^2 / (2 b_t^2)) psi(centre),   score(p) = -(x(p) - a_t mu(p)) / b_t^2
+
+* ``"ideal"``: one dictionary of whole training images, queried with the whole image (SPEC 3.1);
+* ``"ls"``: per pixel, the patches of the zero-padded training images at the same pixel (SPEC 3.2);
+* ``"els"``: circular query patches against every valid training patch (SPEC 3.3);
+* ``"bbels"``: zero-padded query patches; centre, edge and corner regions with their own dictionaries (SPEC 3.4).
+
+A :class:`ScoreMachine` is a pytree holding the precomputed dictionaries for one training set (already restricted
+to a class, if conditioning) and one k; :func:`score` evaluates it on a batch of images at per-image times.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from elsjax import machines
+    >>> train = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1, maxval=1)
+    >>> m = machines.build("els", train, k=3)
+    >>> x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+    >>> machines.score(m, x, jnp.array([0.5, 0.9])).shape
+    (2, 8, 8, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from elsjax import posterior, schedule
+from elsjax.patches import (
+    PAD_LOG_WEIGHT,
+    PatchDictionary,
+    bbels_regions,
+    els_regions,
+    ideal_dictionary,
+    patches_at,
+    region_dictionaries,
+)
+
+__all__ = ["KINDS", "ImageStack", "ScoreMachine", "build", "score", "denoise", "eps"]
+
+KINDS = ("ideal", "ls", "els", "bbels")
+
+# Default sizes: dictionary entries per streamed chunk (patch machines), images per chunk (LS).
+PATCH_CHUNK = 2048
+IMAGE_CHUNK = 64
+
+
+class ImageStack(NamedTuple):
+    """Training images chunked for the LS machine: ``images [n_chunks, chunk, H, W, C]``, ``log_weights [n, chunk]``."""
+
+    images: jax.Array
+    log_weights: jax.Array
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["tables"], meta_fields=["kind", "k", "image_shape"]
+)
+@dataclasses.dataclass(frozen=True)
+class ScoreMachine:
+    """A score machine with its precomputed dictionaries.
+
+    Attributes:
+      tables: ``tuple[PatchDictionary, ...]`` (IS: one; ELS: one; bbELS: one per region) or an :class:`ImageStack` (LS).
+      kind: one of :data:`KINDS`.
+      k: patch size (0 for IS).
+      image_shape: ``(H, W, C)``.
+    """
+
+    tables: tuple[PatchDictionary, ...] | ImageStack
+    kind: str
+    k: int
+    image_shape: tuple[int, int, int]
+
+
+def build(kind: str, images, k: int | None = None, *, chunk_size: int | None = None) -> ScoreMachine:
+    """Precomputes a machine's dictionaries from training images ``[N, H, W, C]`` (already class-filtered).
+
+    Args:
+      kind: ``"ideal"``, ``"ls"``, ``"els"`` or ``"bbels"``.
+      images: float32 training images in [-1, 1], NHWC.
+      k: odd patch size (ignored by ``"ideal"``).
+      chunk_size: entries per streamed chunk (patches, or images for IS and LS).
+
+    Returns:
+      The :class:`ScoreMachine`. Inputs are not validated here; :func:`elsjax.score` does that.
+    """
+    images = jnp.asarray(images, jnp.float32)
+    h, w, c = images.shape[1:]
+    if kind == "ideal":
+        tables = (ideal_dictionary(images, chunk_size=chunk_size or 256),)
+        k = 0
+    elif kind == "ls":
+        tables = _image_stack(images, chunk_size or IMAGE_CHUNK)
+    elif kind in ("els", "bbels"):
+        regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
+        tables = region_dictionaries(images, k, regions, chunk_size=chunk_size or PATCH_CHUNK)
+    else:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c))
+
+
+def _image_stack(images, chunk: int) -> ImageStack:
+    n = images.shape[0]
+    chunk = min(chunk, n)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    log_w = jnp.concatenate([jnp.zeros(n), jnp.full(pad, PAD_LOG_WEIGHT)]).astype(jnp.float32)
+    images = jnp.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
+    return ImageStack(images.reshape((n_chunks, chunk) + images.shape[1:]), log_w.reshape(n_chunks, chunk))
+
+
+@jax.jit
+def denoise(machine: ScoreMachine, x, t):
+    """The posterior mean ``mu`` (the machine's clean-image estimate), ``[B, H, W, C]``.
+
+    Args:
+      machine: a :class:`ScoreMachine`.
+      x: noisy images ``[B, H, W, C]``.
+      t: times ``[B]`` (one per image).
+    """
+    a, b = schedule.signal_noise_std(t)
+    if machine.kind == "ideal":
+        return _ideal_mean(machine.tables[0], x, a, b)
+    if machine.kind == "ls":
+        return _local_mean(machine.tables, x, a, b, machine.k)
+    padding = "circular" if machine.kind == "els" else "zeros"
+    regions = (els_regions if machine.kind == "els" else bbels_regions)(*machine.image_shape[:2], machine.k)
+    return _patch_mean(machine.tables, regions, x, a, b, machine.k, padding)
+
+
+@jax.jit
+def score(machine: ScoreMachine, x, t):
+    """The machine's score ``-(x - a_t mu) / b_t^2`` at images ``x [B, H, W, C]`` and times ``t [B]``."""
+    a, b = schedule.signal_noise_std(t)
+    mu = denoise(machine, x, t)
+    return -(x - _bcast(a) * mu) / _bcast(b * b)
+
+
+def eps(machine: ScoreMachine, x, t, y=None):
+    """The machine as a noise predictor, ``eps_hat = -b_t score = (x - a_t mu) / b_t`` (SPEC 2.3).
+
+    ``y`` is accepted for the sampler's ``(params, x, t, y)`` signature and ignored: a conditional machine is built
+    from the class's images.
+    """
+    del y
+    a, b = schedule.signal_noise_std(t)
+    return (x - _bcast(a) * denoise(machine, x, t)) / _bcast(b)
+
+
+def _bcast(v):
+    return v[:, None, None, None]
+
+
+def _ideal_mean(dictionary: PatchDictionary, x, a, b):
+    queries = posterior.augment_queries(x.reshape(x.shape[0], -1), a, b)
+    return posterior.finalize(posterior.stream(queries, dictionary)).reshape(x.shape)
+
+
+def _patch_mean(tables, regions, x, a, b, k: int, padding: str):
+    n_img, h, w, c = x.shape
+    rows, cols = np.arange(h), np.arange(w)
+    queries = jax.vmap(patches_at, in_axes=(0, None, None, None, None))(x, k, rows, cols, padding)
+    queries = queries.reshape(n_img, h * w, -1)
+    mu = jnp.zeros((n_img, h * w, c), jnp.float32)
+    for region, dictionary in zip(regions, tables):
+        n_groups, q_per_group = region.pixels.shape
+        # Queries of every image in a group form one batch, [G, B * Q_g, D]; a and b follow each query's image.
+        group_q = queries[:, region.pixels].transpose(1, 0, 2, 3).reshape(n_groups, n_img * q_per_group, -1)
+        a_q, b_q = jnp.repeat(a, q_per_group), jnp.repeat(b, q_per_group)
+        aug = jax.vmap(posterior.augment_queries, in_axes=(0, None, None))(group_q, a_q, b_q)
+        state = jax.vmap(posterior.stream)(aug, dictionary)
+        mean = jax.vmap(posterior.finalize)(state).reshape(n_groups, n_img, q_per_group, c)
+        mu = mu.at[:, region.pixels.reshape(-1)].set(mean.transpose(1, 0, 2, 3).reshape(n_img, -1, c))
+    return mu.reshape(x.shape)
+
+
+def _window_sum(v, k: int):
+    """Zero-padded k x k box sum over the last two axes (separable: rows, then columns)."""
+    d = k // 2
+    nd = v.ndim
+    for axis in (nd - 2, nd - 1):
+        window = [1] * nd
+        window[axis] = k
+        pads = [(0, 0)] * nd
+        pads[axis] = (d, d)
+        v = lax.reduce_window(v, 0.0, lax.add, window, [1] * nd, pads)
+    return v
+
+
+def _local_mean(stack: ImageStack, x, a, b, k: int):
+    """LS: exact per-pixel logits by box-summing the squared-difference map (no expansion, so no cancellation)."""
+    n_img, h, w, c = x.shape
+    inv_two_var = 0.5 / (b * b)
+
+    def body(state, chunk):
+        images, log_w = chunk  # [Nc, H, W, C], [Nc]
+        n_chunk = images.shape[0]
+        diff = x[:, None] - a[:, None, None, None, None] * images[None]
+        logits = -_window_sum(jnp.sum(diff * diff, axis=-1), k) * inv_two_var[:, None, None, None]
+        logits = logits + log_w[None, :, None, None]  # [B, Nc, H, W]
+        logits = logits.transpose(0, 2, 3, 1).reshape(n_img * h * w, n_chunk)
+        values = images.reshape(n_chunk, h * w, c)
+
+        def weighted_sum(p):
+            p = p.reshape(n_img, h * w, n_chunk)
+            return jnp.einsum("bpn,npc->bpc", p, values, precision=posterior.PRECISION).reshape(-1, c)
+
+        return posterior.update(state, logits, weighted_sum), None
+
+    state = posterior.init_state(n_img * h * w, c)
+    state, _ = lax.scan(body, state, (stack.images, stack.log_weights))
+    return posterior.finalize(state).reshape(x.shape)

@@ -1,0 +1,126 @@
+"""One reverse-sampling loop for anything that predicts noise: score machines and trained networks alike.
+
+:func:`sample_loop` runs deterministic DDIM (SPEC 2.3) over a time grid with ``lax.scan``. It takes an
+``eps_fn(params, x, t, y) -> eps_hat`` and does not care whether ``params`` are network weights or a machine's
+dictionaries.
+
+The machine sampler (:func:`sample_machine`) follows the reference's grid (SPEC 2.4, 5): ``n = len(scales)``
+(20), evaluations at ``t = i / n`` for ``i = n - 1, ..., 1`` (t = 0.95 ... 0.05), the patch size at ``t = i / n`` is
+``scales[i]`` (``scales[0]`` is never used), and the output is the last step's clean estimate. The calibration
+stores the k for ``t = (j + 1) / n`` at index ``j``, so ``convention="corrected"`` reads ``scales[i - 1]`` instead.
+Consecutive steps with the same k form one segment, run as one ``lax.scan`` with that k's dictionaries.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from elsjax import sampler
+    >>> grid = sampler.schedule.time_grid(20)          # the network grid: 20 steps from t = 1
+    >>> eps_fn = lambda params, x, t, y: params * x     # a toy noise predictor
+    >>> x1 = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
+    >>> sampler.sample_loop(eps_fn, jnp.float32(0.9), x1, grid).shape
+    (2, 4, 4, 1)
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from elsjax import machines, schedule
+
+__all__ = ["sample_loop", "machine_steps", "sample_machine", "CONVENTIONS"]
+
+CONVENTIONS = ("reference", "corrected")
+
+
+def _sample_loop(eps_fn: Callable, params, x, grid, y=None, return_trajectory: bool = False):
+    batch = x.shape[0]
+
+    def step(x, times):
+        t = jnp.broadcast_to(times[0], (batch,))
+        t_prev = jnp.broadcast_to(times[1], (batch,))
+        eps_hat = eps_fn(params, x, t, y)
+        return schedule.ddim_step(x, eps_hat, t, t_prev), x
+
+    x, visited = lax.scan(step, x, jnp.asarray(grid, jnp.float32))
+    return (x, visited) if return_trajectory else x
+
+
+sample_loop = jax.jit(_sample_loop, static_argnames=("eps_fn", "return_trajectory"))
+sample_loop.__doc__ = """Deterministic DDIM from ``x`` over ``grid`` (pairs ``(t, t_prev)``, ``[steps, 2]``).
+
+Args:
+  eps_fn: ``eps_fn(params, x, t, y) -> eps_hat`` with ``x [B, H, W, C]`` and ``t [B]``; static (hashable).
+  params: a pytree passed to ``eps_fn`` (network weights, or a :class:`~elsjax.machines.ScoreMachine`).
+  x: the starting images ``[B, H, W, C]`` at ``grid[0, 0]``.
+  grid: ``[steps, 2]`` float32, e.g. :func:`elsjax.schedule.time_grid`.
+  y: optional per-image labels ``[B]``, passed through to ``eps_fn``.
+  return_trajectory: also return the ``x`` given to ``eps_fn`` at every step, ``[steps, B, H, W, C]``.
+
+Returns:
+  ``x`` at ``grid[-1, 1]`` (and the trajectory, if asked).
+"""
+
+
+def machine_steps(scales: Sequence[int], convention: str = "reference"):
+    """The machine sampler's grid and the k used at each step.
+
+    Args:
+      scales: the calibrated schedule (length n, 20 in the paper); entry j belongs to ``t = (j + 1) / n``.
+      convention: ``"reference"`` (``scales[i]`` at ``t = i / n``, as the authors' sampler does) or
+        ``"corrected"`` (``scales[i - 1]``).
+
+    Returns:
+      ``(grid [n - 1, 2] float32, ks [n - 1] int)``.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
+    n = len(scales)
+    shift = 0 if convention == "reference" else 1
+    ks = np.array([int(scales[i - shift]) for i in range(n - 1, 0, -1)], np.int64)
+    return schedule.time_grid(n, start=n - 1), ks
+
+
+def sample_machine(
+    kind: str,
+    seeds,
+    images,
+    scales: Sequence[int],
+    *,
+    convention: str = "reference",
+    chunk_size: int | None = None,
+    return_trajectory: bool = False,
+):
+    """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
+
+    Args:
+      kind: machine kind (see :data:`elsjax.machines.KINDS`).
+      seeds: ``[B, H, W, C]`` float32.
+      images: the (class-filtered) training images ``[N, H, W, C]``.
+      scales: the k schedule, see :func:`machine_steps`.
+      convention: see :func:`machine_steps`.
+      chunk_size: dictionary chunk size (default per machine).
+      return_trajectory: also return the ``x`` at every evaluation, ``[steps, B, H, W, C]``.
+
+    Returns:
+      ``[B, H, W, C]`` samples (and the trajectory, if asked).
+    """
+    grid, ks = machine_steps(scales, convention)
+    if kind == "ideal":
+        ks = np.zeros_like(ks)  # IS has no patch size: one segment
+    x = jnp.asarray(seeds, jnp.float32)
+    visited, built, start = [], {}, 0
+    for k, steps in itertools.groupby(ks):
+        length = len(list(steps))
+        if k not in built:
+            built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size)
+        machine = built[k] if k in ks[start + length :] else built.pop(k)  # free dictionaries not needed again
+        out = sample_loop(machines.eps, machine, x, grid[start : start + length], return_trajectory=return_trajectory)
+        x, traj = out if return_trajectory else (out, None)
+        visited.append(traj)
+        start += length
+    return (x, jnp.concatenate(visited)) if return_trajectory else x
