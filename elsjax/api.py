@@ -64,6 +64,7 @@ def sample(
     y=None,
     convention: str = "reference",
     chunk_size: int | None = None,
+    progress=None,
 ):
     """Samples from a machine on the reference grid: 19 DDIM steps from t = 0.95 to the clean output.
 
@@ -77,6 +78,7 @@ def sample(
       convention: ``"reference"`` uses ``scales[i]`` at t = i/n (the authors' sampler); ``"corrected"`` uses
         ``scales[i - 1]`` (the index the calibration meant).
       chunk_size: dictionary entries per streamed chunk (default per machine).
+      progress: optional callback, see :func:`elsjax.sampler.sample_machine` (called once per class group).
 
     Returns:
       ``[B, H, W, C]`` samples, inside the training pixel range.
@@ -91,7 +93,7 @@ def sample(
     for index, images in _class_groups(seeds.shape[0], train, labels, y):
         out[index] = np.asarray(
             sampler.sample_machine(
-                kind, seeds[index], images, scales, convention=convention, chunk_size=chunk_size
+                kind, seeds[index], images, scales, convention=convention, chunk_size=chunk_size, progress=progress
             )
         )
     return out

@@ -94,6 +94,7 @@ def sample_machine(
     convention: str = "reference",
     chunk_size: int | None = None,
     return_trajectory: bool = False,
+    progress: Callable[[str, int, int, int], None] | None = None,
 ):
     """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
@@ -105,10 +106,13 @@ def sample_machine(
       convention: see :func:`machine_steps`.
       chunk_size: dictionary chunk size (default per machine).
       return_trajectory: also return the ``x`` at every evaluation, ``[steps, B, H, W, C]``.
+      progress: optional ``progress(phase, steps_done, total_steps, k)``, called with phase ``"build"`` before a
+        dictionary is built and ``"sample"`` after each segment of steps (for progress bars).
 
     Returns:
       ``[B, H, W, C]`` samples (and the trajectory, if asked).
     """
+    report = progress or (lambda *args: None)
     grid, ks = machine_steps(scales, convention)
     if kind == "ideal":
         ks = np.zeros_like(ks)  # IS has no patch size: one segment
@@ -117,10 +121,12 @@ def sample_machine(
     for k, steps in itertools.groupby(ks):
         length = len(list(steps))
         if k not in built:
+            report("build", start, len(ks), int(k))
             built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size)
         machine = built[k] if k in ks[start + length :] else built.pop(k)  # free dictionaries not needed again
         out = sample_loop(machines.eps, machine, x, grid[start : start + length], return_trajectory=return_trajectory)
         x, traj = out if return_trajectory else (out, None)
         visited.append(traj)
         start += length
+        report("sample", start, len(ks), int(k))
     return (x, jnp.concatenate(visited)) if return_trajectory else x
