@@ -92,7 +92,7 @@ def build(kind: str, images, k: int | None = None, *, chunk_size: int | None = N
     Returns:
       The :class:`ScoreMachine`. Inputs are not validated here; :func:`elsjax.score` does that.
     """
-    images = jnp.asarray(images, jnp.float32)
+    images = np.asarray(images, np.float32)
     h, w, c = images.shape[1:]
     if kind == "ideal":
         tables = (ideal_dictionary(images, chunk_size=chunk_size or 256),)
@@ -112,9 +112,11 @@ def _image_stack(images, chunk: int) -> ImageStack:
     chunk = min(chunk, n)
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
-    log_w = jnp.concatenate([jnp.zeros(n), jnp.full(pad, PAD_LOG_WEIGHT)]).astype(jnp.float32)
-    images = jnp.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
-    return ImageStack(images.reshape((n_chunks, chunk) + images.shape[1:]), log_w.reshape(n_chunks, chunk))
+    log_w = np.concatenate([np.zeros(n), np.full(pad, PAD_LOG_WEIGHT)]).astype(np.float32)
+    images = np.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
+    return ImageStack(
+        jnp.asarray(images.reshape((n_chunks, chunk) + images.shape[1:])), jnp.asarray(log_w.reshape(n_chunks, chunk))
+    )
 
 
 @jax.jit

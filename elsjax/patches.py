@@ -59,30 +59,34 @@ class PatchDictionary(NamedTuple):
 
 
 def patches_at(image, k: int, rows, cols, padding: str):
-    """k x k patches of one image centred at every ``(r, c)`` in ``rows x cols``.
+    """k x k patches of one image (or a stack of images) centred at every ``(r, c)`` in ``rows x cols``.
+
+    Works on NumPy arrays (dictionary building, on the host) and on JAX arrays (queries, inside ``jit``).
 
     Args:
-      image: ``[H, W, C]``.
+      image: ``[..., H, W, C]``.
       k: odd patch size.
       rows: 1-D integer array of centre rows.
       cols: 1-D integer array of centre columns.
       padding: ``"zeros"`` or ``"circular"``: how the image is extended beyond its border.
 
     Returns:
-      ``[len(rows), len(cols), k * k * C]``, each patch flattened in (row, column, channel) order.
+      ``[..., len(rows), len(cols), k * k * C]``, each patch flattened in (row, column, channel) order.
     """
+    xp = np if isinstance(image, np.ndarray) else jnp
     d = k // 2
     mode = {"zeros": "constant", "circular": "wrap"}[padding]
-    padded = jnp.pad(image, ((d, d), (d, d), (0, 0)), mode=mode)
+    lead = image.ndim - 3
+    padded = xp.pad(image, [(0, 0)] * lead + [(d, d), (d, d), (0, 0)], mode=mode)
     offs = np.arange(k)
     r_idx = np.asarray(rows)[:, None] + offs[None, :]  # [R, k] in padded coordinates
     c_idx = np.asarray(cols)[:, None] + offs[None, :]  # [Cc, k]
-    patches = padded[r_idx[:, None, :, None], c_idx[None, :, None, :]]  # [R, Cc, k, k, C]
-    return patches.reshape(len(rows), len(cols), -1)
+    patches = padded[..., r_idx[:, None, :, None], c_idx[None, :, None, :], :]  # [..., R, Cc, k, k, C]
+    return patches.reshape(image.shape[:lead] + (len(rows), len(cols), -1))
 
 
 def make_dictionary(keys, values, *, log_weights=None, chunk_size: int = 2048) -> PatchDictionary:
-    """Augments, pads and chunks raw patches ``keys [..., M, D]`` with ``values [..., M, V]``.
+    """Augments, pads and chunks patches ``keys [..., M, D]`` with ``values [..., M, V]`` (on the host).
 
     Args:
       keys: patches, ``[..., M, D]``.
@@ -91,29 +95,29 @@ def make_dictionary(keys, values, *, log_weights=None, chunk_size: int = 2048) -
       chunk_size: maximum number of entries per chunk.
 
     Returns:
-      The :class:`PatchDictionary`.
+      The :class:`PatchDictionary` (device arrays).
     """
-    keys = jnp.asarray(keys, jnp.float32)
-    values = jnp.asarray(values, jnp.float32)
+    keys = np.asarray(keys, np.float32)
+    values = np.asarray(values, np.float32)
     m = keys.shape[-2]
     if m == 0:
         raise ValueError("dictionary: no patches (empty training set or class)")
     chunk = min(chunk_size, _round_up(m, 8))
     n_chunks = math.ceil(m / chunk)
     pad = n_chunks * chunk - m
-    sqnorm = jnp.sum(keys * keys, axis=-1, keepdims=True)
+    # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
+    sqnorm = np.einsum("...d,...d->...", keys, keys, dtype=np.float64).astype(np.float32)
     if log_weights is None:
-        log_weights = jnp.zeros(keys.shape[:-1], jnp.float32)
-    aug = jnp.concatenate([keys, sqnorm, jnp.asarray(log_weights, jnp.float32)[..., None]], axis=-1)
+        log_weights = np.zeros(keys.shape[:-1], np.float32)
+    aug = np.concatenate([keys, sqnorm[..., None], np.asarray(log_weights, np.float32)[..., None]], axis=-1)
     lead = [(0, 0)] * (keys.ndim - 2)
-    aug = jnp.pad(aug, lead + [(0, pad), (0, 0)])
-    if pad:
-        aug = aug.at[..., m:, -1].set(PAD_LOG_WEIGHT)
-    values = jnp.pad(values, lead + [(0, pad), (0, 0)])
+    aug = np.pad(aug, lead + [(0, pad), (0, 0)])
+    aug[..., m:, -1] = PAD_LOG_WEIGHT
+    values = np.pad(values, lead + [(0, pad), (0, 0)])
     batch = keys.shape[:-2]
     return PatchDictionary(
-        keys=aug.reshape(batch + (n_chunks, chunk, aug.shape[-1])),
-        values=values.reshape(batch + (n_chunks, chunk, values.shape[-1])),
+        keys=jnp.asarray(aug.reshape(batch + (n_chunks, chunk, aug.shape[-1]))),
+        values=jnp.asarray(values.reshape(batch + (n_chunks, chunk, values.shape[-1]))),
     )
 
 
@@ -123,9 +127,8 @@ def _round_up(m: int, multiple: int) -> int:
 
 def ideal_dictionary(images, *, chunk_size: int = 256) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (SPEC 3.1)."""
-    images = jnp.asarray(images, jnp.float32)
-    n, h, w, c = images.shape
-    flat = images.reshape(n, h * w * c)
+    images = np.asarray(images, np.float32)
+    flat = images.reshape(images.shape[0], -1)
     return make_dictionary(flat, flat, chunk_size=chunk_size)
 
 
@@ -178,17 +181,17 @@ def region_dictionaries(images, k: int, regions, *, chunk_size: int = 2048) -> t
     The training images are zero-padded, so border-region patches carry the same zero padding as their queries;
     interior patches never touch the padding (they are the ELS "valid" patches).
     """
-    images = jnp.asarray(images, jnp.float32)
-    n, c = images.shape[0], images.shape[-1]
+    images = np.asarray(images, np.float32)
+    c = images.shape[-1]
     centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
-    extract = jax.vmap(patches_at, in_axes=(0, None, None, None, None))
     out = []
     for region in regions:
-        groups = []
-        for rows, cols in zip(region.centre_rows, region.centre_cols):
-            p = extract(images, k, rows, cols, "zeros").reshape(-1, k * k * c)  # [N * R_g * C_g, D]
-            groups.append(p)
-        keys = jnp.stack(groups)  # [G, M, D]
+        keys = np.stack(
+            [
+                patches_at(images, k, rows, cols, "zeros").reshape(-1, k * k * c)  # [N * R_g * C_g, D]
+                for rows, cols in zip(region.centre_rows, region.centre_cols)
+            ]
+        )  # [G, M, D]
         values = keys.reshape(keys.shape[:2] + (k * k, c))[:, :, centre, :]
         out.append(make_dictionary(keys, values, chunk_size=chunk_size))
     return tuple(out)
