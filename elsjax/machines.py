@@ -49,7 +49,7 @@ __all__ = ["KINDS", "ImageStack", "ScoreMachine", "build", "score", "denoise", "
 KINDS = ("ideal", "ls", "els", "bbels")
 
 # Default sizes: dictionary entries per streamed chunk (patch machines), images per chunk (LS).
-PATCH_CHUNK = 2048
+PATCH_CHUNK = 4096
 IMAGE_CHUNK = 64
 
 
@@ -80,7 +80,9 @@ class ScoreMachine:
     image_shape: tuple[int, int, int]
 
 
-def build(kind: str, images, k: int | None = None, *, chunk_size: int | None = None) -> ScoreMachine:
+def build(
+    kind: str, images, k: int | None = None, *, chunk_size: int | None = None, deduplicate: bool = True
+) -> ScoreMachine:
     """Precomputes a machine's dictionaries from training images ``[N, H, W, C]`` (already class-filtered).
 
     Args:
@@ -88,6 +90,7 @@ def build(kind: str, images, k: int | None = None, *, chunk_size: int | None = N
       images: float32 training images in [-1, 1], NHWC.
       k: odd patch size (ignored by ``"ideal"``).
       chunk_size: entries per streamed chunk (patches, or images for IS and LS).
+      deduplicate: store each distinct patch once with its count (exact; IS, ELS and bbELS).
 
     Returns:
       The :class:`ScoreMachine`. Inputs are not validated here; :func:`elsjax.score` does that.
@@ -95,13 +98,13 @@ def build(kind: str, images, k: int | None = None, *, chunk_size: int | None = N
     images = np.asarray(images, np.float32)
     h, w, c = images.shape[1:]
     if kind == "ideal":
-        tables = (ideal_dictionary(images, chunk_size=chunk_size or 256),)
+        tables = (ideal_dictionary(images, chunk_size=chunk_size or 256, deduplicate=deduplicate),)
         k = 0
     elif kind == "ls":
         tables = _image_stack(images, chunk_size or IMAGE_CHUNK)
     elif kind in ("els", "bbels"):
         regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
-        tables = region_dictionaries(images, k, regions, chunk_size=chunk_size or PATCH_CHUNK)
+        tables = region_dictionaries(images, k, regions, chunk_size=chunk_size or PATCH_CHUNK, deduplicate=deduplicate)
     else:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c))

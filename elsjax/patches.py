@@ -29,7 +29,10 @@ __all__ = [
     "PAD_LOG_WEIGHT",
     "PatchDictionary",
     "Region",
+    "decode",
+    "encode_8bit",
     "patches_at",
+    "distinct_rows",
     "make_dictionary",
     "ideal_dictionary",
     "els_regions",
@@ -39,17 +42,21 @@ __all__ = [
 
 # Finite (not -inf) so that reduced-precision splitting of the matmul on accelerators can never produce NaN.
 PAD_LOG_WEIGHT = -1e30
+_CODE_SCALE = np.float32(2.0 / 255.0)
 
 
 class PatchDictionary(NamedTuple):
     """Training patches prepared for the streaming posterior kernel.
 
     Attributes:
-      keys: ``[..., n_chunks, chunk, D + 2]`` float32, ``[psi, ||psi||^2, log_weight]``.
-      values: ``[..., n_chunks, chunk, V]`` float32, the value of each entry (centre pixel, or whole image).
+      keys: ``[..., n_chunks, chunk, D]`` patches, float32 or uint8 codes of 8-bit data (see :func:`decode`).
+      aux: ``[..., n_chunks, chunk, 2]`` float32, ``(||psi||^2, log_weight)``: log_weight is the log of the number
+        of times the patch occurs (exact deduplication), or :data:`PAD_LOG_WEIGHT` for padding.
+      values: ``[..., n_chunks, chunk, V]`` the value of each entry (centre pixel, or whole image), same dtype as keys.
     """
 
     keys: jax.Array
+    aux: jax.Array
     values: jax.Array
 
     @property
@@ -58,10 +65,42 @@ class PatchDictionary(NamedTuple):
         return self.keys.shape[-3] * self.keys.shape[-2]
 
 
+def decode(codes):
+    """Pixel values of a dictionary array: uint8 codes ``v`` stand for ``v * (2 / 255) - 1``; floats pass through."""
+    if codes.dtype == jnp.uint8:
+        return codes.astype(jnp.float32) * _CODE_SCALE - 1.0
+    return codes
+
+
+def encode_8bit(images):
+    """uint8 codes of ``images`` if they are 8-bit data in [-1, 1] (``2 v / 255 - 1``), else None.
+
+    The codes decode to the given float32 values up to 2.4e-7 (two float32 ulps at 1), so storing a dictionary as
+    codes changes no result beyond float32 rounding while using 4x less memory.
+    """
+    images = np.asarray(images, np.float32)
+    codes = np.rint((images + 1.0) * 127.5)
+    if codes.min() < 0 or codes.max() > 255:
+        return None
+    codes = codes.astype(np.uint8)
+    if np.max(np.abs(codes.astype(np.float32) * _CODE_SCALE - 1.0 - images), initial=0.0) > 2.4e-7:
+        return None
+    return codes
+
+
+def _as_slice(index):
+    """A contiguous index range as a slice (a view, no copy), else the array itself."""
+    index = np.asarray(index)
+    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+        return slice(int(index[0]), int(index[0]) + index.size)
+    return index
+
+
 def patches_at(image, k: int, rows, cols, padding: str):
     """k x k patches of one image (or a stack of images) centred at every ``(r, c)`` in ``rows x cols``.
 
-    Works on NumPy arrays (dictionary building, on the host) and on JAX arrays (queries, inside ``jit``).
+    Works on NumPy arrays (dictionary building, on the host, through strided views) and on JAX arrays (queries,
+    inside ``jit``).
 
     Args:
       image: ``[..., H, W, C]``.
@@ -73,63 +112,112 @@ def patches_at(image, k: int, rows, cols, padding: str):
     Returns:
       ``[..., len(rows), len(cols), k * k * C]``, each patch flattened in (row, column, channel) order.
     """
-    xp = np if isinstance(image, np.ndarray) else jnp
     d = k // 2
     mode = {"zeros": "constant", "circular": "wrap"}[padding]
     lead = image.ndim - 3
-    padded = xp.pad(image, [(0, 0)] * lead + [(d, d), (d, d), (0, 0)], mode=mode)
+    out_shape = image.shape[:lead] + (len(rows), len(cols), -1)
+    pad_width = [(0, 0)] * lead + [(d, d), (d, d), (0, 0)]
+    if isinstance(image, np.ndarray):
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(image, pad_width, mode=mode), (k, k), axis=(-3, -2))
+        windows = windows[..., _as_slice(rows), :, :, :, :][..., _as_slice(cols), :, :, :]  # [..., R, Cc, C, k, k]
+        return np.moveaxis(windows, -3, -1).reshape(out_shape)
+    padded = jnp.pad(image, pad_width, mode=mode)
     offs = np.arange(k)
     r_idx = np.asarray(rows)[:, None] + offs[None, :]  # [R, k] in padded coordinates
     c_idx = np.asarray(cols)[:, None] + offs[None, :]  # [Cc, k]
-    patches = padded[..., r_idx[:, None, :, None], c_idx[None, :, None, :], :]  # [..., R, Cc, k, k, C]
-    return patches.reshape(image.shape[:lead] + (len(rows), len(cols), -1))
+    return padded[..., r_idx[:, None, :, None], c_idx[None, :, None, :], :].reshape(out_shape)
 
 
-def make_dictionary(keys, values, *, log_weights=None, chunk_size: int = 2048) -> PatchDictionary:
-    """Augments, pads and chunks patches ``keys [..., M, D]`` with ``values [..., M, V]`` (on the host).
+def distinct_rows(rows, *, block: int = 1 << 18):
+    """Exact deduplication: the first index of each distinct row of ``rows [M, D]`` and how often it occurs.
 
-    Args:
-      keys: patches, ``[..., M, D]``.
-      values: ``[..., M, V]``.
-      log_weights: optional ``[..., M]`` log-multiplicity of each entry (0 when every entry appears once).
-      chunk_size: maximum number of entries per chunk.
+    Rows are hashed to 64 bits (a random linear map of their bytes, modulo 2^64), grouped by hash, and every row is
+    then compared bitwise with its group's representative; only if a hash collision ever showed up would it fall
+    back to sorting whole rows. Float rows compare by bit pattern (so -0.0 and 0.0 stay apart: still exact).
 
     Returns:
-      The :class:`PatchDictionary` (device arrays).
+      ``(first [U] int64, counts [U] int64)``, ``first`` in increasing order.
     """
-    keys = np.asarray(keys, np.float32)
-    values = np.asarray(values, np.float32)
-    m = keys.shape[-2]
-    if m == 0:
-        raise ValueError("dictionary: no patches (empty training set or class)")
+    rows = np.ascontiguousarray(rows)
+    m = rows.shape[0]
+    words = rows.view(np.uint8 if rows.dtype == np.uint8 else np.uint32).reshape(m, -1)
+    weights = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    hashes = np.empty(m, np.uint64)
+    for start in range(0, m, block):
+        hashes[start : start + block] = words[start : start + block].astype(np.uint64) @ weights
+    _, first, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
+    rep = first[inverse]
+    if all(np.array_equal(words[s : s + block], words[rep[s : s + block]]) for s in range(0, m, block)):
+        order = np.argsort(first)
+        return first[order], counts[order]
+    _, first, counts = np.unique(  # a 64-bit collision: sort the rows themselves
+        words.view(np.dtype((np.void, words.shape[1] * words.itemsize))).ravel(), return_index=True, return_counts=True
+    )
+    order = np.argsort(first)
+    return first[order], counts[order]
+
+
+def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool = True) -> PatchDictionary:
+    """Deduplicates, pads and chunks groups of patches (on the host) for the posterior kernel.
+
+    Args:
+      keys: patches ``[M, D]``, or a list of per-group arrays ``[M_g, D]`` (groups are padded to a common length);
+        float32, or uint8 codes (see :func:`decode`).
+      values: ``[M, V]`` (or a list like ``keys``), the value of each entry, same dtype as keys.
+      chunk_size: maximum number of entries per chunk.
+      deduplicate: keep each distinct patch once with log(count) on its logit (exact; values must be a function of
+        the key, as a centre pixel or a whole image is).
+
+    Returns:
+      The :class:`PatchDictionary` (device arrays), with a leading group axis when ``keys`` is a list.
+    """
+    grouped = isinstance(keys, (list, tuple))
+    key_groups, value_groups = (list(keys), list(values)) if grouped else ([keys], [values])
+    entries = []
+    for k_g, v_g in zip(key_groups, value_groups):
+        k_g, v_g = np.asarray(k_g), np.asarray(v_g)
+        if k_g.shape[0] == 0:
+            raise ValueError("dictionary: no patches (empty training set or class)")
+        if deduplicate:
+            first, counts = distinct_rows(k_g)
+            k_g, v_g, log_w = k_g[first], v_g[first], np.log(counts).astype(np.float32)
+        else:
+            log_w = np.zeros(k_g.shape[0], np.float32)
+        entries.append((k_g, v_g, log_w))
+    m = max(e[0].shape[0] for e in entries)
     chunk = min(chunk_size, _round_up(m, 8))
     n_chunks = math.ceil(m / chunk)
-    pad = n_chunks * chunk - m
-    # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
-    sqnorm = np.einsum("...d,...d->...", keys, keys, dtype=np.float64).astype(np.float32)
-    if log_weights is None:
-        log_weights = np.zeros(keys.shape[:-1], np.float32)
-    aug = np.concatenate([keys, sqnorm[..., None], np.asarray(log_weights, np.float32)[..., None]], axis=-1)
-    lead = [(0, 0)] * (keys.ndim - 2)
-    aug = np.pad(aug, lead + [(0, pad), (0, 0)])
-    aug[..., m:, -1] = PAD_LOG_WEIGHT
-    values = np.pad(values, lead + [(0, pad), (0, 0)])
-    batch = keys.shape[:-2]
-    return PatchDictionary(
-        keys=jnp.asarray(aug.reshape(batch + (n_chunks, chunk, aug.shape[-1]))),
-        values=jnp.asarray(values.reshape(batch + (n_chunks, chunk, values.shape[-1]))),
-    )
+    size = n_chunks * chunk
+    keys_out, aux_out, values_out = [], [], []
+    for k_g, v_g, log_w in entries:
+        pad = size - k_g.shape[0]
+        floats = k_g.astype(np.float32) * _CODE_SCALE - 1.0 if k_g.dtype == np.uint8 else k_g
+        # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
+        sqnorm = np.einsum("md,md->m", floats, floats, dtype=np.float64).astype(np.float32)
+        aux = np.stack([sqnorm, log_w], axis=-1)
+        aux = np.concatenate([aux, np.tile(np.array([[0.0, PAD_LOG_WEIGHT]], np.float32), (pad, 1))])
+        keys_out.append(np.pad(k_g, ((0, pad), (0, 0))).reshape(n_chunks, chunk, -1))
+        aux_out.append(aux.reshape(n_chunks, chunk, 2))
+        values_out.append(np.pad(v_g, ((0, pad), (0, 0))).reshape(n_chunks, chunk, -1))
+    stack = (lambda xs: np.stack(xs)) if grouped else (lambda xs: xs[0])
+    return PatchDictionary(*(jnp.asarray(stack(xs)) for xs in (keys_out, aux_out, values_out)))
 
 
 def _round_up(m: int, multiple: int) -> int:
     return -(-m // multiple) * multiple
 
 
-def ideal_dictionary(images, *, chunk_size: int = 256) -> PatchDictionary:
+def _storage(images):
+    """8-bit codes when the data is 8-bit (4x smaller dictionaries), else float32."""
+    codes = encode_8bit(images)
+    return codes if codes is not None else np.asarray(images, np.float32)
+
+
+def ideal_dictionary(images, *, chunk_size: int = 256, deduplicate: bool = True) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (SPEC 3.1)."""
-    images = np.asarray(images, np.float32)
-    flat = images.reshape(images.shape[0], -1)
-    return make_dictionary(flat, flat, chunk_size=chunk_size)
+    stored = _storage(images)
+    flat = stored.reshape(stored.shape[0], -1)
+    return make_dictionary(flat, flat, chunk_size=chunk_size, deduplicate=deduplicate)
 
 
 class Region(NamedTuple):
@@ -175,23 +263,32 @@ def bbels_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
     return tuple(regions)
 
 
-def region_dictionaries(images, k: int, regions, *, chunk_size: int = 2048) -> tuple[PatchDictionary, ...]:
+def region_dictionaries(
+    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True
+) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
     The training images are zero-padded, so border-region patches carry the same zero padding as their queries;
-    interior patches never touch the padding (they are the ELS "valid" patches).
+    interior patches never touch the padding (they are the ELS "valid" patches). 8-bit data is stored as uint8
+    codes; a zero pixel of the padding has no 8-bit code, so only regions whose patches stay inside the image
+    (the centre) use codes, and border regions are kept in float32.
     """
     images = np.asarray(images, np.float32)
-    c = images.shape[-1]
+    h, w, c = images.shape[1:]
+    d = k // 2
+    codes = encode_8bit(images)
     centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
     out = []
     for region in regions:
-        keys = np.stack(
-            [
-                patches_at(images, k, rows, cols, "zeros").reshape(-1, k * k * c)  # [N * R_g * C_g, D]
-                for rows, cols in zip(region.centre_rows, region.centre_cols)
-            ]
-        )  # [G, M, D]
-        values = keys.reshape(keys.shape[:2] + (k * k, c))[:, :, centre, :]
-        out.append(make_dictionary(keys, values, chunk_size=chunk_size))
+        inside = all(
+            rows.min() >= d and rows.max() < h - d and cols.min() >= d and cols.max() < w - d
+            for rows, cols in zip(region.centre_rows, region.centre_cols)
+        )
+        source = codes if (codes is not None and inside) else images
+        keys = [
+            patches_at(source, k, rows, cols, "zeros").reshape(-1, k * k * c)  # [N * R_g * C_g, D]
+            for rows, cols in zip(region.centre_rows, region.centre_cols)
+        ]
+        values = [g[:, centre * c : (centre + 1) * c] for g in keys]
+        out.append(make_dictionary(keys, values, chunk_size=chunk_size, deduplicate=deduplicate))
     return tuple(out)

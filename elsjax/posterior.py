@@ -6,7 +6,8 @@ dictionary's values, with
     logit(psi | q) = -||q - a psi||^2 / (2 b^2) + log_weight(psi).
 
 The ``||q||^2`` term is the same for every entry, so it cancels in the softmax; what remains is linear in the
-*augmented* key ``[psi, ||psi||^2, log_weight]`` (see :mod:`elsjax.patches`):
+*augmented* key ``[psi, ||psi||^2, log_weight]`` (see :mod:`elsjax.patches`; ``log_weight`` is the log of how often
+a deduplicated patch occurs):
 
     logit = [a/b^2 * q, -a^2 / (2 b^2), 1] . [psi, ||psi||^2, log_weight] + const(q),
 
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from elsjax.patches import PatchDictionary
+from elsjax.patches import PatchDictionary, decode
 
 __all__ = [
     "SoftmaxState",
@@ -130,7 +131,7 @@ def stream(queries_aug, dictionary: PatchDictionary, state: SoftmaxState | None 
 
     Args:
       queries_aug: from :func:`augment_queries`.
-      dictionary: a :class:`PatchDictionary` with ``keys [n_chunks, chunk, D + 2]``.
+      dictionary: a :class:`PatchDictionary` with ``keys [n_chunks, chunk, D]`` (float32 or uint8 codes).
       state: a state to continue from (default: empty).
 
     Returns:
@@ -140,9 +141,10 @@ def stream(queries_aug, dictionary: PatchDictionary, state: SoftmaxState | None 
         state = init_state(queries_aug.shape[0], dictionary.values.shape[-1])
 
     def body(carry, chunk):
-        keys, values = chunk
-        logits = jnp.matmul(queries_aug, keys.T, precision=PRECISION)
-        return update(carry, logits, lambda p: jnp.matmul(p, values, precision=PRECISION)), None
+        keys, aux, values = chunk
+        keys_aug = jnp.concatenate([decode(keys), aux], axis=-1)  # [chunk, D + 2]: decoded one chunk at a time
+        logits = jnp.matmul(queries_aug, keys_aug.T, precision=PRECISION)
+        return update(carry, logits, lambda p: jnp.matmul(p, decode(values), precision=PRECISION)), None
 
-    state, _ = lax.scan(body, state, (dictionary.keys, dictionary.values))
+    state, _ = lax.scan(body, state, (dictionary.keys, dictionary.aux, dictionary.values))
     return state

@@ -1,0 +1,67 @@
+"""Patch extraction, exact deduplication and 8-bit storage of dictionaries."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import elsjax
+from elsjax import machines, patches
+
+
+def mnist_like(n=12, h=12, w=12, seed=0):
+    """8-bit images that are mostly background (-1): most patches repeat, as in MNIST."""
+    rng = np.random.default_rng(seed)
+    codes = np.where(rng.uniform(size=(n, h, w, 1)) < 0.85, 0, rng.integers(0, 256, size=(n, h, w, 1)))
+    return (codes.astype(np.float32) * np.float32(2 / 255) - 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "circular"])
+def test_numpy_and_jax_extraction_agree(padding):
+    img = np.random.default_rng(0).normal(size=(2, 7, 9, 3)).astype(np.float32)
+    rows, cols = np.array([0, 3, 6]), np.arange(2, 9)
+    got_np = patches.patches_at(img, 5, rows, cols, padding)
+    got_jax = patches.patches_at(jnp.asarray(img), 5, rows, cols, padding)
+    np.testing.assert_array_equal(got_np, np.asarray(got_jax))
+    # (row, column, channel) order: the centre entry is the pixel itself.
+    centre = (2 * 5 + 2) * 3
+    np.testing.assert_array_equal(got_np[1, 1, 4, centre : centre + 3], img[1, 3, 6])
+
+
+def test_distinct_rows_is_exact():
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 3, size=(5000, 4)).astype(np.uint8)  # at most 81 distinct rows, most repeated
+    first, counts = patches.distinct_rows(rows, block=777)
+    uniq, ref_first, ref_counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
+    order = np.argsort(ref_first)
+    np.testing.assert_array_equal(first, ref_first[order])
+    np.testing.assert_array_equal(counts, ref_counts[order])
+    assert counts.sum() == len(rows)
+    floats = rows.astype(np.float32)
+    np.testing.assert_array_equal(patches.distinct_rows(floats)[1], counts)
+
+
+@pytest.mark.parametrize("kind", ["ideal", "els", "bbels"])
+def test_deduplicated_equals_plain(kind):
+    train = mnist_like()
+    x = np.random.default_rng(2).normal(size=(2, 12, 12, 1)).astype(np.float32)
+    t = jnp.array([0.3, 0.8])
+    dedup = machines.build(kind, train, k=3)
+    plain = machines.build(kind, train, k=3, deduplicate=False)
+    if kind != "ideal":
+        assert dedup.tables[0].num_entries < plain.tables[0].num_entries / 3  # really deduplicated
+    got, want = machines.score(dedup, x, t), machines.score(plain, x, t)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_8bit_data_is_stored_as_codes():
+    train = mnist_like()
+    m = machines.build("els", train, k=5)
+    assert m.tables[0].keys.dtype == jnp.uint8 and m.tables[0].values.dtype == jnp.uint8
+    np.testing.assert_array_equal(patches.encode_8bit(train).astype(np.float32) * np.float32(2 / 255) - 1, train)
+    assert patches.encode_8bit(train + 1e-3) is None  # not 8-bit: stays float32
+    x = np.random.default_rng(3).normal(size=(1, 12, 12, 1)).astype(np.float32)
+    from brute_force import brute_score
+
+    got = elsjax.score("els", x, 0.5, train=train, k=5)[0]
+    want = brute_score("els", x[0], 0.5, train, 5)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
