@@ -66,9 +66,12 @@ class PatchDictionary(NamedTuple):
 
 
 def decode(codes):
-    """Pixel values of a dictionary array: uint8 codes ``v`` stand for ``v * (2 / 255) - 1``; floats pass through."""
-    if codes.dtype == jnp.uint8:
-        return codes.astype(jnp.float32) * _CODE_SCALE - 1.0
+    """Pixel values of a dictionary array: uint8 codes ``v`` stand for ``v * (2 / 255) - 1``; floats pass through.
+
+    Works on NumPy and JAX arrays alike, with the same float32 arithmetic.
+    """
+    if codes.dtype == np.uint8:
+        return codes.astype(np.float32) * _CODE_SCALE - np.float32(1.0)
     return codes
 
 
@@ -128,79 +131,126 @@ def patches_at(image, k: int, rows, cols, padding: str):
     return padded[..., r_idx[:, None, :, None], c_idx[None, :, None, :], :].reshape(out_shape)
 
 
-def distinct_rows(rows, *, block: int = 1 << 18):
+class _ArrayRows:
+    """Rows of an array ``[M, D]``, seen through the interface :func:`distinct_rows` and the builders use."""
+
+    def __init__(self, array):
+        self.array = np.ascontiguousarray(array)
+        self.num_rows, self.dim = self.array.shape
+        self.dtype = self.array.dtype
+
+    def take(self, index):
+        return self.array[index]
+
+
+class _PatchRows:
+    """The k x k patches of images ``[N, H, W, C]`` (zero-padded) centred at ``rows x cols``, never all in memory.
+
+    Row ``i`` is the patch of image ``n`` at ``(rows[r], cols[c])`` with ``(n, r, c) = unravel(i)``; ``take`` gathers
+    any rows from a strided view of the padded images, so building a dictionary holds only its distinct patches.
+    """
+
+    def __init__(self, images, k: int, rows, cols):
+        d = k // 2
+        padded = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)))
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # [N, H, W, C, k, k]
+        self.windows = windows[:, _as_slice(rows)][:, :, _as_slice(cols)]
+        self.grid = self.windows.shape[:3]
+        self.num_rows, self.dim = int(np.prod(self.grid)), k * k * images.shape[-1]
+        self.dtype = images.dtype
+
+    def take(self, index):
+        n, r, c = np.unravel_index(index, self.grid)
+        return np.moveaxis(self.windows[n, r, c], 1, -1).reshape(len(n), self.dim)
+
+
+def _blocks(num_rows: int, block: int):
+    return [(start, min(start + block, num_rows)) for start in range(0, num_rows, block)]
+
+
+def distinct_rows(rows, *, block: int = 1 << 16):
     """Exact deduplication: the first index of each distinct row of ``rows [M, D]`` and how often it occurs.
 
     Rows are hashed to 64 bits (a random linear map of their bytes, modulo 2^64), grouped by hash, and every row is
     then compared bitwise with its group's representative; only if a hash collision ever showed up would it fall
     back to sorting whole rows. Float rows compare by bit pattern (so -0.0 and 0.0 stay apart: still exact).
+    Rows are read block by block, so ``rows`` may be a lazy patch source.
 
     Returns:
       ``(first [U] int64, counts [U] int64)``, ``first`` in increasing order.
     """
-    rows = np.ascontiguousarray(rows)
-    m = rows.shape[0]
-    words = rows.view(np.uint8 if rows.dtype == np.uint8 else np.uint32).reshape(m, -1)
-    weights = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
-    hashes = np.empty(m, np.uint64)
-    for start in range(0, m, block):
-        hashes[start : start + block] = words[start : start + block].astype(np.uint64) @ weights
+    source = rows if isinstance(rows, (_ArrayRows, _PatchRows)) else _ArrayRows(rows)
+    word = np.uint8 if source.dtype == np.uint8 else np.uint32
+    words = lambda lo, hi: source.take(np.arange(lo, hi)).view(word)
+    n_words = source.dim * np.dtype(source.dtype).itemsize // np.dtype(word).itemsize
+    weights = np.random.default_rng(0).integers(1, 2**63, size=n_words, dtype=np.uint64) | np.uint64(1)
+    hashes = np.empty(source.num_rows, np.uint64)
+    for lo, hi in _blocks(source.num_rows, block):
+        hashes[lo:hi] = words(lo, hi).astype(np.uint64) @ weights
     _, first, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
     rep = first[inverse]
-    if all(np.array_equal(words[s : s + block], words[rep[s : s + block]]) for s in range(0, m, block)):
-        order = np.argsort(first)
-        return first[order], counts[order]
-    _, first, counts = np.unique(  # a 64-bit collision: sort the rows themselves
-        words.view(np.dtype((np.void, words.shape[1] * words.itemsize))).ravel(), return_index=True, return_counts=True
+    exact = all(
+        np.array_equal(words(lo, hi), source.take(rep[lo:hi]).view(word)) for lo, hi in _blocks(source.num_rows, block)
     )
+    if not exact:  # a 64-bit collision: sort the rows themselves
+        whole = words(0, source.num_rows)
+        _, first, counts = np.unique(
+            whole.view(np.dtype((np.void, whole.shape[1] * whole.itemsize))).ravel(), return_index=True, return_counts=True
+        )
     order = np.argsort(first)
     return first[order], counts[order]
 
 
 def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool = True) -> PatchDictionary:
-    """Deduplicates, pads and chunks groups of patches (on the host) for the posterior kernel.
+    """Deduplicates, pads and chunks patches ``keys [M, D]`` with ``values [M, V]`` for the posterior kernel.
 
     Args:
-      keys: patches ``[M, D]``, or a list of per-group arrays ``[M_g, D]`` (groups are padded to a common length);
-        float32, or uint8 codes (see :func:`decode`).
-      values: ``[M, V]`` (or a list like ``keys``), the value of each entry, same dtype as keys.
+      keys: patches ``[M, D]``, float32 or uint8 codes (see :func:`decode`).
+      values: ``[M, V]``, the value of each entry, same dtype as keys.
       chunk_size: maximum number of entries per chunk.
-      deduplicate: keep each distinct patch once with log(count) on its logit (exact; values must be a function of
+      deduplicate: keep each distinct patch once with log(count) on its logit (exact when values are a function of
         the key, as a centre pixel or a whole image is).
 
     Returns:
-      The :class:`PatchDictionary` (device arrays), with a leading group axis when ``keys`` is a list.
+      The :class:`PatchDictionary` (device arrays).
     """
-    grouped = isinstance(keys, (list, tuple))
-    key_groups, value_groups = (list(keys), list(values)) if grouped else ([keys], [values])
-    entries = []
-    for k_g, v_g in zip(key_groups, value_groups):
-        k_g, v_g = np.asarray(k_g), np.asarray(v_g)
-        if k_g.shape[0] == 0:
+    table = _assemble([_ArrayRows(keys)], [np.asarray(values)], chunk_size=chunk_size, deduplicate=deduplicate)
+    return PatchDictionary(*(a[0] for a in table))
+
+
+def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16) -> PatchDictionary:
+    """One grouped dictionary from row sources (one per group): distinct rows gathered straight into place.
+
+    ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
+    """
+    picked = []
+    for source in sources:
+        if source.num_rows == 0:
             raise ValueError("dictionary: no patches (empty training set or class)")
         if deduplicate:
-            first, counts = distinct_rows(k_g)
-            k_g, v_g, log_w = k_g[first], v_g[first], np.log(counts).astype(np.float32)
+            picked.append(distinct_rows(source, block=block))
         else:
-            log_w = np.zeros(k_g.shape[0], np.float32)
-        entries.append((k_g, v_g, log_w))
-    m = max(e[0].shape[0] for e in entries)
+            picked.append((np.arange(source.num_rows), np.ones(source.num_rows, np.int64)))
+    m = max(len(first) for first, _ in picked)
     chunk = min(chunk_size, _round_up(m, 8))
-    n_chunks = math.ceil(m / chunk)
-    size = n_chunks * chunk
-    keys_out, aux_out, values_out = [], [], []
-    for k_g, v_g, log_w in entries:
-        pad = size - k_g.shape[0]
-        floats = k_g.astype(np.float32) * _CODE_SCALE - 1.0 if k_g.dtype == np.uint8 else k_g
-        # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
-        sqnorm = np.einsum("md,md->m", floats, floats, dtype=np.float64).astype(np.float32)
-        aux = np.stack([sqnorm, log_w], axis=-1)
-        aux = np.concatenate([aux, np.tile(np.array([[0.0, PAD_LOG_WEIGHT]], np.float32), (pad, 1))])
-        keys_out.append(np.pad(k_g, ((0, pad), (0, 0))).reshape(n_chunks, chunk, -1))
-        aux_out.append(aux.reshape(n_chunks, chunk, 2))
-        values_out.append(np.pad(v_g, ((0, pad), (0, 0))).reshape(n_chunks, chunk, -1))
-    stack = (lambda xs: np.stack(xs)) if grouped else (lambda xs: xs[0])
-    return PatchDictionary(*(jnp.asarray(stack(xs)) for xs in (keys_out, aux_out, values_out)))
+    size = math.ceil(m / chunk) * chunk
+    n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
+    n_values = values[0].stop - values[0].start if isinstance(values[0], slice) else values[0].shape[-1]
+    keys = np.zeros((n_groups, size, dim), dtype)
+    vals = np.zeros((n_groups, size, n_values), dtype)
+    aux = np.tile(np.array([0.0, PAD_LOG_WEIGHT], np.float32), (n_groups, size, 1))
+    for g, (source, (first, counts)) in enumerate(zip(sources, picked)):
+        for lo, hi in _blocks(len(first), block):
+            rows = source.take(first[lo:hi])
+            keys[g, lo:hi] = rows
+            floats = decode(rows) if dtype == np.uint8 else rows
+            # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
+            aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)
+            vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
+        aux[g, : len(first), 1] = np.log(counts)
+    shape = lambda a: a.reshape(n_groups, size // chunk, chunk, a.shape[-1])
+    # may_alias: on CPU the device array shares the host buffer instead of copying the largest array of the run.
+    return PatchDictionary(*(jax.device_put(shape(a), may_alias=True) for a in (keys, aux, vals)))
 
 
 def _round_up(m: int, multiple: int) -> int:
@@ -216,8 +266,9 @@ def _storage(images):
 def ideal_dictionary(images, *, chunk_size: int = 256, deduplicate: bool = True) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (SPEC 3.1)."""
     stored = _storage(images)
-    flat = stored.reshape(stored.shape[0], -1)
-    return make_dictionary(flat, flat, chunk_size=chunk_size, deduplicate=deduplicate)
+    flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
+    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate)
+    return PatchDictionary(*(a[0] for a in table))
 
 
 class Region(NamedTuple):
@@ -285,10 +336,7 @@ def region_dictionaries(
             for rows, cols in zip(region.centre_rows, region.centre_cols)
         )
         source = codes if (codes is not None and inside) else images
-        keys = [
-            patches_at(source, k, rows, cols, "zeros").reshape(-1, k * k * c)  # [N * R_g * C_g, D]
-            for rows, cols in zip(region.centre_rows, region.centre_cols)
-        ]
-        values = [g[:, centre * c : (centre + 1) * c] for g in keys]
-        out.append(make_dictionary(keys, values, chunk_size=chunk_size, deduplicate=deduplicate))
+        groups = [_PatchRows(source, k, rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)]
+        centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
+        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate))
     return tuple(out)
