@@ -142,6 +142,10 @@ class _ArrayRows:
     def take(self, index):
         return self.array[index]
 
+    def blocks(self, block: int):
+        for lo, hi in _blocks(self.num_rows, block):
+            yield lo, hi, self.array[lo:hi]
+
 
 class _PatchRows:
     """The k x k patches of images ``[N, H, W, C]`` (zero-padded) centred at ``rows x cols``, never all in memory.
@@ -163,42 +167,66 @@ class _PatchRows:
         n, r, c = np.unravel_index(index, self.grid)
         return np.moveaxis(self.windows[n, r, c], 1, -1).reshape(len(n), self.dim)
 
+    def blocks(self, block: int):
+        """Contiguous rows, whole images at a time, read from the strided view without a gather."""
+        per_image = self.num_rows // self.grid[0]
+        step = max(1, block // per_image)
+        for n0 in range(0, self.grid[0], step):
+            n1 = min(n0 + step, self.grid[0])
+            yield n0 * per_image, n1 * per_image, np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
+
 
 def _blocks(num_rows: int, block: int):
     return [(start, min(start + block, num_rows)) for start in range(0, num_rows, block)]
 
 
+def _row_hashes(source, block: int):
+    """A 64-bit hash of every row's bytes (FNV-1a over 64-bit words, with an xorshift); equal rows hash alike."""
+    row_bytes = source.dim * np.dtype(source.dtype).itemsize
+    width = _round_up(row_bytes, 8)
+    prime = np.uint64(0x100000001B3)
+    hashes = np.empty(source.num_rows, np.uint64)
+    for lo, hi, rows in source.blocks(block):
+        buffer = np.zeros((hi - lo, width), np.uint8)
+        buffer[:, :row_bytes] = rows.view(np.uint8).reshape(hi - lo, row_bytes)
+        words = buffer.view(np.uint64)
+        h = np.full(hi - lo, 0xCBF29CE484222325, np.uint64)
+        for j in range(words.shape[1]):
+            h = (h ^ words[:, j]) * prime  # wraps modulo 2^64
+            h ^= h >> np.uint64(29)  # a product only moves bits up: fold the high bits back down
+        hashes[lo:hi] = h
+    return hashes
+
+
 def distinct_rows(rows, *, block: int = 1 << 16):
     """Exact deduplication: the first index of each distinct row of ``rows [M, D]`` and how often it occurs.
 
-    Rows are hashed to 64 bits (a random linear map of their bytes, modulo 2^64), grouped by hash, and every row is
-    then compared bitwise with its group's representative; only if a hash collision ever showed up would it fall
-    back to sorting whole rows. Float rows compare by bit pattern (so -0.0 and 0.0 stay apart: still exact).
-    Rows are read block by block, so ``rows`` may be a lazy patch source.
+    Rows are hashed to 64 bits, grouped by hash, and every row is then compared bitwise with its group's
+    representative; only if a hash collision ever showed up would it fall back to sorting whole rows. Float rows
+    compare by bit pattern (so -0.0 and 0.0 stay apart: still exact). Rows are read block by block, so ``rows``
+    may be a lazy patch source.
 
     Returns:
       ``(first [U] int64, counts [U] int64)``, ``first`` in increasing order.
     """
     source = rows if isinstance(rows, (_ArrayRows, _PatchRows)) else _ArrayRows(rows)
-    word = np.uint8 if source.dtype == np.uint8 else np.uint32
-    words = lambda lo, hi: source.take(np.arange(lo, hi)).view(word)
-    n_words = source.dim * np.dtype(source.dtype).itemsize // np.dtype(word).itemsize
-    weights = np.random.default_rng(0).integers(1, 2**63, size=n_words, dtype=np.uint64) | np.uint64(1)
-    hashes = np.empty(source.num_rows, np.uint64)
-    for lo, hi in _blocks(source.num_rows, block):
-        hashes[lo:hi] = words(lo, hi).astype(np.uint64) @ weights
-    _, first, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
-    rep = first[inverse]
-    exact = all(
-        np.array_equal(words(lo, hi), source.take(rep[lo:hi]).view(word)) for lo, hi in _blocks(source.num_rows, block)
-    )
+    hashes = _row_hashes(source, block)
+    order = np.argsort(hashes, kind="stable")  # within a hash, rows stay in index order
+    sorted_hashes = hashes[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_hashes[1:] != sorted_hashes[:-1]]))
+    counts = np.diff(np.append(starts, len(order)))
+    rep = np.empty_like(order)
+    rep[order] = np.repeat(order[starts], counts)  # each row's representative: the first row with its hash
+    exact = all(np.array_equal(rows_, source.take(rep[lo:hi])) for lo, hi, rows_ in source.blocks(block))
+    first = order[starts]
     if not exact:  # a 64-bit collision: sort the rows themselves
-        whole = words(0, source.num_rows)
+        whole = np.concatenate([rows_ for _, _, rows_ in source.blocks(block)])
+        whole = whole.view(np.uint8).reshape(len(whole), -1)
         _, first, counts = np.unique(
-            whole.view(np.dtype((np.void, whole.shape[1] * whole.itemsize))).ravel(), return_index=True, return_counts=True
+            whole.view(np.dtype((np.void, whole.shape[1]))).ravel(), return_index=True, return_counts=True
         )
-    order = np.argsort(first)
-    return first[order], counts[order]
+    by_index = np.argsort(first)
+    return first[by_index], counts[by_index]
 
 
 def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool = True) -> PatchDictionary:
