@@ -8,7 +8,8 @@ The machine sampler (:func:`sample_machine`) follows the reference's grid (SPEC 
 (20), evaluations at ``t = i / n`` for ``i = n - 1, ..., 1`` (t = 0.95 ... 0.05), the patch size at ``t = i / n`` is
 ``scales[i]`` (``scales[0]`` is never used), and the output is the last step's clean estimate. The calibration
 stores the k for ``t = (j + 1) / n`` at index ``j``, so ``convention="corrected"`` reads ``scales[i - 1]`` instead.
-Consecutive steps with the same k form one segment, run as one ``lax.scan`` with that k's dictionaries.
+Consecutive steps with the same k form one segment, run as one loop with that k's dictionaries; segments of
+any length share one compiled program per k.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -37,16 +38,23 @@ __all__ = ["sample_loop", "machine_steps", "sample_machine", "CONVENTIONS"]
 CONVENTIONS = ("reference", "corrected")
 
 
-def _sample_loop(eps_fn: Callable, params, x, grid, y=None, return_trajectory: bool = False):
+def _sample_loop(eps_fn: Callable, params, x, grid, y=None, num_steps=None, return_trajectory: bool = False):
+    grid = jnp.asarray(grid, jnp.float32)
     batch = x.shape[0]
 
-    def step(x, times):
-        t = jnp.broadcast_to(times[0], (batch,))
-        t_prev = jnp.broadcast_to(times[1], (batch,))
+    def step(i, carry):
+        x, visited = carry
+        t = jnp.broadcast_to(grid[i, 0], (batch,))
+        t_prev = jnp.broadcast_to(grid[i, 1], (batch,))
         eps_hat = eps_fn(params, x, t, y)
-        return schedule.ddim_step(x, eps_hat, t, t_prev), x
+        if return_trajectory:
+            visited = visited.at[i].set(x)
+        return schedule.ddim_step(x, eps_hat, t, t_prev), visited
 
-    x, visited = lax.scan(step, x, jnp.asarray(grid, jnp.float32))
+    visited = jnp.zeros((grid.shape[0],) + x.shape, x.dtype) if return_trajectory else None
+    # A static length lowers to lax.scan; a traced num_steps to a while loop, so that segments of any length
+    # share one compiled program per parameter shape.
+    x, visited = lax.fori_loop(0, grid.shape[0] if num_steps is None else num_steps, step, (x, visited))
     return (x, visited) if return_trajectory else x
 
 
@@ -59,7 +67,10 @@ Args:
   x: the starting images ``[B, H, W, C]`` at ``grid[0, 0]``.
   grid: ``[steps, 2]`` float32, e.g. :func:`elsjax.schedule.time_grid`.
   y: optional per-image labels ``[B]``, passed through to ``eps_fn``.
-  return_trajectory: also return the ``x`` given to ``eps_fn`` at every step, ``[steps, B, H, W, C]``.
+  num_steps: run only the first ``num_steps`` rows of ``grid`` (may be traced: grids padded to one length then
+    share one compilation).
+  return_trajectory: also return the ``x`` given to ``eps_fn`` at every step, ``[steps, B, H, W, C]`` (rows past
+    ``num_steps`` are zero).
 
 Returns:
   ``x`` at ``grid[-1, 1]`` (and the trajectory, if asked).
@@ -124,9 +135,14 @@ def sample_machine(
             report("build", start, len(ks), int(k))
             built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size)
         machine = built[k] if k in ks[start + length :] else built.pop(k)  # free dictionaries not needed again
-        out = sample_loop(machines.eps, machine, x, grid[start : start + length], return_trajectory=return_trajectory)
+        # Every segment's grid is padded to the full length: one compilation per k, whatever the segment lengths.
+        segment = np.zeros_like(grid)
+        segment[:length] = grid[start : start + length]
+        out = sample_loop(
+            machines.eps, machine, x, segment, num_steps=jnp.int32(length), return_trajectory=return_trajectory
+        )
         x, traj = out if return_trajectory else (out, None)
-        visited.append(traj)
+        visited.append(traj[:length] if return_trajectory else None)
         start += length
         report("sample", start, len(ks), int(k))
     return (x, jnp.concatenate(visited)) if return_trajectory else x
