@@ -18,6 +18,7 @@ Patch vectors are flattened in ``(row, column, channel)`` order, matching :func:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -177,18 +178,27 @@ def region_dictionaries(images, k: int, regions, *, chunk_size: int = 2048) -> t
 
     The training images are zero-padded, so border-region patches carry the same zero padding as their queries;
     interior patches never touch the padding (they are the ELS "valid" patches).
+
+    All groups of a region have the same shape, so each region is one gather, and the whole build is one jitted
+    program: building op by op (a gather per group, hundreds of groups for a large k) cost seconds of dispatch
+    per (class, k), more than the sampling itself on small training sets.
     """
-    images = jnp.asarray(images, jnp.float32)
-    n, c = images.shape[0], images.shape[-1]
-    centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
-    extract = jax.vmap(patches_at, in_axes=(0, None, None, None, None))
+    build = functools.partial(_region_dictionaries, k=k, regions=regions, chunk_size=chunk_size)
+    return jax.jit(build)(jnp.asarray(images, jnp.float32))
+
+
+def _region_dictionaries(images, *, k: int, regions, chunk_size: int) -> tuple[PatchDictionary, ...]:
+    c = images.shape[-1]
+    d = k // 2
+    padded = jnp.pad(images, ((0, 0), (d, d), (d, d), (0, 0)))
+    centre = d * k + d  # flat index of the centre pixel within a k x k patch
+    offsets = np.arange(k)
     out = []
     for region in regions:
-        groups = []
-        for rows, cols in zip(region.centre_rows, region.centre_cols):
-            p = extract(images, k, rows, cols, "zeros").reshape(-1, k * k * c)  # [N * R_g * C_g, D]
-            groups.append(p)
-        keys = jnp.stack(groups)  # [G, M, D]
+        r_idx = np.asarray(region.centre_rows)[:, :, None] + offsets  # [G, R_g, k] in padded coordinates
+        c_idx = np.asarray(region.centre_cols)[:, :, None] + offsets  # [G, C_g, k]
+        p = padded[:, r_idx[:, :, None, :, None], c_idx[:, None, :, None, :]]  # [N, G, R_g, C_g, k, k, C]
+        keys = jnp.moveaxis(p, 1, 0).reshape(r_idx.shape[0], -1, k * k * c)  # [G, N * R_g * C_g, D], (n, r, c) order
         values = keys.reshape(keys.shape[:2] + (k * k, c))[:, :, centre, :]
         out.append(make_dictionary(keys, values, chunk_size=chunk_size))
     return tuple(out)
