@@ -51,6 +51,14 @@ def main(argv=None) -> int:
     return cli._run(_Gallery(args.png), args)
 
 
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the committed record holds no machine paths)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 class _Gallery:
     """A command object for :func:`elsjax.cli._run` (one-line errors, exit code 2)."""
 
@@ -69,7 +77,7 @@ class _Gallery:
         self.png.parent.mkdir(parents=True, exist_ok=True)
         images.save_png(self.png, images.grid(tiles, columns=len(samples)), scale=cfg.png_scale)
         summary = {
-            "png": str(self.png),
+            "png": _relative(self.png),
             "rows": ["samples", "nearest training image (L2, pixel space, over the whole training subset)"],
             "nearest_index": index.tolist(),
             "nearest_label": train.labels[index].tolist(),
