@@ -1,0 +1,7 @@
+"""``python -m elsjax``: the same as the ``elsjax`` console script."""
+
+import sys
+
+from elsjax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""The ``elsjax`` command line: a registry of subcommands, each a module under :mod:`elsjax.commands`.
+
+A command module exposes ``HELP`` (optional one-line summary), ``add_arguments(parser)`` and ``run(args) -> int``.
+Only the chosen command's module is imported, so a command whose module does not exist yet (or needs heavy
+imports) costs nothing to the others. Bad input (``ValueError``, a missing data source, an existing output
+directory) ends with one line on stderr and exit code 2, never a traceback (set ``ELSJAX_DEBUG=1`` to see it).
+
+Example:
+    >>> from elsjax import cli
+    >>> cli.main(["schedules", "--name", "MNIST_ResNet_zeros"])
+    MNIST_ResNet_zeros: 3,3,5,5,5,7,7,7,9,9,11,11,11,11,13,15,15,15,15,15
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+__all__ = ["COMMANDS", "main", "UsageError"]
+
+# name -> (module, one-line help). Add a command by adding a module and a line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sample": ("elsjax.commands.sample", "draw samples from a score machine and write a PNG grid, arrays and a record"),
+    "train": ("elsjax.commands.train", "train a convolutional diffusion network"),
+    "schedules": ("elsjax.commands.schedules", "list the published k schedules"),
+}
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input found by a command; reported as one line on stderr with exit code 2."""
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(
+        prog="elsjax", description="Analytic, training-free diffusion models (equivariant local score machines)."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    return parser, sub
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _load(name: str):
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):  # the command itself is missing, not one of its imports
+            return None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``elsjax COMMAND ...`` and returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, sub = _parser()
+    chosen = _chosen(argv)
+    module = None
+    for name, (_, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = _load(name)
+            if module is not None:
+                module.add_arguments(command_parser)
+    args, extra = parser.parse_known_args(argv)
+    if module is None:
+        print(f"elsjax {args.command}: error: this command is not available in this version of elsjax", file=sys.stderr)
+        return EXIT_USAGE
+    if extra and not getattr(module, "ACCEPTS_EXTRA", False):
+        parser.parse_args(argv)  # argparse's own message and exit code 2
+    args.extra = extra
+    return _run(module, args)
+
+
+def _run(module, args) -> int:
+    from elsjax.datasources import SourceUnavailable
+
+    try:
+        return int(module.run(args) or 0)
+    except (UsageError, ValueError, SourceUnavailable, FileExistsError) as err:
+        if os.environ.get("ELSJAX_DEBUG"):
+            raise  # the full traceback, for debugging
+        message = " ".join(str(err).split())  # one line
+        print(f"elsjax {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"elsjax {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
