@@ -110,6 +110,22 @@ def test_softmax_states_merge_exactly():
     np.testing.assert_allclose(posterior.finalize(posterior.merge(empty, whole)), posterior.finalize(whole), rtol=1e-7)
 
 
+def test_query_blocks_equal_one_pass():
+    """Streaming the dictionary once per block of queries (uneven last block, continued state) equals one pass."""
+    rng = np.random.default_rng(2)
+    keys = rng.uniform(-1, 1, (300, 12)).astype(np.float32)
+    values = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
+    q = posterior.augment_queries(jnp.asarray(rng.normal(size=(23, 12)), jnp.float32), jnp.full(23, 0.8), jnp.full(23, 0.4))
+    dictionary = patches.make_dictionary(keys, values, chunk_size=64)
+    whole = posterior.stream(q, dictionary, query_block=None)
+    blocked = posterior.stream(q, dictionary, query_block=5)
+    assert blocked.num.shape == whole.num.shape == (23, 2)
+    np.testing.assert_allclose(posterior.finalize(blocked), posterior.finalize(whole), rtol=1e-6, atol=1e-6)
+    first = posterior.stream(q, patches.make_dictionary(keys[:100], values[:100], chunk_size=64), query_block=None)
+    rest = posterior.stream(q, patches.make_dictionary(keys[100:], values[100:], chunk_size=64), first, query_block=5)
+    np.testing.assert_allclose(posterior.finalize(rest), posterior.finalize(whole), rtol=1e-6, atol=1e-6)
+
+
 def test_machine_is_a_pytree_and_jits():
     train, x = data()
     m = machines.build("bbels", train, k=3)
