@@ -1,9 +1,13 @@
+import os
 import pathlib
 
 import numpy as np
 import pytest
 
 ORACLE = pathlib.Path(__file__).parent / "data" / "oracle"
+# The command line keeps compiled programs on disk; tests must not write outside their temporary directories.
+os.environ["ELSJAX_COMPILATION_CACHE"] = "0"
+
 KIND = {"IS": "ideal", "LS": "ls", "ELS": "els", "bbELS": "bbels"}
 
 

@@ -182,3 +182,18 @@ def test_train_is_registered_lazily(capsys):
         assert "not available" in capsys.readouterr().err
     else:
         pytest.skip("elsjax.commands.train exists: covered by its own tests")
+
+
+def test_compilation_cache_lives_in_the_elsjax_cache(tmp_path, monkeypatch):
+    import jax
+
+    monkeypatch.setenv("ELSJAX_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELSJAX_COMPILATION_CACHE", "1")
+    try:
+        assert cli.enable_compilation_cache() == str(tmp_path / "jax")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
+        assert cli.enable_compilation_cache() is None  # already set: left alone
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("ELSJAX_COMPILATION_CACHE", "0")
+    assert cli.enable_compilation_cache() is None and jax.config.jax_compilation_cache_dir is None

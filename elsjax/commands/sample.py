@@ -27,6 +27,7 @@ from elsjax import config as config_lib
 from elsjax.cli import UsageError
 
 ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
+COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.cli.enable_compilation_cache)
 
 OUTPUT_FILES = ("samples.png", "samples.npz", "record.json")
 
