@@ -152,16 +152,14 @@ class _PatchRows:
 
     Row ``i`` is the patch of image ``n`` at ``(rows[r], cols[c])`` with ``(n, r, c) = unravel(i)``; ``take`` gathers
     any rows from a strided view of the padded images, so building a dictionary holds only its distinct patches.
+    ``windows`` (from :func:`_patch_windows`) is shared by every group of a region: the padded images exist once.
     """
 
-    def __init__(self, images, k: int, rows, cols):
-        d = k // 2
-        padded = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)))
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # [N, H, W, C, k, k]
+    def __init__(self, windows, rows, cols):
         self.windows = windows[:, _as_slice(rows)][:, :, _as_slice(cols)]
         self.grid = self.windows.shape[:3]
-        self.num_rows, self.dim = int(np.prod(self.grid)), k * k * images.shape[-1]
-        self.dtype = images.dtype
+        self.num_rows, self.dim = int(np.prod(self.grid)), int(np.prod(windows.shape[3:]))
+        self.dtype = windows.dtype
 
     def take(self, index):
         n, r, c = np.unravel_index(index, self.grid)
@@ -174,6 +172,13 @@ class _PatchRows:
         for n0 in range(0, self.grid[0], step):
             n1 = min(n0 + step, self.grid[0])
             yield n0 * per_image, n1 * per_image, np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
+
+
+def _patch_windows(images, k: int):
+    """A strided view ``[N, H, W, C, k, k]`` of the k x k windows of the zero-padded images (one padded copy)."""
+    d = k // 2
+    padded = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)))
+    return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
 
 
 def _blocks(num_rows: int, block: int):
@@ -357,6 +362,7 @@ def region_dictionaries(
     d = k // 2
     codes = encode_8bit(images)
     centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
+    windows = {}  # one padded copy per storage (codes, floats), shared by all groups and regions
     out = []
     for region in regions:
         inside = all(
@@ -364,7 +370,11 @@ def region_dictionaries(
             for rows, cols in zip(region.centre_rows, region.centre_cols)
         )
         source = codes if (codes is not None and inside) else images
-        groups = [_PatchRows(source, k, rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)]
+        if source.dtype not in windows:
+            windows[source.dtype] = _patch_windows(source, k)
+        groups = [
+            _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
+        ]
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
         out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate))
     return tuple(out)
