@@ -43,6 +43,7 @@ __all__ = [
 # Finite (not -inf) so that reduced-precision splitting of the matmul on accelerators can never produce NaN.
 PAD_LOG_WEIGHT = -1e30
 _CODE_SCALE = np.float32(2.0 / 255.0)
+_PAD_CODE = 128  # stands in for the zero padding of uint8 dictionaries (see region_dictionaries)
 
 
 class PatchDictionary(NamedTuple):
@@ -174,10 +175,10 @@ class _PatchRows:
             yield n0 * per_image, n1 * per_image, np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
 
 
-def _patch_windows(images, k: int):
-    """A strided view ``[N, H, W, C, k, k]`` of the k x k windows of the zero-padded images (one padded copy)."""
+def _patch_windows(images, k: int, pad_value=0):
+    """A strided view ``[N, H, W, C, k, k]`` of the k x k windows of the padded images (one padded copy)."""
     d = k // 2
-    padded = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)))
+    padded = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)), constant_values=pad_value)
     return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
 
 
@@ -353,25 +354,28 @@ def region_dictionaries(
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
     The training images are zero-padded, so border-region patches carry the same zero padding as their queries;
-    interior patches never touch the padding (they are the ELS "valid" patches). 8-bit data is stored as uint8
-    codes; a zero pixel of the padding has no 8-bit code, so only regions whose patches stay inside the image
-    (the centre) use codes, and border regions are kept in float32.
+    interior patches never touch the padding (they are the ELS "valid" patches).
+
+    8-bit data is stored as uint8 codes (4x less memory), the padding included. Zero has no 8-bit code, but in every
+    group of a bbELS region the padding sits at the same positions of every patch (a border row or column, or a
+    corner pixel, is a single coordinate), and the zero-padded queries are zero there. So the padding may hold any
+    constant code: it adds nothing to ``<q, psi>`` and the same constant to every ``||psi||^2`` of the group, which
+    cancels in the softmax. The code 128 (0.0039) keeps that constant negligible. Groups whose padding is not at
+    fixed positions are stored in float32 with true zeros.
     """
     images = np.asarray(images, np.float32)
     h, w, c = images.shape[1:]
     d = k // 2
     codes = encode_8bit(images)
     centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
-    windows = {}  # one padded copy per storage (codes, floats), shared by all groups and regions
+    fixed = lambda coords, size: coords.size == 1 or (coords.min() >= d and coords.max() < size - d)
+    windows = {}  # one padded copy per storage, shared by all groups and regions
     out = []
     for region in regions:
-        inside = all(
-            rows.min() >= d and rows.max() < h - d and cols.min() >= d and cols.max() < w - d
-            for rows, cols in zip(region.centre_rows, region.centre_cols)
-        )
-        source = codes if (codes is not None and inside) else images
+        fixed_padding = all(fixed(r, h) and fixed(cc, w) for r, cc in zip(region.centre_rows, region.centre_cols))
+        source = codes if (codes is not None and fixed_padding) else images
         if source.dtype not in windows:
-            windows[source.dtype] = _patch_windows(source, k)
+            windows[source.dtype] = _patch_windows(source, k, pad_value=_PAD_CODE if source.dtype == np.uint8 else 0)
         groups = [
             _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]

@@ -142,6 +142,7 @@ def sample_machine(
             machines.eps, machine, x, segment, num_steps=jnp.int32(length), return_trajectory=return_trajectory
         )
         x, traj = out if return_trajectory else (out, None)
+        del machine, out  # a dictionary not needed again is freed before the next one is built
         visited.append(traj[:length] if return_trajectory else None)
         start += length
         report("sample", start, len(ks), int(k))

@@ -65,3 +65,20 @@ def test_8bit_data_is_stored_as_codes():
     got = elsjax.score("els", x, 0.5, train=train, k=5)[0]
     want = brute_score("els", x[0], 0.5, train, 5)
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("k", [5, 13])
+def test_8bit_bbels_border_regions_use_codes_and_stay_exact(k):
+    """bbELS border groups store the zero padding as a constant code; it cancels in the softmax (k=13 >= H: LS)."""
+    from brute_force import brute_score
+
+    train = mnist_like(seed=4)
+    stroke = np.rint(np.linspace(0, 255, 36)).astype(np.float32).reshape(1, 6, 6, 1)
+    train[:, 3:9, 3:9] = stroke * np.float32(2 / 255) - 1  # a graded block, so border patches differ
+    m = machines.build("bbels", train, k=k)
+    assert all(table.keys.dtype == jnp.uint8 for table in m.tables)
+    x = np.random.default_rng(5).normal(size=(1, 12, 12, 1)).astype(np.float32)
+    for t in (0.2, 0.7):
+        got = elsjax.score("bbels", x, t, train=train, k=k)[0]
+        want = brute_score("bbels", x[0], t, train, k)
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
