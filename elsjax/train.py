@@ -135,12 +135,12 @@ def loss_fn(params, eps_fn, x0, y, mask, *, key):
     return jnp.sum(jnp.where(mask, sq, 0.0)) / jnp.sum(mask)
 
 
-@functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size"), donate_argnames=("state",))
+@functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size"))
 def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int, key):
     """One optimiser step on the batch of step ``state.step``.
 
     Args:
-      state: the current state (donated: do not reuse it after the call).
+      state: the current state.
       images: the whole training set ``[N, H, W, C]`` in [-1, 1].
       labels: ``[N]`` int labels for a class-conditional net, or None.
       eps_fn: the net (static, hashable; e.g. :class:`elsjax.nets.EpsFn`).
