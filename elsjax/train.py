@@ -280,14 +280,15 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
             state, loss = train_step(state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key)
             pending.append(loss)
             done = step + 1
-            if len(pending) >= cfg.log_every or done == cfg.num_steps:
+            by_steps = cfg.checkpoint_every_steps and done % cfg.checkpoint_every_steps == 0
+            save_now = by_steps or time.perf_counter() - last_save >= cfg.checkpoint_every_s
+            if save_now or len(pending) >= cfg.log_every or done == cfg.num_steps:
                 losses.extend(np.asarray(jnp.stack(pending)).tolist())  # one device-to-host copy per log period
                 bar.update(len(pending))
                 bar.set_postfix(loss=f"{np.mean(losses[-len(pending):]):.4f}")
                 pending = []
             train_time += time.perf_counter() - t0
-            by_steps = cfg.checkpoint_every_steps and done % cfg.checkpoint_every_steps == 0
-            if not pending and (by_steps or time.perf_counter() - last_save >= cfg.checkpoint_every_s):
+            if save_now:
                 save_checkpoint()
                 last_save = time.perf_counter()
     except KeyboardInterrupt:

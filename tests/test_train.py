@@ -143,7 +143,7 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
 
 def train_args(data_dir, out_dir, *more):
     return ["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "24", "--width", "16",
-            "--emb-dim", "16", "--num-layers", "2", "--batch-size", "8", "--log-every", "2",
+            "--emb-dim", "16", "--num-layers", "2", "--batch-size", "8", "--log-every", "4",
             "--checkpoint-every-steps", "2", "--n-samples", "3", "--sample-steps", "4", "--png-scale", "1",
             "--out-dir", str(out_dir), "--no-progress", *more]  # fmt: skip
 
