@@ -28,6 +28,8 @@ import ml_collections
 
 __all__ = [
     "sample_config",
+    "train_config",
+    "TRAIN_HELP",
     "DEFAULT_LIMIT",
     "load_file",
     "merge",
@@ -63,6 +65,26 @@ HELP = {
     "cache": "cache the preprocessed dataset under $ELSJAX_CACHE (default ~/.cache/elsjax)",
     "progress": "show progress bars",
     "png_scale": "integer upscaling of the PNG grid (nearest neighbour)",
+    # train
+    "arch": "network: resnet (MinimalResNet) or unet (MinimalUNet)",
+    "width": "feature channels (ResNet; 256 in the paper) or first-level channels (UNet; 64)",
+    "num_layers": "residual blocks (ResNet; 6 in the paper, receptive field 17) or levels (UNet; 3)",
+    "emb_dim": "time/class embedding width E (256 in the paper; the ResNet needs E = width)",
+    "kernel_size": "kernel of the hidden convolutions",
+    "last_kernel_size": "kernel of the output convolution",
+    "padding": "ResNet padding: zeros or circular (the UNet is zero-padded)",
+    "batch_size": "images per step; the last partial batch of an epoch is kept (masked)",
+    "learning_rate": "initial AdamW learning rate",
+    "lr_decay": "learning rate factor per step (exponential decay)",
+    "weight_decay": "AdamW weight decay",
+    "num_steps": "optimiser steps in all (a resumed run continues to this many)",
+    "checkpoint_every_s": "seconds between checkpoints (one is always written at the end)",
+    "checkpoint_every_steps": "also checkpoint every this many steps; 0 = by time only",
+    "keep_checkpoints": "checkpoints kept (older ones are deleted once a newer one is complete)",
+    "log_every": "steps between loss records in loss.csv and progress-bar updates",
+    "n_samples": "samples drawn with the trained net for samples.png (0 = none)",
+    "sample_steps": "DDIM steps of those samples (20 or 150 in the paper)",
+    "sample_seed": "PRNG seed of the sample seeds",
 }
 
 
@@ -88,6 +110,61 @@ def sample_config() -> ml_collections.ConfigDict:
             "out_dir": "runs/sample",
             "overwrite": False,
             "cache": True,
+            "progress": True,
+            "png_scale": 2,
+        }
+    )
+
+
+# Fields whose meaning differs for ``elsjax train``.
+TRAIN_HELP = {
+    "seed": "PRNG seed of the initialisation, the data order and the noise (all derived from jax.random.key(SEED))",
+    "conditional": "class-conditional net (a learned class embedding; samples get class i mod num_classes)",
+    "limit": "training subset: the first LIMIT images of the split; 0 = all",
+    "out_dir": "run directory (config.json, checkpoints/, loss.csv, loss.png, samples.png, record.json); "
+    "a run of the same config there is resumed",
+    "png_scale": "integer upscaling of the PNG images (nearest neighbour)",
+}
+
+
+def train_config() -> ml_collections.ConfigDict:
+    """Defaults of ``elsjax train``: the paper's zero-padded MinimalResNet and optimiser (SPEC 4.2, 4.5) on MNIST.
+
+    ``num_steps`` defaults to 300 epochs of 60,000 images at batch 128; the CPU presets in
+    ``experiments/configs/`` are narrower and shorter.
+    """
+    return ml_collections.ConfigDict(
+        {
+            "arch": "resnet",
+            "width": 256,
+            "num_layers": 6,
+            "emb_dim": 256,
+            "kernel_size": 3,
+            "last_kernel_size": 3,
+            "padding": "zeros",
+            "conditional": False,
+            "dataset": "mnist",
+            "split": "train",
+            "source": "auto",
+            "data_dir": "",
+            "download": False,
+            "resize": "bilinear",
+            "limit": 0,
+            "cache": True,
+            "batch_size": 128,
+            "learning_rate": 1e-4,
+            "lr_decay": 0.999965,
+            "weight_decay": 0.0,
+            "num_steps": 300 * 469,
+            "seed": 0,
+            "checkpoint_every_s": 300.0,
+            "checkpoint_every_steps": 0,
+            "keep_checkpoints": 2,
+            "log_every": 50,
+            "n_samples": 20,
+            "sample_steps": 20,
+            "sample_seed": 0,
+            "out_dir": "runs/train",
             "progress": True,
             "png_scale": 2,
         }
@@ -153,11 +230,17 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def add_flags(parser: argparse.ArgumentParser, schema: ml_collections.ConfigDict) -> None:
-    """Adds ``--config`` and one plain flag per schema field (default: not given, so the config decides)."""
+def add_flags(
+    parser: argparse.ArgumentParser, schema: ml_collections.ConfigDict, help: Mapping[str, str] | None = None
+) -> None:
+    """Adds ``--config`` and one plain flag per schema field (default: not given, so the config decides).
+
+    ``help`` overrides :data:`HELP` for fields whose meaning is specific to a command.
+    """
     parser.add_argument("--config", metavar="FILE", help="experiment config file with get_config()")
+    texts = {**HELP, **(help or {})}
     for key, default in schema.items():
-        help_text = f"{HELP.get(key, key)} (default: {default!r})"
+        help_text = f"{texts.get(key, key)} (default: {default!r})"
         if isinstance(default, bool):
             parser.add_argument(
                 _flag(key), dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text

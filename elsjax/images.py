@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["to_uint8", "grid", "save_png"]
+__all__ = ["to_uint8", "grid", "save_png", "line_plot"]
 
 
 def to_uint8(x) -> np.ndarray:
@@ -58,3 +58,51 @@ def save_png(path, image: np.ndarray, *, scale: int = 1) -> Path:
     path = Path(path)
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
     return path
+
+
+def line_plot(values, *, title: str = "", size=(640, 400), smooth: int = 0) -> np.ndarray:
+    """A uint8 ``[H, W, 3]`` plot of positive ``values`` against their index (1-based), log-scale y.
+
+    Raw values are drawn in grey and a moving average (``smooth`` points; default about 1% of them) in blue.
+    Drawn with PIL, to keep plotting libraries out of the dependencies.
+
+    Example:
+      >>> line_plot([1.0, 0.5, 0.25], title="loss").shape
+      (400, 640, 3)
+    """
+    from PIL import Image, ImageDraw
+
+    v = np.log10(np.maximum(np.asarray(values, np.float64), 1e-12))
+    n = len(v)
+    smooth = smooth or max(1, n // 100)
+    avg = np.convolve(v, np.ones(smooth) / smooth, mode="valid") if n >= smooth else v
+    width, height = size
+    left, right, top, bottom = 70, 20, 30, 40
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+
+    def xy(i, value):
+        x = left + (width - left - right) * (i / max(n - 1, 1))
+        return x, top + (height - top - bottom) * (hi - value) / (hi - lo)
+
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for frac in np.linspace(0, 1, 5):  # y ticks: values, not logs
+        value = lo + (hi - lo) * frac
+        y = xy(0, value)[1]
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((4, y - 6), f"{10**value:.3g}", fill="black")
+    for frac in np.linspace(0, 1, 5):
+        i = frac * (n - 1)
+        x = xy(i, lo)[0]
+        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
+        draw.text((x - 12, height - bottom + 8), f"{int(round(i)) + 1}", fill="black")
+    draw.text((left, 8), title, fill="black")
+    draw.text((width - right - 30, height - 14), "step", fill="black")
+    if n > 1:
+        draw.line([xy(i, value) for i, value in enumerate(v)], fill=(190, 190, 190))
+        offset = (smooth - 1) / 2 if n >= smooth else 0
+        draw.line([xy(i + offset, value) for i, value in enumerate(avg)], fill=(31, 119, 180), width=2)
+    return np.asarray(image)

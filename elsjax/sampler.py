@@ -33,7 +33,7 @@ from jax import lax
 
 from elsjax import machines, schedule
 
-__all__ = ["sample_loop", "machine_steps", "sample_machine", "CONVENTIONS"]
+__all__ = ["sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS"]
 
 CONVENTIONS = ("reference", "corrected")
 
@@ -75,6 +75,32 @@ Args:
 Returns:
   ``x`` at ``grid[-1, 1]`` (and the trajectory, if asked).
 """
+
+
+def sample_net(eps_fn: Callable, params, seeds, *, num_steps: int = 20, y=None):
+    """Runs a trained net's DDIM sampler (SPEC 2.4): the seed is x at t = 1, ``num_steps`` evaluations at
+    ``t = i / n`` for ``i = n, ..., 1`` (20 and 150 in the paper), the output is the clean estimate at ``t = 1/n``.
+
+    It is :func:`sample_loop` on the network grid :func:`elsjax.schedule.time_grid`; the machine sampler runs the
+    same loop on its own grid (:func:`machine_steps`).
+
+    Args:
+      eps_fn: ``eps_fn(params, x, t, y)``, static and hashable (e.g. :class:`elsjax.nets.EpsFn`).
+      params: the net's parameters.
+      seeds: ``[B, H, W, C]`` float32.
+      num_steps: number of reverse steps n.
+      y: labels ``[B]`` for a class-conditional net.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> eps_fn = lambda params, x, t, y: params * x
+      >>> sample_net(eps_fn, jnp.float32(1.0), jnp.ones((3, 4, 4, 1)), num_steps=2).shape
+      (3, 4, 4, 1)
+    """
+    if int(num_steps) < 1:
+        raise ValueError(f"num_steps: expected a positive integer, got {num_steps}")
+    y = None if y is None else jnp.asarray(y, jnp.int32)
+    return sample_loop(eps_fn, params, jnp.asarray(seeds, jnp.float32), schedule.time_grid(int(num_steps)), y)
 
 
 def machine_steps(scales: Sequence[int], convention: str = "reference"):

@@ -95,6 +95,8 @@ def test_config_file_dotted_overrides_and_flags(tiny, tmp_path):
 
 def test_experiment_configs_load():
     for path in sorted((REPO / "experiments" / "configs").glob("*.py")):
+        if path.name.startswith("train_"):
+            continue  # elsjax train's schema: tests/test_train.py
         cfg = config.merge(config.sample_config(), config.load_file(path).to_dict())
         assert cfg.schedule and cfg.dataset, path
 

@@ -1,0 +1,219 @@
+"""Training (SPEC 4.5), checkpoints and the ``elsjax train`` run directory, on tiny nets and data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import datasets_for_tests as fake  # noqa: E402
+
+from elsjax import checkpoint, cli, nets, train  # noqa: E402
+
+SPEC = nets.spec("resnet", channels=1, width=16, emb_dim=16, num_layers=2)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELSJAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+
+
+def tiny_images(n=24, size=8):
+    images, labels = fake.class_images(n, size=16, num_classes=4)
+    x = images[:, ::2, ::2].astype(np.float32) / 127.5 - 1.0  # 8x8 in [-1, 1]
+    return jnp.asarray(x[:, :size, :size]), jnp.asarray(labels)
+
+
+def run_steps(state, n, tx, eps_fn, images, labels=None, key=jax.random.key(5)):
+    losses = []
+    for _ in range(n):
+        state, loss = train.train_step(state, images, labels, eps_fn=eps_fn, tx=tx, batch_size=8, key=key)
+        losses.append(float(loss))
+    return state, losses
+
+
+def test_batches_cover_each_epoch_once_and_keep_the_partial_batch():
+    key = jax.random.key(0)
+    seen = [train.batch_indices(s, num_images=10, batch_size=4, key=key) for s in range(3)]
+    idx = np.concatenate([np.asarray(i)[np.asarray(m)] for i, m in seen])
+    assert sorted(idx.tolist()) == list(range(10))  # 4 + 4 + 2: the last partial batch is kept
+    assert [int(m.sum()) for _, m in seen] == [4, 4, 2]
+    next_epoch, _ = train.batch_indices(3, num_images=10, batch_size=4, key=key)
+    assert not np.array_equal(next_epoch, seen[0][0])  # a new permutation each epoch
+
+
+def test_learning_rate_decays_per_step():
+    tx = train.optimizer(learning_rate=1e-4, lr_decay=0.999965)
+    params = jnp.zeros(1)
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update(jnp.ones(1), state, params)
+    # Adam's step is lr * m_hat / (sqrt(v_hat) + eps) = lr for a constant gradient: the third uses lr * decay^2
+    np.testing.assert_allclose(-updates, 1e-4 * 0.999965**2, rtol=1e-5)
+
+
+def test_a_few_steps_reduce_the_loss():
+    images, _ = tiny_images()
+    eps_fn, params = nets.build(SPEC, key=jax.random.key(0))
+    tx = train.optimizer(learning_rate=3e-3)
+    _, losses = run_steps(train.init(params, tx), 40, tx, eps_fn, images)
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+
+
+def test_save_restore_round_trips_exactly(tmp_path):
+    images, labels = tiny_images()
+    spec = nets.spec("unet", channels=1, num_classes=4, width=4, emb_dim=8, num_layers=2)
+    eps_fn, params = nets.build(spec, key=jax.random.key(0))
+    tx = train.optimizer()
+    state, _ = run_steps(train.init(params, tx), 2, tx, eps_fn, images, labels)
+    checkpoint.save(tmp_path / "ck", 2, state.params, (state.step, state.opt_state), spec=spec, meta={"note": "x"})
+    fresh = train.init(nets.build(spec, key=jax.random.key(9))[1], tx)
+    params2, (step2, opt2), meta = checkpoint.restore(tmp_path / "ck", fresh.params, (fresh.step, fresh.opt_state), spec=spec)
+    restored = train.TrainState(step2, params2, opt2)
+    assert meta["note"] == "x" and meta["step"] == 2 and meta["spec"] == spec
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(a, b)
+    eps_fn3, params3, _ = checkpoint.load_net(tmp_path / "ck")
+    assert eps_fn3 == eps_fn
+    x, t = images[:2], jnp.array([0.5, 0.5])
+    np.testing.assert_array_equal(eps_fn(state.params, x, t, labels[:2]), eps_fn3(params3, x, t, labels[:2]))
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path):
+    images, _ = tiny_images()
+    eps_fn, params = nets.build(SPEC, key=jax.random.key(0))
+    tx = train.optimizer(learning_rate=1e-3)
+    full, full_losses = run_steps(train.init(params, tx), 6, tx, eps_fn, images)
+
+    half, losses = run_steps(train.init(params, tx), 3, tx, eps_fn, images)
+    checkpoint.save(tmp_path / "ck", 3, half.params, (half.step, half.opt_state), spec=SPEC)
+    target = train.init(nets.build(SPEC, key=jax.random.key(1))[1], tx)
+    p, (s, o), _ = checkpoint.restore(tmp_path / "ck", target.params, (target.step, target.opt_state), spec=SPEC)
+    resumed, more = run_steps(train.TrainState(s, p, o), 3, tx, eps_fn, images)
+    assert losses + more == full_losses
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    _, params = nets.build(SPEC, key=jax.random.key(0))
+    checkpoint.save(tmp_path / "ck", 1, params, spec=SPEC)
+    other = nets.spec("resnet", channels=1, width=16, emb_dim=16, num_layers=3)
+    _, target = nets.abstract_params(other)
+    with pytest.raises(ValueError, match=r"different architecture \(num_layers: saved 2, expected 3\)"):
+        checkpoint.restore(tmp_path / "ck", target, spec=other)
+    unet = nets.spec("unet", channels=1, width=4, emb_dim=8, num_layers=2)
+    with pytest.raises(ValueError, match="arch: saved 'resnet', expected 'unet'"):
+        checkpoint.restore(tmp_path / "ck", nets.abstract_params(unet)[1], spec=unet)
+
+
+@pytest.mark.parametrize("damage", ["arrays", "meta", "empty"])
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path, damage):
+    _, params = nets.build(SPEC, key=jax.random.key(0))
+    checkpoint.save(tmp_path / "ck", 1, params, spec=SPEC)
+    step_dir = tmp_path / "ck" / "1"
+    if damage == "empty":
+        for path in sorted((step_dir / "params").rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    else:
+        for path in (step_dir / ("params" if damage == "arrays" else "meta")).rglob("*"):
+            if path.is_file():
+                path.write_bytes(b"\x00garbage" * 3)
+    with pytest.raises(ValueError, match="corrupted or unreadable"):
+        checkpoint.load_net(tmp_path / "ck")
+
+
+def test_no_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint"):
+        checkpoint.load_net(tmp_path / "nothing")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command: run directory, resume, refusals.
+
+
+def train_args(data_dir, out_dir, *more):
+    return ["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "24", "--width", "16",
+            "--emb-dim", "16", "--num-layers", "2", "--batch-size", "8", "--log-every", "4",
+            "--checkpoint-every-steps", "2", "--n-samples", "3", "--sample-steps", "4", "--png-scale", "1",
+            "--out-dir", str(out_dir), "--no-progress", *more]  # fmt: skip
+
+
+def tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def test_train_command_writes_a_run_directory_and_resumes_exactly(tmp_path, capsys):
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli.main(train_args(data_dir, straight, "--num-steps", "6", "--conditional")) == 0
+    names = {p.name for p in straight.iterdir()}
+    assert names == {"config.json", "checkpoints", "loss.csv", "loss.png", "samples.png", "samples.npz", "record.json"}
+    record = json.loads((straight / "record.json").read_text())
+    assert record["steps"] == 6 and record["spec"]["num_classes"] == 10 and np.isfinite(record["final_loss"])
+    assert len((straight / "loss.csv").read_text().splitlines()) == 7
+    with np.load(straight / "samples.npz") as f:
+        assert f["samples"].shape == (3, 32, 32, 1) and f["labels"].tolist() == [0, 1, 2]
+
+    assert cli.main(train_args(data_dir, split, "--num-steps", "3", "--conditional")) == 0
+    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--conditional")) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert json.loads((split / "record.json").read_text())["resumed_from"] == 3
+    _, a, _ = checkpoint.load_net(straight / "checkpoints")
+    _, b, _ = checkpoint.load_net(split / "checkpoints")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert (straight / "loss.csv").read_text() == (split / "loss.csv").read_text()
+
+    # Another config into the same directory: refused, and nothing there changes.
+    before = tree_digest(split)
+    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--no-conditional")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different config (conditional: True there, False now)" in err
+    assert tree_digest(split) == before
+
+
+@pytest.mark.parametrize(
+    "flags, match",
+    [(["--arch", "vit"], "arch: unknown architecture 'vit'"), (["--dataset", "imagenet"], "dataset: unknown dataset"),
+     (["--padding", "reflect"], "padding"), (["--batch-size", "0"], "batch_size"),
+     (["--config.optimizer=sgd"], "unknown field 'optimizer'")],
+)  # fmt: skip
+def test_train_command_bad_input(tmp_path, capsys, flags, match):
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
+    out = tmp_path / "run"
+    assert cli.main(train_args(data_dir, out, "--num-steps", "2", *flags)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err
+    assert not out.exists()
+
+
+def test_a_non_run_directory_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert cli.main(train_args(fake.mnist_dir(tmp_path / "mnist", n_train=24), out, "--num-steps", "2")) == 2
+    assert "holds no training run" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
+
+
+def test_experiment_configs_load():
+    from elsjax import config
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+    files = sorted(root.glob("train_*.py"))
+    assert len(files) >= 4
+    for path in files:
+        cfg = config.merge(config.train_config(), config.load_file(path).to_dict())
+        spec = nets.spec(cfg.arch, channels=1, width=cfg.width, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim,
+                         kernel_size=cfg.kernel_size, last_kernel_size=cfg.last_kernel_size, padding=cfg.padding)  # fmt: skip
+        assert nets.param_count(nets.abstract_params(spec)[1]) > 0
