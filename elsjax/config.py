@@ -29,6 +29,7 @@ import ml_collections
 __all__ = [
     "sample_config",
     "train_config",
+    "paper_train_config",
     "TRAIN_HELP",
     "DEFAULT_LIMIT",
     "load_file",
@@ -169,6 +170,37 @@ def train_config() -> ml_collections.ConfigDict:
             "png_scale": 2,
         }
     )
+
+
+# Training-set sizes of the paper's datasets, for its "300 epochs at batch 128" (SPEC 4.5).
+PAPER_TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
+PAPER_EPOCHS = 300
+
+
+def paper_train_config(arch: str, dataset: str, *, padding: str = "zeros", conditional: bool) -> ml_collections.ConfigDict:
+    """One of the paper's trained baselines (SPEC 4.2-4.5): its net, optimiser and 300 epochs at batch 128.
+
+    Example:
+      >>> cfg = paper_train_config("unet", "cifar10", conditional=True)
+      >>> cfg.width, cfg.num_layers, cfg.num_steps, cfg.out_dir
+      (64, 3, 117300, 'runs/paper_unet_cifar10_conditional')
+    """
+    if arch not in ("resnet", "unet"):
+        raise ValueError(f"arch: expected 'resnet' or 'unet', got {arch!r}")
+    if dataset not in PAPER_TRAIN_SIZES:
+        raise ValueError(f"dataset: expected one of {sorted(PAPER_TRAIN_SIZES)}, got {dataset!r}")
+    config = train_config()  # the paper's optimiser: AdamW 1e-4, x0.999965 per step, batch 128, no EMA
+    config.arch = arch
+    config.width, config.num_layers = (256, 6) if arch == "resnet" else (64, 3)  # UNet widths 64/128/256
+    config.emb_dim = 256
+    config.padding = padding
+    config.conditional = conditional
+    config.dataset = dataset
+    config.limit = 0
+    config.num_steps = PAPER_EPOCHS * -(-PAPER_TRAIN_SIZES[dataset] // config.batch_size)
+    suffix = ("_circular" if padding == "circular" else "") + ("_conditional" if conditional else "")
+    config.out_dir = f"runs/paper_{arch}_{dataset.replace('fashion_mnist', 'fmnist')}{suffix}"
+    return config
 
 
 def load_file(path) -> ml_collections.ConfigDict:

@@ -5,19 +5,8 @@ Hours on a GPU, not for a CPU.
     elsjax train --config experiments/configs/train_paper_resnet_mnist_circular.py
 """
 
-from elsjax.config import train_config
+from elsjax.config import paper_train_config
 
 
 def get_config():
-    config = train_config()  # the paper's optimiser: AdamW 1e-4, x0.999965 per step, batch 128, no EMA
-    config.arch = "resnet"
-    config.width = 256
-    config.num_layers = 6
-    config.emb_dim = 256
-    config.padding = "circular"
-    config.conditional = False
-    config.dataset = "mnist"
-    config.limit = 0
-    config.num_steps = 140700
-    config.out_dir = "runs/paper_resnet_mnist_circular"
-    return config
+    return paper_train_config("resnet", "mnist", padding="circular", conditional=False)
