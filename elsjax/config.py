@@ -30,6 +30,7 @@ __all__ = [
     "sample_config",
     "train_config",
     "paper_train_config",
+    "data_options",
     "TRAIN_HELP",
     "DEFAULT_LIMIT",
     "load_file",
@@ -170,6 +171,19 @@ def train_config() -> ml_collections.ConfigDict:
             "png_scale": 2,
         }
     )
+
+
+def data_options(cfg) -> dict:
+    """The keyword arguments of :func:`elsjax.data.load` held by a sample or train config (its data fields).
+
+    Example:
+      >>> sorted(data_options(sample_config()))
+      ['cache', 'data_dir', 'download', 'limit', 'resize', 'source', 'split']
+    """
+    return dict(
+        split=cfg.split, limit=cfg.limit or None, source=cfg.source, data_dir=cfg.data_dir or None,
+        resize=cfg.resize, cache=cfg.cache, download=cfg.download,
+    )  # fmt: skip
 
 
 # Training-set sizes of the paper's datasets, for its "300 epochs at batch 128" (SPEC 4.5).

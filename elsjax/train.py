@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from elsjax import config as config_lib
 from elsjax import schedule
 
 __all__ = [
@@ -233,10 +234,7 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
     resuming = check_run_dir(out_dir, cfg)
     ckpt_dir = out_dir / "checkpoints"
 
-    dataset = data.load(
-        cfg.dataset, split=cfg.split, limit=cfg.limit or None, source=cfg.source, data_dir=cfg.data_dir or None,
-        resize=cfg.resize, cache=cfg.cache, download=cfg.download,
-    )  # fmt: skip
+    dataset = data.load(cfg.dataset, **config_lib.data_options(cfg))
     spec = nets.spec(
         cfg.arch, channels=dataset.images.shape[-1], num_classes=dataset.num_classes if cfg.conditional else 0,
         width=cfg.width, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, kernel_size=cfg.kernel_size,

@@ -169,17 +169,8 @@ def sample(cfg) -> dict:
     if cfg.label >= info.num_classes or cfg.label < -1:
         raise UsageError(f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)")
 
-    dataset = data.load(
-        info.name,
-        split=cfg.split,
-        limit=cfg.limit or None,
-        label=None if cfg.conditional or cfg.label < 0 else cfg.label,
-        source=cfg.source,
-        data_dir=cfg.data_dir or None,
-        resize=cfg.resize,
-        cache=cfg.cache,
-        download=cfg.download,
-    )
+    label = None if cfg.conditional or cfg.label < 0 else cfg.label
+    dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))
     loaded = time.perf_counter()
 
     seeds = seed_noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
