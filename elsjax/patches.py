@@ -204,35 +204,101 @@ def _row_hashes(source, block: int):
     return hashes
 
 
+def _hash_groups(hashes):
+    """Groups row indices by 64-bit hash: ``(first [U], counts [U], group_of [M])``.
+
+    Groups are numbered in the order of their first row (``first`` increases), and ``group_of[i]`` is row ``i``'s
+    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that. Work in row order is random
+    access into arrays of M entries (the slow part at tens of millions of rows), so there are only two such passes.
+    """
+    m = len(hashes)
+    index = np.int32 if m < 2**31 else np.int64
+    idx_bits = max(1, (m - 1).bit_length())
+    if idx_bits <= 28:
+        # Sorting (high hash bits | row index) as one uint64 with np.sort (SIMD) is about 10x faster than an
+        # argsort; rows that share the high bits come out in index order, and the full hash splits them below.
+        shift = np.uint64(idx_bits)
+        packed = (hashes >> shift) << shift | np.arange(m, dtype=np.uint64)
+        packed.sort()
+        order = (packed & np.uint64((1 << idx_bits) - 1)).astype(index)
+        del packed
+        sorted_hashes = hashes[order]
+        new_run = (sorted_hashes[1:] ^ sorted_hashes[:-1]) >> shift != 0
+    else:
+        order = np.argsort(hashes, kind="stable").astype(index)
+        sorted_hashes = hashes[order]
+        new_run = sorted_hashes[1:] != sorted_hashes[:-1]
+    run_start = np.flatnonzero(np.concatenate([[True], new_run]))
+    run_of = np.repeat(np.arange(len(run_start), dtype=index), np.diff(np.append(run_start, m)))
+    first = order[run_start]  # within a run, rows are in index order
+    # Rows whose full hash differs from their run's first row (high bits equal by chance) get groups of their own.
+    split = np.flatnonzero(sorted_hashes != sorted_hashes[run_start[run_of]])
+    if split.size:
+        rows = order[split]  # index order within a run, and different runs never share a full hash
+        _, head, inverse = np.unique(hashes[rows], return_index=True, return_inverse=True)
+        run_of[split] = len(first) + inverse
+        first = np.concatenate([first, rows[head]])
+    del sorted_hashes
+    # Number the groups by first row without a sort: a group's number is how many first rows precede its own.
+    is_first = np.zeros(m, bool)
+    is_first[first] = True
+    number = (np.cumsum(is_first, dtype=index) - 1)[first]
+    group_of = np.empty(m, index)
+    group_of[order] = number[run_of]
+    return np.flatnonzero(is_first), np.bincount(group_of, minlength=len(first)), group_of
+
+
+def _exact_groups(source, block: int):
+    """Grouping by whole rows (a sort of the rows' bytes): the slow path after a 64-bit hash collision."""
+    whole = np.concatenate([rows for _, _, rows in source.blocks(block)])
+    whole = whole.view(np.uint8).reshape(len(whole), -1)
+    _, first, group_of = np.unique(
+        whole.view(np.dtype((np.void, whole.shape[1]))).ravel(), return_index=True, return_inverse=True
+    )
+    number = np.empty(len(first), np.int64)
+    number[np.argsort(first)] = np.arange(len(first))
+    group_of = number[group_of.ravel()]
+    return np.sort(first), np.bincount(group_of, minlength=len(first)), group_of
+
+
+def _groups(source, block: int, deduplicate: bool = True):
+    """``(first, counts, group_of)`` for a row source; ``group_of`` is None when every row is its own group."""
+    if not deduplicate:
+        return np.arange(source.num_rows), np.ones(source.num_rows, np.int64), None
+    return _hash_groups(_row_hashes(source, block))
+
+
+def _fill_group(source, first, group_of, keys, block: int) -> bool:
+    """Writes each group's first row to ``keys[:U]`` in one pass over the rows, checking every row against it.
+
+    Returns False if some row differs from its group's first row (a 64-bit hash collision).
+    """
+    done = 0
+    for lo, hi, rows in source.blocks(block):
+        end = np.searchsorted(first, hi)  # first increases: the groups that start in this block
+        keys[done:end] = rows[first[done:end] - lo]
+        done = end
+        if group_of is not None and not np.array_equal(rows, keys[group_of[lo:hi]]):
+            return False
+    return True
+
+
 def distinct_rows(rows, *, block: int = 1 << 16):
     """Exact deduplication: the first index of each distinct row of ``rows [M, D]`` and how often it occurs.
 
-    Rows are hashed to 64 bits, grouped by hash, and every row is then compared bitwise with its group's
-    representative; only if a hash collision ever showed up would it fall back to sorting whole rows. Float rows
-    compare by bit pattern (so -0.0 and 0.0 stay apart: still exact). Rows are read block by block, so ``rows``
-    may be a lazy patch source.
+    Rows are hashed to 64 bits and grouped by hash, and every row is then compared bitwise with its group's first
+    row; only if a hash collision ever showed up would it fall back to sorting whole rows. Float rows compare by
+    bit pattern (so -0.0 and 0.0 stay apart: still exact). Rows are read block by block, so ``rows`` may be a lazy
+    patch source.
 
     Returns:
       ``(first [U] int64, counts [U] int64)``, ``first`` in increasing order.
     """
     source = rows if isinstance(rows, (_ArrayRows, _PatchRows)) else _ArrayRows(rows)
-    hashes = _row_hashes(source, block)
-    order = np.argsort(hashes, kind="stable")  # within a hash, rows stay in index order
-    sorted_hashes = hashes[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_hashes[1:] != sorted_hashes[:-1]]))
-    counts = np.diff(np.append(starts, len(order)))
-    rep = np.empty_like(order)
-    rep[order] = np.repeat(order[starts], counts)  # each row's representative: the first row with its hash
-    exact = all(np.array_equal(rows_, source.take(rep[lo:hi])) for lo, hi, rows_ in source.blocks(block))
-    first = order[starts]
-    if not exact:  # a 64-bit collision: sort the rows themselves
-        whole = np.concatenate([rows_ for _, _, rows_ in source.blocks(block)])
-        whole = whole.view(np.uint8).reshape(len(whole), -1)
-        _, first, counts = np.unique(
-            whole.view(np.dtype((np.void, whole.shape[1]))).ravel(), return_index=True, return_counts=True
-        )
-    by_index = np.argsort(first)
-    return first[by_index], counts[by_index]
+    first, counts, group_of = _groups(source, block)
+    if not _fill_group(source, first, group_of, np.empty((len(first), source.dim), source.dtype), block):
+        first, counts, _ = _exact_groups(source, block)
+    return first, counts
 
 
 def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool = True) -> PatchDictionary:
@@ -253,30 +319,34 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
 
 
 def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16) -> PatchDictionary:
-    """One grouped dictionary from row sources (one per group): distinct rows gathered straight into place.
+    """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
     """
-    picked = []
     for source in sources:
         if source.num_rows == 0:
             raise ValueError("dictionary: no patches (empty training set or class)")
-        if deduplicate:
-            picked.append(distinct_rows(source, block=block))
-        else:
-            picked.append((np.arange(source.num_rows), np.ones(source.num_rows, np.int64)))
-    m = max(len(first) for first, _ in picked)
-    chunk = min(chunk_size, _round_up(m, 8))
-    size = math.ceil(m / chunk) * chunk
-    n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
+    groups = [_groups(source, block, deduplicate) for source in sources]
+    while True:  # runs once, twice after a 64-bit hash collision
+        m = max(len(first) for first, _, _ in groups)
+        chunk = min(chunk_size, _round_up(m, 8))
+        size = math.ceil(m / chunk) * chunk
+        n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
+        keys = np.zeros((n_groups, size, dim), dtype)
+        collided = [
+            g for g, (source, (first, _, group_of)) in enumerate(zip(sources, groups))
+            if not _fill_group(source, first, group_of, keys[g], block)
+        ]
+        if not collided:
+            break
+        for g in collided:
+            groups[g] = _exact_groups(sources[g], block)
     n_values = values[0].stop - values[0].start if isinstance(values[0], slice) else values[0].shape[-1]
-    keys = np.zeros((n_groups, size, dim), dtype)
     vals = np.zeros((n_groups, size, n_values), dtype)
     aux = np.tile(np.array([0.0, PAD_LOG_WEIGHT], np.float32), (n_groups, size, 1))
-    for g, (source, (first, counts)) in enumerate(zip(sources, picked)):
+    for g, (first, counts, _) in enumerate(groups):
         for lo, hi in _blocks(len(first), block):
-            rows = source.take(first[lo:hi])
-            keys[g, lo:hi] = rows
+            rows = keys[g, lo:hi]
             floats = decode(rows) if dtype == np.uint8 else rows
             # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
             aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)

@@ -175,3 +175,18 @@ def test_corrected_convention_shifts_the_schedule():
     reference = elsjax.sample("els", x, train=train, scales=[9, 3, 5, 7], convention="reference")
     np.testing.assert_array_equal(corrected, reference)
     assert not np.allclose(corrected, elsjax.sample("els", x, train=train, scales=[3, 5, 7, 9]))
+
+
+def test_memory_budget_rebuilds_instead_of_keeping(monkeypatch):
+    # A non-monotone schedule needs k = 3 and 5 twice: kept by default, rebuilt with no budget, same samples.
+    train, x = data(n=5)
+    scales = [3, 3, 5, 3, 5, 3]
+    builds = []
+    build = machines.build
+    monkeypatch.setattr(machines, "build", lambda kind, images, k, **kw: builds.append(k) or build(kind, images, k, **kw))
+    kept = elsjax.sampler.sample_machine("els", x, train, scales)
+    assert builds == [3, 5]
+    builds.clear()
+    rebuilt = elsjax.sampler.sample_machine("els", x, train, scales, keep_bytes=0)
+    assert builds == [3, 5, 3, 5, 3]
+    np.testing.assert_array_equal(kept, rebuilt)

@@ -1,5 +1,6 @@
 """Patch extraction, exact deduplication and 8-bit storage of dictionaries."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -38,6 +39,24 @@ def test_distinct_rows_is_exact():
     assert counts.sum() == len(rows)
     floats = rows.astype(np.float32)
     np.testing.assert_array_equal(patches.distinct_rows(floats)[1], counts)
+
+
+@pytest.mark.parametrize(
+    "weak_hash",
+    [
+        lambda rows: rows.sum(axis=1).astype(np.uint64),  # high bits all equal: split by the full hash
+        lambda rows: np.zeros(len(rows), np.uint64),  # every row collides: the exact fallback
+        lambda rows: rows[:, 0].astype(np.uint64) << np.uint64(60),  # low bits all equal
+    ],
+)
+def test_distinct_rows_survives_hash_collisions(monkeypatch, weak_hash):
+    rows = np.random.default_rng(5).integers(0, 3, size=(3000, 4)).astype(np.uint8)
+    monkeypatch.setattr(patches, "_row_hashes", lambda source, block: weak_hash(source.array))
+    first, counts = patches.distinct_rows(rows, block=500)
+    _, ref_first, ref_counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
+    order = np.argsort(ref_first)
+    np.testing.assert_array_equal(first, ref_first[order])
+    np.testing.assert_array_equal(counts, ref_counts[order])
 
 
 @pytest.mark.parametrize("kind", ["ideal", "els", "bbels"])
@@ -82,3 +101,12 @@ def test_8bit_bbels_border_regions_use_codes_and_stay_exact(k):
         got = elsjax.score("bbels", x, t, train=train, k=k)[0]
         want = brute_score("bbels", x[0], t, train, k)
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_dictionary_after_hash_collision_equals_normal(monkeypatch):
+    train = mnist_like()
+    want = machines.build("bbels", train, k=5).tables
+    monkeypatch.setattr(patches, "_row_hashes", lambda source, block: np.zeros(source.num_rows, np.uint64))
+    got = machines.build("bbels", train, k=5).tables
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(g, w)
