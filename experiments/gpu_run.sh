@@ -34,9 +34,13 @@ for phase in "$@"; do
   echo "=== $phase $(date -u +%T)"
   case "$phase" in
     check)
-      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1
-      "$PY" -c "import jax, flax, numpy; print('jax', jax.__version__, 'flax', flax.__version__, 'numpy', numpy.__version__, jax.devices())"
-      timeout 150 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_oracle.py 2>&1 | tail -15
+      {
+        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1
+        "$PY" -c "import jax, flax, numpy; print('jax', jax.__version__, 'flax', flax.__version__, 'numpy', numpy.__version__, jax.devices())"
+        # The oracle's scores on every machine, and one of its sampler runs (end state and every step).
+        timeout 150 "$PY" -m pytest -q -s -p no:cacheprovider tests/test_oracle.py::test_scores_match_reference \
+          "tests/test_oracle.py::test_sampler_matches_reference[0]" "tests/test_oracle.py::test_sampler_steps_match_reference[0]" 2>&1 | tail -25
+      } 2>&1 | tee "$OUT/check.txt"
       ;;
     mnist) bench bench_gpu_mnist --dataset mnist --n $N_LIST --k $K_LIST --batch 1 16 --sample-n ;;
     full) bench bench_gpu_fmnist_full --dataset fashion_mnist --n $FULL_N --k $K_LIST --batch 1 16 --sample-n ;;
