@@ -65,6 +65,7 @@ def sample(
     convention: str = "reference",
     chunk_size: int | None = None,
     progress=None,
+    keep_bytes: int | None = None,
 ):
     """Samples from a machine on the reference grid: 19 DDIM steps from t = 0.95 to the clean output.
 
@@ -79,6 +80,8 @@ def sample(
         ``scales[i - 1]`` (the index the calibration meant).
       chunk_size: dictionary entries per streamed chunk (default per machine).
       progress: optional callback, see :func:`elsjax.sampler.sample_machine` (called once per class group).
+      keep_bytes: memory for dictionaries that a non-monotone schedule needs again (see
+        :func:`elsjax.sampler.sample_machine`); 0 rebuilds every time, the smallest peak memory.
 
     Returns:
       ``[B, H, W, C]`` samples, inside the training pixel range.
@@ -89,11 +92,14 @@ def sample(
     scales = _check_scales(scales, kind, train.shape[1:3])
     if convention not in sampler.CONVENTIONS:
         raise ValueError(f"convention: expected one of {sampler.CONVENTIONS}, got {convention!r}")
+    if keep_bytes is not None and (not isinstance(keep_bytes, (int, np.integer)) or keep_bytes < 0):
+        raise ValueError(f"keep_bytes: expected a non-negative integer or None, got {keep_bytes!r}")
     out = np.empty(seeds.shape, np.float32)
     for index, images in _class_groups(seeds.shape[0], train, labels, y):
         out[index] = np.asarray(
             sampler.sample_machine(
-                kind, seeds[index], images, scales, convention=convention, chunk_size=chunk_size, progress=progress
+                kind, seeds[index], images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
+                keep_bytes=keep_bytes,
             )
         )
     return out

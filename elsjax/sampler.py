@@ -189,6 +189,9 @@ def sample_machine(
             machines.eps, machine, x, segment, num_steps=jnp.int32(length), return_trajectory=return_trajectory
         )
         x, traj = out if return_trajectory else (out, None)
+        # Dispatch is asynchronous: without waiting, the next dictionary would be built while this segment still
+        # runs and holds its own, so every dictionary of the schedule stayed alive (full 60k: 16 GB).
+        x = jax.block_until_ready(x)
         del machine, out  # a dictionary not needed again is freed before the next one is built
         visited.append(traj[:length] if return_trajectory else None)
         start += length

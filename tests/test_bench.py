@@ -4,13 +4,18 @@ import importlib.util
 import json
 import pathlib
 
-BENCH = pathlib.Path(__file__).parents[1] / "experiments" / "bench.py"
+EXPERIMENTS = pathlib.Path(__file__).parents[1] / "experiments"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bench_runs_tiny(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load("bench")
     out = tmp_path / "bench.json"
     bench.main(["--tiny", "--out", str(out)])
     results = json.loads(out.read_text())
@@ -19,3 +24,9 @@ def test_bench_runs_tiny(tmp_path):
         assert r["seconds_per_eval"] > 0 and r["exp_floor_s"] > 0 and r["matmul_floor_s"] > 0
         assert 0 < r["distinct_fraction"] <= 1 and r["pairs"] <= r["nominal_pairs"] * 1.5
     assert results["samples"][0]["seconds"] > 0 and results["peak_rss_gb"] > 0
+
+
+def test_sample_memory_runs_tiny(capsys):
+    assert load("sample_memory").main(["--tiny", "--keep-bytes", "0"]) > 0
+    out = capsys.readouterr().out
+    assert "build  step  0/19  k= 3" in out and "peak RSS" in out

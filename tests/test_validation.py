@@ -67,6 +67,7 @@ def test_score_rejects(overrides, match):
         (dict(kind="els", scales=[3, 3, 11]), r"scales\[2\]: ELS needs k <= H"),
         (dict(seeds=X[:, :4]), "seeds: image shape"),
         (dict(convention="shifted"), "convention: expected one of"),
+        (dict(keep_bytes=-1), "keep_bytes: expected a non-negative integer"),
         (dict(y=[0, 3], labels=LABELS), "y: class 3 has no training images"),
     ],
 )
