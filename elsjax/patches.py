@@ -140,9 +140,6 @@ class _ArrayRows:
         self.num_rows, self.dim = self.array.shape
         self.dtype = self.array.dtype
 
-    def take(self, index):
-        return self.array[index]
-
     def blocks(self, block: int):
         for lo, hi in _blocks(self.num_rows, block):
             yield lo, hi, self.array[lo:hi]
@@ -151,8 +148,8 @@ class _ArrayRows:
 class _PatchRows:
     """The k x k patches of images ``[N, H, W, C]`` (zero-padded) centred at ``rows x cols``, never all in memory.
 
-    Row ``i`` is the patch of image ``n`` at ``(rows[r], cols[c])`` with ``(n, r, c) = unravel(i)``; ``take`` gathers
-    any rows from a strided view of the padded images, so building a dictionary holds only its distinct patches.
+    Row ``i`` is the patch of image ``n`` at ``(rows[r], cols[c])`` with ``(n, r, c) = unravel(i)``; rows are read
+    block by block from a strided view of the padded images, so building a dictionary holds only its distinct patches.
     ``windows`` (from :func:`_patch_windows`) is shared by every group of a region: the padded images exist once.
     """
 
@@ -161,10 +158,6 @@ class _PatchRows:
         self.grid = self.windows.shape[:3]
         self.num_rows, self.dim = int(np.prod(self.grid)), int(np.prod(windows.shape[3:]))
         self.dtype = windows.dtype
-
-    def take(self, index):
-        n, r, c = np.unravel_index(index, self.grid)
-        return np.moveaxis(self.windows[n, r, c], 1, -1).reshape(len(n), self.dim)
 
     def blocks(self, block: int):
         """Contiguous rows, whole images at a time, read from the strided view without a gather."""
@@ -327,11 +320,11 @@ def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int
         if source.num_rows == 0:
             raise ValueError("dictionary: no patches (empty training set or class)")
     groups = [_groups(source, block, deduplicate) for source in sources]
+    n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
     while True:  # runs once, twice after a 64-bit hash collision
         m = max(len(first) for first, _, _ in groups)
         chunk = min(chunk_size, _round_up(m, 8))
         size = math.ceil(m / chunk) * chunk
-        n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
         keys = _aligned_zeros((n_groups, size, dim), dtype)
         collided = [
             g for g, (source, (first, _, group_of)) in enumerate(zip(sources, groups))

@@ -34,14 +34,16 @@ from jax import lax
 
 from elsjax import machines, schedule
 
-__all__ = ["sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES", "default_keep_bytes"]
+__all__ = [
+    "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES", "default_keep_bytes",
+]
 
 CONVENTIONS = ("reference", "corrected")
 
 # On CPU, dictionaries needed again later in a non-monotone k schedule are kept up to this many bytes in all;
-# beyond it they are rebuilt (about a build's time) so that peak memory stays near one dictionary (full 60k MNIST:
-# a k=11 dictionary is about 4 GB, and keeping k = 3, 7 and 9 as well needed 16 GB). Accelerators keep up to a
-# quarter of the device's memory.
+# beyond it they are rebuilt (about a build's time) so that peak memory stays near one dictionary (full 60k
+# Fashion-MNIST: the k = 7, 9 and 11 dictionaries take 2-3.5 GB each). Accelerators keep up to a quarter of the
+# device's memory.
 KEEP_BYTES = 2 << 30
 
 
@@ -195,7 +197,7 @@ def sample_machine(
         x = jax.block_until_ready(x)
         del machine, out
         if k not in built:
-            # A reference cycle from the dispatch keeps the dictionary's host buffers alive until the cyclic garbage
+            # Some reference cycle (not traced) keeps the dictionary's host buffers alive until the cyclic garbage
             # collector runs; without this the next build overlapped the last dictionary (measured +1x at N=20000).
             gc.collect()
         visited.append(traj[:length] if return_trajectory else None)

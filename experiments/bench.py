@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, sampler
+from elsjax import machines, sampler, schedules
 
-MNIST_RESNET_CIRCULAR = [3, 3, 5, 5, 5, 7, 7, 9, 9, 9, 11, 11, 11, 11, 9, 9, 7, 7, 3, 3]
+MNIST_RESNET_CIRCULAR = schedules.get_schedule("MNIST_ResNet_circular")
 
 
 def load_images(dataset: str, n: int | None, tiny: bool):

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from elsjax import data, sampler
+from elsjax import data, sampler, schedules
 
-MNIST_RESNET_CIRCULAR = [3, 3, 5, 5, 5, 7, 7, 9, 9, 9, 11, 11, 11, 11, 9, 9, 7, 7, 3, 3]
+MNIST_RESNET_CIRCULAR = schedules.get_schedule("MNIST_ResNet_circular")
 
 
 def rss_gb() -> tuple[float, float]:
