@@ -217,3 +217,22 @@ def test_experiment_configs_load():
         spec = nets.spec(cfg.arch, channels=1, width=cfg.width, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim,
                          kernel_size=cfg.kernel_size, last_kernel_size=cfg.last_kernel_size, padding=cfg.padding)  # fmt: skip
         assert nets.param_count(nets.abstract_params(spec)[1]) > 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in (Path(__file__).resolve().parents[1] / "experiments" / "checkpoints").iterdir() if p.is_dir()),
+)
+def test_committed_checkpoints_load_and_sample(name):
+    from elsjax import sampler
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "checkpoints" / name
+    record = json.loads((root / "record.json").read_text())
+    cfg = json.loads((root / "config.json").read_text())
+    eps_fn, params, meta = checkpoint.load_net(root)
+    assert meta["step"] == record["steps"] == cfg["num_steps"]
+    assert nets.param_count(params) == record["param_count"]
+    assert meta["spec"]["arch"] == cfg["arch"] and meta["spec"]["width"] == cfg["width"]
+    y = jnp.arange(2) if cfg["conditional"] else None
+    x = sampler.sample_net(eps_fn, params, jax.random.normal(jax.random.key(0), (2, 32, 32, 1)), num_steps=2, y=y)
+    assert x.shape == (2, 32, 32, 1) and bool(jnp.all(jnp.isfinite(x)))
