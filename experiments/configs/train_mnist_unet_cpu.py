@@ -13,23 +13,21 @@ so the narrower net trains more steps in the same time.)
     elsjax train --config experiments/configs/train_mnist_unet_cpu.py
 """
 
-from elsjax.config import train_config
+from pathlib import Path
+
+from elsjax.config import load_file
 
 
 def get_config():
-    config = train_config()
+    # The MNIST ResNet preset's data, batch and checkpointing; the net, its step count and learning rate differ.
+    config = load_file(Path(__file__).with_name("train_mnist_resnet_cpu.py"))
     config.arch = "unet"
     config.width = 16
     config.num_layers = 3
     config.emb_dim = 64
-    config.conditional = False
-    config.dataset = "mnist"
-    config.limit = 10000
-    config.batch_size = 64
+    config.padding = "zeros"
     config.learning_rate = 2e-3
     config.lr_decay = 0.9995
     config.num_steps = 3600
-    config.checkpoint_every_s = 120.0
-    config.n_samples = 20
     config.out_dir = "runs/train_mnist_unet_cpu"
     return config
