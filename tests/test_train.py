@@ -219,14 +219,14 @@ def test_experiment_configs_load():
         assert nets.param_count(nets.abstract_params(spec)[1]) > 0
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(p.name for p in (Path(__file__).resolve().parents[1] / "experiments" / "checkpoints").iterdir() if p.is_dir()),
-)
+COMMITTED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "experiments" / "checkpoints"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in COMMITTED_CHECKPOINTS.iterdir() if p.is_dir()))
 def test_committed_checkpoints_load_and_sample(name):
     from elsjax import sampler
 
-    root = Path(__file__).resolve().parents[1] / "experiments" / "checkpoints" / name
+    root = COMMITTED_CHECKPOINTS / name
     record = json.loads((root / "record.json").read_text())
     cfg = json.loads((root / "config.json").read_text())
     eps_fn, params, meta = checkpoint.load_net(root)

@@ -1,4 +1,4 @@
-"""CPU-scale MNIST UNet (unconditional): trains on 2 CPU cores in about 30 minutes into recognisable digits.
+"""CPU-scale MNIST UNet (unconditional): trains on 2 CPU cores in about 30 minutes into digit-like samples.
 
 The paper's UNet (SPEC 4.3: three levels, max-pool down, transposed-conv up, concatenated skips, receptive field
 the whole image) at a quarter of its width (16/32/64 channels instead of 64/128/256, embedding 64 instead of 256;
@@ -7,8 +7,9 @@ the whole image) at a quarter of its width (16/32/64 channels instead of 64/128/
 
 The ResNet presets (``train_mnist_resnet_cpu.py``) keep the paper's local 17x17 receptive field and, at this
 budget, give local strokes rather than digits; the UNet sees the whole image and is the preset to use where
-recognisable samples matter. (On XLA:CPU the UNet's weight gradients at width 32 cost about 5x those at width 16,
-so the narrower net trains more steps in the same time.)
+recognisable samples matter (its samples: connected digit strokes, several of them readable digits). On XLA:CPU
+one training step at width 32 costs about 5x one at width 16 (slow kernel gradients), so the narrower net trains
+more steps in the same time.
 
     elsjax train --config experiments/configs/train_mnist_unet_cpu.py
 """
