@@ -226,7 +226,8 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
     from tqdm.auto import tqdm
 
     from elsjax import checkpoint, data, images, nets, sampler
-    from elsjax.commands.sample import sample_grid, seed_classes, seed_noise, versions
+    from elsjax import seeds as seeds_lib
+    from elsjax.commands.sample import sample_grid, versions
 
     start_time = time.perf_counter()
     _validate(cfg)
@@ -307,8 +308,8 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
         images.save_png(out_dir / "loss.png", images.line_plot(losses, title=f"{cfg.arch} on {dataset.name}: eps-MSE per step"))
     samples_record = None
     if cfg.n_samples:
-        seeds = seed_noise(cfg.sample_seed, cfg.n_samples, dataset.images.shape[1:])
-        y = seed_classes(cfg.n_samples, -1, dataset.num_classes) if cfg.conditional else None
+        seeds = seeds_lib.noise(cfg.sample_seed, cfg.n_samples, dataset.images.shape[1:])
+        y = seeds_lib.classes(cfg.n_samples, dataset.num_classes) if cfg.conditional else None
         samples = np.asarray(sampler.sample_net(eps_fn, state.params, seeds, num_steps=cfg.sample_steps, y=y))
         images.save_png(out_dir / "samples.png", sample_grid(seeds, samples), scale=cfg.png_scale)
         np.savez(out_dir / "samples.npz", samples=samples, seeds=seeds,

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from elsjax import config as config_lib
+from elsjax import seeds as seeds_lib
 from elsjax.cli import UsageError
 
 ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
@@ -59,28 +60,6 @@ def check_out_dir(path, overwrite: bool) -> Path:
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise UsageError(f"out_dir: {path} exists and is not empty (pass --overwrite to write into it)")
     return path
-
-
-def seed_noise(seed: int, n: int, image_shape) -> np.ndarray:
-    """``n`` standard normal seeds from ``jax.random.key(seed)``, float32 ``[n, *image_shape]``.
-
-    Example:
-      >>> seed_noise(0, 2, (4, 4, 1)).shape
-      (2, 4, 4, 1)
-    """
-    import jax
-
-    return np.asarray(jax.random.normal(jax.random.key(seed), (n, *image_shape), jax.numpy.float32))
-
-
-def seed_classes(n: int, label: int, num_classes: int) -> np.ndarray:
-    """The class of each seed: ``label`` for all, or (``label = -1``) seed i gets class ``i mod num_classes``.
-
-    Example:
-      >>> seed_classes(5, -1, 3).tolist(), seed_classes(2, 7, 10).tolist()
-      ([0, 1, 2, 0, 1], [7, 7])
-    """
-    return np.full(n, label, np.int32) if label >= 0 else (np.arange(n) % num_classes).astype(np.int32)
 
 
 class ReverseStepBar:
@@ -149,7 +128,6 @@ def sample(cfg) -> dict:
     Returns:
       The record written to ``record.json``.
     """
-    import jax
 
     import elsjax
     from elsjax import data, images, schedules
@@ -173,8 +151,8 @@ def sample(cfg) -> dict:
     dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))
     loaded = time.perf_counter()
 
-    seeds = seed_noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
-    y = seed_classes(cfg.n_seeds, cfg.label, dataset.num_classes) if cfg.conditional else None
+    seeds = seeds_lib.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
+    y = seeds_lib.classes(cfg.n_seeds, dataset.num_classes, label=cfg.label) if cfg.conditional else None
     if y is not None:
         missing = sorted(set(y.tolist()) - set(dataset.labels.tolist()))
         if missing:
@@ -211,8 +189,7 @@ def sample(cfg) -> dict:
         "argv": sys.argv,
         "config": cfg.to_dict(),
         "schedule": scales,
-        "seeds": {"prng": f"jax.random.normal(jax.random.key({cfg.seed}), {list(seeds.shape)}, float32)",
-                  "prng_impl": str(jax.config.jax_default_prng_impl)},
+        "seeds": seeds_lib.describe(cfg.seed, seeds.shape),
         "labels": None if y is None else y.tolist(),
         "data": dataset.describe(),
         "versions": versions(),
