@@ -7,7 +7,7 @@ directory) ends with one line on stderr and exit code 2, never a traceback (set 
 
 Example:
     >>> from elsjax import cli
-    >>> cli.main(["schedules", "--name", "MNIST_ResNet_zeros"])
+    >>> cli.main(["scales", "--name", "MNIST_ResNet_zeros"])
     MNIST_ResNet_zeros: 3,3,5,5,5,7,7,7,9,9,11,11,11,11,13,15,15,15,15,15
     0
 """
@@ -18,16 +18,19 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
-__all__ = ["COMMANDS", "main", "UsageError"]
+__all__ = ["COMMANDS", "main", "call", "UsageError"]
 
 # name -> (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("elsjax.commands.sample", "draw samples from a score machine and write a PNG grid, arrays and a record"),
     "train": ("elsjax.commands.train", "train a convolutional diffusion network"),
-    "schedules": ("elsjax.commands.schedules", "list the published k schedules"),
+    "scales": ("elsjax.commands.scales", "list the published scales (the patch size k of each step)"),
 }
+
+# Old command names, still accepted for one release (with a note on stderr): old name -> new name.
+RENAMED_COMMANDS = {"schedules": "scales"}
 
 EXIT_USAGE = 2
 
@@ -64,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = _parser()
     chosen = _chosen(argv)
+    if chosen in RENAMED_COMMANDS:
+        new = RENAMED_COMMANDS[chosen]
+        print(f"elsjax {chosen}: deprecated, renamed `elsjax {new}`", file=sys.stderr)
+        argv[argv.index(chosen)] = chosen = new
     module = None
     for name, (_, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -100,20 +107,30 @@ def enable_compilation_cache() -> str | None:
 
 
 def _run(module, args) -> int:
-    from elsjax.datasources import SourceUnavailable
-
     if getattr(module, "COMPILES", False):
         enable_compilation_cache()
+    return call(args.command, lambda: module.run(args))
+
+
+def call(name: str, fn: Callable[[], int | None]) -> int:
+    """Runs ``fn()`` the way the command line runs a command, and returns the exit code.
+
+    Bad input (``ValueError``, including :class:`elsjax.runs.RunDirError`; a missing data source; ``UsageError``)
+    is one line on stderr, ``elsjax NAME: error: ...``, and exit code 2; Ctrl-C is exit code 130. For scripts in
+    ``experiments/`` that wrap a library job the way a command does.
+    """
+    from elsjax.datasources import SourceUnavailable
+
     try:
-        return int(module.run(args) or 0)
+        return int(fn() or 0)
     except (UsageError, ValueError, SourceUnavailable, FileExistsError) as err:
         if os.environ.get("ELSJAX_DEBUG"):
             raise  # the full traceback, for debugging
         message = " ".join(str(err).split())  # one line
-        print(f"elsjax {args.command}: error: {message}", file=sys.stderr)
+        print(f"elsjax {name}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"elsjax {args.command}: interrupted", file=sys.stderr)
+        print(f"elsjax {name}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Mapping
 
 import ml_collections
+
+from elsjax import paper
 
 __all__ = [
     "sample_config",
@@ -57,8 +60,8 @@ HELP = {
     "limit": "training subset: the first LIMIT images of the split (before the class filter); 0 = all",
     "conditional": "class-conditional machines (the dictionary holds only the seed's class)",
     "label": "class of every seed; -1 = seed i gets class i mod num_classes (or, unconditional, all classes)",
-    "schedule": "k schedule: a published name (see `elsjax schedules`) or a comma-separated list of odd ints",
-    "convention": "schedule indexing: reference (scales[i] at t=i/n, the authors' sampler) or corrected",
+    "scales": "patch size k per step: a published name (see `elsjax scales`) or a comma-separated list of odd ints",
+    "convention": "scales indexing: reference (scales[i] at t=i/n, the authors' sampler) or corrected (scales[i-1])",
     "n_seeds": "number of samples",
     "seed": "PRNG seed: the seeds are jax.random.normal(jax.random.key(SEED), ...)",
     "chunk_size": "dictionary entries per streamed chunk; 0 = the machine's default",
@@ -71,7 +74,7 @@ HELP = {
     "arch": "network: resnet (MinimalResNet) or unet (MinimalUNet)",
     "width": "feature channels (ResNet; 256 in the paper) or first-level channels (UNet; 64)",
     "num_layers": "residual blocks (ResNet; 6 in the paper, receptive field 17) or levels (UNet; 3)",
-    "emb_dim": "time/class embedding width E (256 in the paper; the ResNet needs E = width)",
+    "emb_dim": "time/class embedding width E; 0 = the architecture's default (ResNet: = width, which it needs; UNet: 256)",
     "kernel_size": "kernel of the hidden convolutions",
     "last_kernel_size": "kernel of the output convolution",
     "padding": "ResNet padding: zeros or circular (the UNet is zero-padded)",
@@ -91,7 +94,7 @@ HELP = {
 
 
 def sample_config() -> ml_collections.ConfigDict:
-    """Defaults of ``elsjax sample``: class-conditional bbELS on Fashion-MNIST with a published schedule."""
+    """Defaults of ``elsjax sample``: class-conditional bbELS on Fashion-MNIST with published scales."""
     return ml_collections.ConfigDict(
         {
             "kind": "bbels",
@@ -104,7 +107,7 @@ def sample_config() -> ml_collections.ConfigDict:
             "limit": DEFAULT_LIMIT,
             "conditional": True,
             "label": -1,
-            "schedule": "FashionMNIST_ResNet_zeros_conditional",
+            "scales": "FashionMNIST_ResNet_zeros_conditional",
             "convention": "reference",
             "n_seeds": 10,
             "seed": 0,
@@ -130,20 +133,22 @@ TRAIN_HELP = {
 
 
 def train_config() -> ml_collections.ConfigDict:
-    """Defaults of ``elsjax train``: the paper's zero-padded MinimalResNet and optimiser (SPEC 4.2, 4.5) on MNIST.
+    """Defaults of ``elsjax train``: the paper's zero-padded MinimalResNet and its training (:mod:`elsjax.paper`)
+    on MNIST.
 
-    ``num_steps`` defaults to 300 epochs of 60,000 images at batch 128; the CPU presets in
+    ``num_steps`` defaults to the paper's 300 epochs of 60,000 images at batch 128; the CPU presets in
     ``experiments/configs/`` are narrower and shorter.
     """
+    net, training = paper.NETS["resnet"], paper.TRAINING
     return ml_collections.ConfigDict(
         {
             "arch": "resnet",
-            "width": 256,
-            "num_layers": 6,
-            "emb_dim": 256,
-            "kernel_size": 3,
-            "last_kernel_size": 3,
-            "padding": "zeros",
+            "width": net["width"],
+            "num_layers": net["num_layers"],
+            "emb_dim": 0,
+            "kernel_size": net["kernel_size"],
+            "last_kernel_size": net["last_kernel_size"],
+            "padding": net["padding"],
             "conditional": False,
             "dataset": "mnist",
             "split": "train",
@@ -153,11 +158,11 @@ def train_config() -> ml_collections.ConfigDict:
             "resize": "bilinear",
             "limit": 0,
             "cache": True,
-            "batch_size": 128,
-            "learning_rate": 1e-4,
-            "lr_decay": 0.999965,
-            "weight_decay": 0.0,
-            "num_steps": 300 * 469,
+            "batch_size": training["batch_size"],
+            "learning_rate": training["learning_rate"],
+            "lr_decay": training["lr_decay"],
+            "weight_decay": training["weight_decay"],
+            "num_steps": training["epochs"] * paper.epoch_steps("mnist"),
             "seed": 0,
             "checkpoint_every_s": 300.0,
             "checkpoint_every_steps": 0,
@@ -186,32 +191,27 @@ def data_options(cfg) -> dict:
     )  # fmt: skip
 
 
-# Training-set sizes of the paper's datasets, for its "300 epochs at batch 128" (SPEC 4.5).
-PAPER_TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000}
-PAPER_EPOCHS = 300
-
-
 def paper_train_config(arch: str, dataset: str, *, padding: str = "zeros", conditional: bool) -> ml_collections.ConfigDict:
-    """One of the paper's trained baselines (SPEC 4.2-4.5): its net, optimiser and 300 epochs at batch 128.
+    """One of the paper's trained baselines: its net, optimiser and 300 epochs at batch 128 (:mod:`elsjax.paper`).
 
     Example:
       >>> cfg = paper_train_config("unet", "cifar10", conditional=True)
-      >>> cfg.width, cfg.num_layers, cfg.num_steps, cfg.out_dir
-      (64, 3, 117300, 'runs/paper_unet_cifar10_conditional')
+      >>> cfg.width, cfg.num_layers, cfg.emb_dim, cfg.num_steps, cfg.out_dir
+      (64, 3, 256, 117300, 'runs/paper_unet_cifar10_conditional')
     """
-    if arch not in ("resnet", "unet"):
-        raise ValueError(f"arch: expected 'resnet' or 'unet', got {arch!r}")
-    if dataset not in PAPER_TRAIN_SIZES:
-        raise ValueError(f"dataset: expected one of {sorted(PAPER_TRAIN_SIZES)}, got {dataset!r}")
-    config = train_config()  # the paper's optimiser: AdamW 1e-4, x0.999965 per step, batch 128, no EMA
+    if arch not in paper.NETS:
+        raise ValueError(f"arch: expected one of {sorted(paper.NETS)}, got {arch!r}")
+    if dataset not in paper.TRAIN_SIZES:
+        raise ValueError(f"dataset: expected one of {sorted(paper.TRAIN_SIZES)}, got {dataset!r}")
+    config = train_config()  # the paper's optimiser and batch size
+    for key in ("width", "num_layers", "emb_dim", "kernel_size", "last_kernel_size"):
+        config[key] = paper.NETS[arch][key]
     config.arch = arch
-    config.width, config.num_layers = (256, 6) if arch == "resnet" else (64, 3)  # UNet widths 64/128/256
-    config.emb_dim = 256
     config.padding = padding
     config.conditional = conditional
     config.dataset = dataset
     config.limit = 0
-    config.num_steps = PAPER_EPOCHS * -(-PAPER_TRAIN_SIZES[dataset] // config.batch_size)
+    config.num_steps = paper.TRAINING["epochs"] * paper.epoch_steps(dataset, config.batch_size)
     suffix = ("_circular" if padding == "circular" else "") + ("_conditional" if conditional else "")
     config.out_dir = f"runs/paper_{arch}_{dataset.replace('fashion_mnist', 'fmnist')}{suffix}"
     return config
@@ -234,10 +234,23 @@ def load_file(path) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+# Old field names still accepted (with a DeprecationWarning) for one release: old name -> new name.
+RENAMED_FIELDS = {"schedule": "scales"}
+
+
+def _current_name(key: str, schema) -> str:
+    new = RENAMED_FIELDS.get(key)
+    if new is not None and key not in schema and new in schema:
+        warnings.warn(f"config field {key!r} was renamed {new!r}", DeprecationWarning, stacklevel=4)
+        return new
+    return key
+
+
 def merge(schema: ml_collections.ConfigDict, values: Mapping) -> ml_collections.ConfigDict:
-    """The schema with ``values`` (typed) assigned; unknown keys are an error."""
+    """The schema with ``values`` (typed) assigned; unknown keys are an error (renamed ones are translated)."""
     out = ml_collections.ConfigDict(schema.to_dict())
     for key, value in dict(values).items():
+        key = _current_name(key, out)
         if key not in out:
             raise ValueError(f"config: unknown field {key!r}; known fields: {', '.join(sorted(out))}")
         out[key] = _convert(key, value, out[key])
@@ -276,6 +289,15 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+class _RenamedFlag(argparse.Action):
+    """Stores a value; warns when it came through an old spelling of the flag (e.g. ``--schedule``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            warnings.warn(f"{option_string} was renamed {self.option_strings[0]}", DeprecationWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
 def add_flags(
     parser: argparse.ArgumentParser, schema: ml_collections.ConfigDict, help: Mapping[str, str] | None = None
 ) -> None:
@@ -292,9 +314,11 @@ def add_flags(
                 _flag(key), dest=key, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
             )
         else:
+            old = [_flag(o) for o, n in RENAMED_FIELDS.items() if n == key]
             parser.add_argument(
-                _flag(key), dest=key, metavar=key.upper(), default=argparse.SUPPRESS, help=help_text
-            )
+                _flag(key), *old, dest=key, metavar=key.upper(), default=argparse.SUPPRESS, help=help_text,
+                action=_RenamedFlag if old else "store",
+            )  # fmt: skip
 
 
 def resolve(

@@ -10,7 +10,10 @@ Each machine is the same posterior-mean formula (SPEC 3) over a different dictio
 * ``"bbels"``: zero-padded query patches; centre, edge and corner regions with their own dictionaries (SPEC 3.4).
 
 A :class:`ScoreMachine` is a pytree holding the precomputed dictionaries for one training set (already restricted
-to a class, if conditioning) and one k; :func:`score` evaluates it on a batch of images at per-image times.
+to a class, if conditioning) and one k. Its methods ``score``, ``denoise`` and ``eps`` are jit-compiled pure
+functions of ``(machine, x, t)``: they trace, vmap and differentiate like any JAX function, and check nothing
+(:func:`build` and :func:`elsjax.score` do the checking, on the host). ``ScoreMachine.eps`` follows the sampler's
+:class:`~elsjax.sampler.EpsFn` contract with the machine as its ``params``.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -18,7 +21,9 @@ Example:
     >>> train = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), minval=-1, maxval=1)
     >>> m = machines.build("els", train, k=3)
     >>> x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
-    >>> machines.score(m, x, jnp.array([0.5, 0.9])).shape
+    >>> m.score(x, jnp.array([0.5, 0.9])).shape
+    (2, 8, 8, 1)
+    >>> m.score(x, 0.5).shape                       # a scalar t applies to every image
     (2, 8, 8, 1)
 """
 
@@ -33,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import posterior, schedule
+from elsjax import checks, noise, posterior
 from elsjax.patches import (
     PAD_LOG_WEIGHT,
     PatchDictionary,
@@ -44,9 +49,9 @@ from elsjax.patches import (
     region_dictionaries,
 )
 
-__all__ = ["KINDS", "ImageStack", "ScoreMachine", "build", "score", "denoise", "eps"]
+__all__ = ["KINDS", "ImageStack", "ScoreMachine", "build"]
 
-KINDS = ("ideal", "ls", "els", "bbels")
+KINDS = checks.KINDS
 
 # Dictionary entries per streamed chunk. On CPU the [queries x chunk] logits block should stay near the caches
 # (measured by experiments/bench.py: 512-2048 beat 4096-8192 for 1024 queries); accelerators want big GEMMs.
@@ -75,16 +80,34 @@ class ScoreMachine:
     """A score machine with its precomputed dictionaries.
 
     Attributes:
-      tables: ``tuple[PatchDictionary, ...]`` (IS: one; ELS: one; bbELS: one per region) or an :class:`ImageStack` (LS).
+      tables: the machine's dictionaries, always a tuple: IS and ELS one :class:`~elsjax.patches.PatchDictionary`,
+        bbELS one per region (centre, border groups, corners), LS one :class:`ImageStack`.
       kind: one of :data:`KINDS`.
       k: patch size (0 for IS).
       image_shape: ``(H, W, C)``.
     """
 
-    tables: tuple[PatchDictionary, ...] | ImageStack
+    tables: tuple[PatchDictionary | ImageStack, ...]
     kind: str
     k: int
     image_shape: tuple[int, int, int]
+
+    def denoise(self, x, t):
+        """The posterior mean ``mu`` (the machine's clean-image estimate) at ``x [B, H, W, C]``, ``t`` scalar or ``[B]``."""
+        return _denoise(self, x, _times(t, x))
+
+    def score(self, x, t):
+        """The machine's score ``-(x - a_t mu) / b_t^2`` at ``x [B, H, W, C]``, ``t`` scalar or ``[B]``."""
+        return _score(self, x, _times(t, x))
+
+    def eps(self, x, t, y=None):
+        """The machine as a noise predictor, ``eps_hat = -b_t score = (x - a_t mu) / b_t`` (docs/maths.md §2.3).
+
+        ``ScoreMachine.eps`` is an :class:`~elsjax.sampler.EpsFn` whose ``params`` is the machine. ``y`` is accepted
+        for that contract and ignored: a conditional machine is built from its class's images.
+        """
+        del y
+        return _eps(self, x, _times(t, x))
 
 
 def build(
@@ -100,20 +123,28 @@ def build(
       deduplicate: store each distinct patch once with its count (exact; IS, ELS and bbELS).
 
     Returns:
-      The :class:`ScoreMachine`. Inputs are not validated here; :func:`elsjax.score` does that.
+      The :class:`ScoreMachine`.
+
+    Raises:
+      ValueError: an unknown kind, a bad k (even, < 3, or > H for ELS), images that are not finite NHWC float
+        arrays in [-1, 1]. (Host-side checks; they cost nothing beside the build.)
     """
-    images = np.asarray(images, np.float32)
+    checks.kind(kind)
+    images = checks.train_images(images, "images")
     h, w, c = images.shape[1:]
+    k = checks.patch_size("k", k, kind, (h, w))
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"chunk_size: expected a positive integer or None, got {chunk_size!r}")
     if kind == "ideal":
         tables = (ideal_dictionary(images, chunk_size=chunk_size or 256, deduplicate=deduplicate),)
         k = 0
     elif kind == "ls":
-        tables = _image_stack(images, chunk_size or IMAGE_CHUNK)
-    elif kind in ("els", "bbels"):
-        regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
-        tables = region_dictionaries(images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate)
+        tables = (_image_stack(images, chunk_size or IMAGE_CHUNK),)
     else:
-        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+        regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
+        tables = tuple(
+            region_dictionaries(images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate)
+        )
     return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c))
 
 
@@ -129,42 +160,51 @@ def _image_stack(images, chunk: int) -> ImageStack:
     )
 
 
-@jax.jit
-def denoise(machine: ScoreMachine, x, t):
-    """The posterior mean ``mu`` (the machine's clean-image estimate), ``[B, H, W, C]``.
+def _times(t, x):
+    """``t`` as float32 ``[B]``: a scalar applies to every image of the batch."""
+    t = jnp.asarray(t, jnp.float32)
+    return jnp.broadcast_to(t, (x.shape[0],)) if t.ndim == 0 else t
 
-    Args:
-      machine: a :class:`ScoreMachine`.
-      x: noisy images ``[B, H, W, C]``.
-      t: times ``[B]`` (one per image).
-    """
-    a, b = schedule.signal_noise_std(t)
+
+@jax.jit
+def _denoise(machine: ScoreMachine, x, t):
+    a, b = noise.signal_noise_std(t)
     if machine.kind == "ideal":
         return _ideal_mean(machine.tables[0], x, a, b)
     if machine.kind == "ls":
-        return _local_mean(machine.tables, x, a, b, machine.k)
+        return _local_mean(machine.tables[0], x, a, b, machine.k)
     padding = "circular" if machine.kind == "els" else "zeros"
     regions = (els_regions if machine.kind == "els" else bbels_regions)(*machine.image_shape[:2], machine.k)
     return _patch_mean(machine.tables, regions, x, a, b, machine.k, padding)
 
 
 @jax.jit
-def score(machine: ScoreMachine, x, t):
-    """The machine's score ``-(x - a_t mu) / b_t^2`` at images ``x [B, H, W, C]`` and times ``t [B]``."""
-    a, b = schedule.signal_noise_std(t)
-    mu = denoise(machine, x, t)
-    return -(x - _bcast(a) * mu) / _bcast(b * b)
+def _score(machine: ScoreMachine, x, t):
+    a, b = noise.signal_noise_std(t)
+    return -(x - _bcast(a) * _denoise(machine, x, t)) / _bcast(b * b)
 
 
-def eps(machine: ScoreMachine, x, t, y=None):
-    """The machine as a noise predictor, ``eps_hat = -b_t score = (x - a_t mu) / b_t`` (SPEC 2.3).
+@jax.jit
+def _eps(machine: ScoreMachine, x, t):
+    a, b = noise.signal_noise_std(t)
+    return (x - _bcast(a) * _denoise(machine, x, t)) / _bcast(b)
 
-    ``y`` is accepted for the sampler's ``(params, x, t, y)`` signature and ignored: a conditional machine is built
-    from the class's images.
-    """
-    del y
-    a, b = schedule.signal_noise_std(t)
-    return (x - _bcast(a) * denoise(machine, x, t)) / _bcast(b)
+
+_RENAMED = {"score": "ScoreMachine.score", "denoise": "ScoreMachine.denoise", "eps": "ScoreMachine.eps"}
+
+
+def __getattr__(name):
+    # machines.score(m, x, t) and friends became methods (m.score(x, t)); the old spellings work for one release.
+    if name in _RENAMED:
+        import warnings
+
+        warnings.warn(
+            f"elsjax.machines.{name}(machine, ...) is deprecated; use {_RENAMED[name]} (machine.{name}(...))",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(ScoreMachine, name)
+    raise AttributeError(f"module 'elsjax.machines' has no attribute {name!r}")
 
 
 def _bcast(v):

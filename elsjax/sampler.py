@@ -1,10 +1,10 @@
 """One reverse-sampling loop for anything that predicts noise: score machines and trained networks alike.
 
-:func:`sample_loop` runs deterministic DDIM (SPEC 2.3) over a time grid with ``lax.scan``. It takes an
-``eps_fn(params, x, t, y) -> eps_hat`` and does not care whether ``params`` are network weights or a machine's
-dictionaries.
+:func:`sample_loop` runs deterministic DDIM (docs/maths.md §2.3) over a time grid with ``lax.scan``. It takes
+an :class:`EpsFn`, ``eps_fn(params, x, t, y) -> eps_hat``, and does not care whether ``params`` are network
+weights (:class:`elsjax.nets.NetEpsFn`) or a score machine (``ScoreMachine.eps``, the machine as its own params).
 
-The machine sampler (:func:`sample_machine`) follows the reference's grid (SPEC 2.4, 5): ``n = len(scales)``
+The machine sampler (:func:`sample_machine`) follows the reference's grid (docs/maths.md §3, §6): ``n = len(scales)``
 (20), evaluations at ``t = i / n`` for ``i = n - 1, ..., 1`` (t = 0.95 ... 0.05), the patch size at ``t = i / n`` is
 ``scales[i]`` (``scales[0]`` is never used), and the output is the last step's clean estimate. The calibration
 stores the k for ``t = (j + 1) / n`` at index ``j``, so ``convention="corrected"`` reads ``scales[i - 1]`` instead.
@@ -14,7 +14,7 @@ any length share one compiled program per k.
 Example:
     >>> import jax, jax.numpy as jnp
     >>> from elsjax import sampler
-    >>> grid = sampler.schedule.time_grid(20)          # the network grid: 20 steps from t = 1
+    >>> grid = sampler.noise.time_grid(20)              # the network grid: 20 steps from t = 1
     >>> eps_fn = lambda params, x, t, y: params * x     # a toy noise predictor
     >>> x1 = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
     >>> sampler.sample_loop(eps_fn, jnp.float32(0.9), x1, grid).shape
@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import gc
 import itertools
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, schedule
+from elsjax import machines, noise
 
 __all__ = [
-    "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES", "default_keep_bytes",
-]
+    "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
+    "default_keep_bytes",
+]  # fmt: skip
 
 CONVENTIONS = ("reference", "corrected")
 
@@ -47,6 +48,22 @@ CONVENTIONS = ("reference", "corrected")
 KEEP_BYTES = 2 << 30
 
 
+class EpsFn(Protocol):
+    """The contract shared by trained nets and score machines: a noise predictor.
+
+    ``eps_fn(params, x, t, y) -> eps_hat`` with ``x [B, H, W, C]`` float32, ``t [B]`` float32 times in (0, 1],
+    ``y [B]`` int32 classes or None, and ``eps_hat`` of ``x``'s shape: the prediction of the noise ``eps`` in
+    ``x = a_t x0 + b_t eps``. It must be a pure, traceable function of its arguments, and hashable (it is a static
+    argument of the compiled loop); everything that changes between calls goes in the pytree ``params``.
+
+    Implementations: :class:`elsjax.nets.NetEpsFn` (a Flax net; ``params`` its weights) and ``ScoreMachine.eps``
+    (``params`` the :class:`~elsjax.machines.ScoreMachine` itself; ``y`` ignored, a conditional machine is built
+    from its class's images).
+    """
+
+    def __call__(self, params: Any, x: jax.Array, t: jax.Array, y: jax.Array | None) -> jax.Array: ...
+
+
 def default_keep_bytes() -> int:
     """How many bytes of dictionaries :func:`sample_machine` keeps for reuse on the default backend."""
     if jax.default_backend() == "cpu":
@@ -55,7 +72,7 @@ def default_keep_bytes() -> int:
     return int(stats.get("bytes_limit", 4 * KEEP_BYTES)) // 4
 
 
-def _sample_loop(eps_fn: Callable, params, x, grid, y=None, num_steps=None, return_trajectory: bool = False):
+def _sample_loop(eps_fn: EpsFn, params, x, grid, y=None, num_steps=None, return_trajectory: bool = False):
     grid = jnp.asarray(grid, jnp.float32)
     batch = x.shape[0]
 
@@ -66,7 +83,7 @@ def _sample_loop(eps_fn: Callable, params, x, grid, y=None, num_steps=None, retu
         eps_hat = eps_fn(params, x, t, y)
         if return_trajectory:
             visited = visited.at[i].set(x)
-        return schedule.ddim_step(x, eps_hat, t, t_prev), visited
+        return noise.ddim_step(x, eps_hat, t, t_prev), visited
 
     visited = jnp.zeros((grid.shape[0],) + x.shape, x.dtype) if return_trajectory else None
     # A static length lowers to lax.scan; a traced num_steps to a while loop, so that segments of any length
@@ -79,10 +96,10 @@ sample_loop = jax.jit(_sample_loop, static_argnames=("eps_fn", "return_trajector
 sample_loop.__doc__ = """Deterministic DDIM from ``x`` over ``grid`` (pairs ``(t, t_prev)``, ``[steps, 2]``).
 
 Args:
-  eps_fn: ``eps_fn(params, x, t, y) -> eps_hat`` with ``x [B, H, W, C]`` and ``t [B]``; static (hashable).
+  eps_fn: an :class:`EpsFn`; static (hashable).
   params: a pytree passed to ``eps_fn`` (network weights, or a :class:`~elsjax.machines.ScoreMachine`).
   x: the starting images ``[B, H, W, C]`` at ``grid[0, 0]``.
-  grid: ``[steps, 2]`` float32, e.g. :func:`elsjax.schedule.time_grid`.
+  grid: ``[steps, 2]`` float32, e.g. :func:`elsjax.noise.time_grid`.
   y: optional per-image labels ``[B]``, passed through to ``eps_fn``.
   num_steps: run only the first ``num_steps`` rows of ``grid`` (may be traced: grids padded to one length then
     share one compilation).
@@ -94,15 +111,15 @@ Returns:
 """
 
 
-def sample_net(eps_fn: Callable, params, seeds, *, num_steps: int = 20, y=None):
-    """Runs a trained net's DDIM sampler (SPEC 2.4): the seed is x at t = 1, ``num_steps`` evaluations at
+def sample_net(eps_fn: EpsFn, params, seeds, *, num_steps: int = 20, y=None):
+    """Runs a trained net's DDIM sampler (docs/maths.md §3): the seed is x at t = 1, ``num_steps`` evaluations at
     ``t = i / n`` for ``i = n, ..., 1`` (20 and 150 in the paper), the output is the clean estimate at ``t = 1/n``.
 
-    It is :func:`sample_loop` on the network grid :func:`elsjax.schedule.time_grid`; the machine sampler runs the
+    It is :func:`sample_loop` on the network grid :func:`elsjax.noise.time_grid`; the machine sampler runs the
     same loop on its own grid (:func:`machine_steps`).
 
     Args:
-      eps_fn: ``eps_fn(params, x, t, y)``, static and hashable (e.g. :class:`elsjax.nets.EpsFn`).
+      eps_fn: an :class:`EpsFn` (e.g. :class:`elsjax.nets.NetEpsFn`).
       params: the net's parameters.
       seeds: ``[B, H, W, C]`` float32.
       num_steps: number of reverse steps n.
@@ -117,7 +134,7 @@ def sample_net(eps_fn: Callable, params, seeds, *, num_steps: int = 20, y=None):
     if int(num_steps) < 1:
         raise ValueError(f"num_steps: expected a positive integer, got {num_steps}")
     y = None if y is None else jnp.asarray(y, jnp.int32)
-    return sample_loop(eps_fn, params, jnp.asarray(seeds, jnp.float32), schedule.time_grid(int(num_steps)), y)
+    return sample_loop(eps_fn, params, jnp.asarray(seeds, jnp.float32), noise.time_grid(int(num_steps)), y)
 
 
 def machine_steps(scales: Sequence[int], convention: str = "reference"):
@@ -136,7 +153,7 @@ def machine_steps(scales: Sequence[int], convention: str = "reference"):
     n = len(scales)
     shift = 0 if convention == "reference" else 1
     ks = np.array([int(scales[i - shift]) for i in range(n - 1, 0, -1)], np.int64)
-    return schedule.time_grid(n, start=n - 1), ks
+    return noise.time_grid(n, start=n - 1), ks
 
 
 def sample_machine(
@@ -168,9 +185,12 @@ def sample_machine(
         on it.
 
     Returns:
-      ``[B, H, W, C]`` samples (and the trajectory, if asked).
+      ``[B, H, W, C]`` samples (and the trajectory, if asked). The output is a posterior mean, a convex combination
+      of training pixels: it is clipped to the training images' range to remove float32 rounding beyond it
+      (a sample's minimum was measured at -1.0000001 with data in [-1, 1]).
     """
     report = progress or (lambda *args: None)
+    lo, hi = float(np.min(images)), float(np.max(images))
     keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
     grid, ks = machine_steps(scales, convention)
     if kind == "ideal":
@@ -189,12 +209,14 @@ def sample_machine(
         segment = np.zeros_like(grid)
         segment[:length] = grid[start : start + length]
         out = sample_loop(
-            machines.eps, machine, x, segment, num_steps=jnp.int32(length), return_trajectory=return_trajectory
-        )
+            machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(length),
+            return_trajectory=return_trajectory,
+        )  # fmt: skip
         x, traj = out if return_trajectory else (out, None)
         # Dispatch is asynchronous: without waiting, the next dictionary would be built while this segment still
         # runs and holds its own, so every dictionary of the schedule stayed alive (full 60k: 16 GB).
-        x = jax.block_until_ready(x)
+        if not isinstance(x, jax.core.Tracer):
+            x = jax.block_until_ready(x)
         del machine, out
         if k not in built:
             # Some reference cycle (not traced) keeps the dictionary's host buffers alive until the cyclic garbage
@@ -203,6 +225,7 @@ def sample_machine(
         visited.append(traj[:length] if return_trajectory else None)
         start += length
         report("sample", start, len(ks), int(k))
+    x = jnp.clip(x, lo, hi)
     return (x, jnp.concatenate(visited)) if return_trajectory else x
 
 

@@ -1,7 +1,7 @@
 """Benchmark of the exact ELS machine: seconds per evaluation, pairs per second, and how close to this machine's floor.
 
 For each training-set size N, patch size k and batch of images B it times one exact ELS evaluation
-(``machines.score``, compiled, warm) and, in the same run, the floors for the same amount of work:
+(``ScoreMachine.score``, compiled, warm) and, in the same run, the floors for the same amount of work:
 
 * exp floor: a plain ``sum(exp(x))`` streamed over as many elements as there are (query pixel, distinct patch)
   pairs: one exp per pair is the least any exact kernel must do;
@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, sampler, schedules
+from elsjax import machines, sampler, scales
 
-MNIST_RESNET_CIRCULAR = schedules.get_schedule("MNIST_ResNet_circular")
+MNIST_RESNET_CIRCULAR = scales.resolve("MNIST_ResNet_circular")
 
 
 def load_images(dataset: str, n: int | None, tiny: bool):
@@ -119,7 +119,7 @@ def bench_eval(images, machine, build_s: float, batch: int, repeats: int):
     table = machine.tables[0]
     x = jnp.asarray(np.random.default_rng(1).normal(size=(batch, h, w, c)), jnp.float32)
     t = jnp.full((batch,), 0.5)
-    seconds = timeit(machines.score, machine, x, t, repeats=repeats)
+    seconds = timeit(machines.ScoreMachine.score, machine, x, t, repeats=repeats)
     queries = batch * h * w
     n_chunks, chunk = table.keys.shape[-3:-1]
     distinct = int(np.sum(np.asarray(table.aux[..., 1]) > -1e29))
@@ -147,7 +147,7 @@ def bench_sample(images, batch: int, scales):
     seconds = time.perf_counter() - start
     assert np.all(np.isfinite(out))
     return {"N": images.shape[0], "batch": batch, "seconds": seconds, "seconds_per_seed": seconds / batch,
-            "schedule": "MNIST_ResNet_circular", "compile_included": True}
+            "scales": "MNIST_ResNet_circular", "compile_included": True}
 
 
 def main(argv=None):

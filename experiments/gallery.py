@@ -1,6 +1,6 @@
 """Gallery: machine samples next to their nearest training images (L2 in pixel space).
 
-Runs ``elsjax sample`` with the gallery config (or any sample config and flags), then finds, for each sample, the
+Runs the sampling job with the gallery config (or any sample config and flags), then finds, for each sample, the
 closest image of the training subset the machine used (all classes of that subset), and writes a two-row PNG:
 samples on top, nearest training images below. A sample far from every training image is a new combination of
 training patches (the paper's "creativity"); a copy would sit on its neighbour.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from elsjax import cli, config, data, images
-from elsjax.commands import sample as sample_command
+from elsjax.jobs import sample as sample_job
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "experiments" / "configs" / "gallery_fmnist_bbels.py"
@@ -40,6 +40,33 @@ def nearest_neighbours(queries: np.ndarray, references: np.ndarray) -> tuple[np.
     return index, np.sqrt(np.maximum(sq[np.arange(len(q)), index], 0.0))
 
 
+def gallery(cfg, png: Path) -> dict:
+    """Samples with ``cfg`` (a :func:`elsjax.config.sample_config`), then writes the gallery PNG and its JSON."""
+    record = sample_job.run(cfg)
+    with np.load(Path(cfg.out_dir) / "samples.npz") as f:
+        samples = f["samples"]
+    train = data.load(cfg.dataset, **config.data_options(cfg))
+    index, distance = nearest_neighbours(samples, train.images)
+    tiles = images.to_uint8(np.concatenate([samples, train.images[index]]))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    images.save_png(png, images.grid(tiles, columns=len(samples)), scale=cfg.png_scale)
+    summary = {
+        "png": _relative(png),
+        "rows": ["samples", "nearest training image (L2, pixel space, over the whole training subset)"],
+        "nearest_index": index.tolist(),
+        "nearest_label": train.labels[index].tolist(),
+        "l2_distance": [round(float(d), 3) for d in distance],
+        "sample_record": str(Path(cfg.out_dir) / "record.json"),
+        "data": record["data"],
+        "scales": record["scales"],
+        "config": record["config"],
+        "timings": record["timings"],
+    }
+    png.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {png} and {png.with_suffix('.json')}")
+    return summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     config.add_flags(parser, config.sample_config())
@@ -47,8 +74,7 @@ def main(argv=None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.config is None:
         args.config = str(DEFAULT_CONFIG)
-    args.command, args.extra = "gallery", extra
-    return cli._run(_Gallery(args.png), args)
+    return cli.call("gallery", lambda: gallery(config.resolve(config.sample_config(), args, extra), Path(args.png)) and 0)
 
 
 def _relative(path: Path) -> str:
@@ -57,40 +83,6 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path)
-
-
-class _Gallery:
-    """A command object for :func:`elsjax.cli._run` (one-line errors, exit code 2)."""
-
-    def __init__(self, png: str):
-        self.png = Path(png)
-
-    def run(self, args) -> int:
-        cfg = config.resolve(config.sample_config(), args, args.extra)
-        record = sample_command.sample(cfg)
-        with np.load(Path(cfg.out_dir) / "samples.npz") as f:
-            samples = f["samples"]
-        train = data.load(cfg.dataset, split=cfg.split, limit=cfg.limit or None, source=cfg.source,
-                          data_dir=cfg.data_dir or None, resize=cfg.resize)  # fmt: skip
-        index, distance = nearest_neighbours(samples, train.images)
-        tiles = images.to_uint8(np.concatenate([samples, train.images[index]]))
-        self.png.parent.mkdir(parents=True, exist_ok=True)
-        images.save_png(self.png, images.grid(tiles, columns=len(samples)), scale=cfg.png_scale)
-        summary = {
-            "png": _relative(self.png),
-            "rows": ["samples", "nearest training image (L2, pixel space, over the whole training subset)"],
-            "nearest_index": index.tolist(),
-            "nearest_label": train.labels[index].tolist(),
-            "l2_distance": [round(float(d), 3) for d in distance],
-            "sample_record": str(Path(cfg.out_dir) / "record.json"),
-            "data": record["data"],
-            "schedule": record["schedule"],
-            "config": record["config"],
-            "timings": record["timings"],
-        }
-        self.png.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"wrote {self.png} and {self.png.with_suffix('.json')}")
-        return 0
 
 
 if __name__ == "__main__":

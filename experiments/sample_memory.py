@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from elsjax import data, sampler, schedules
+from elsjax import data, sampler, scales
 
-MNIST_RESNET_CIRCULAR = schedules.get_schedule("MNIST_ResNet_circular")
+MNIST_RESNET_CIRCULAR = scales.resolve("MNIST_ResNet_circular")
 
 
 def rss_gb() -> tuple[float, float]:

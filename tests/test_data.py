@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import datasets_for_tests as fake  # noqa: E402
 
-from elsjax import data, datasources, schedules  # noqa: E402
+from elsjax import data, datasources, scales  # noqa: E402
 from elsjax.datasources import SourceUnavailable  # noqa: E402
 
 REAL_CACHE = datasources.cache_root()  # where a developer's npm/foolbox downloads live, read before isolation
@@ -297,17 +297,17 @@ def test_skimage_faces_stand_in():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Published schedules.
+# Published scales.
 
 
-def test_published_schedules():
-    assert len(schedules.PUBLISHED) == 10
-    for name, ks in schedules.PUBLISHED.items():
+def test_published_scales():
+    assert len(scales.PUBLISHED) == 10
+    for name, ks in scales.PUBLISHED.items():
         assert len(ks) == 20 and all(k % 2 == 1 and k >= 3 for k in ks), name
     alias = "FashionMNIST_ResNet_zeros_conditonal"
-    assert schedules.get_schedule(alias) == schedules.get_schedule("FashionMNIST_ResNet_zeros_conditional")
-    assert schedules.get_schedule("CelebA_UNet_zeros")[-1] == 27
-    assert schedules.get_schedule(" 3, 5,7 ") == [3, 5, 7]
+    assert scales.resolve(alias) == scales.resolve("FashionMNIST_ResNet_zeros_conditional")
+    assert scales.resolve("CelebA_UNet_zeros")[-1] == 27
+    assert scales.resolve(" 3, 5,7 ") == [3, 5, 7]
     for bad in ("3,4,5", "CIFAR_nope", "3", [1, 3]):
-        with pytest.raises(ValueError, match="schedule"):
-            schedules.get_schedule(bad)
+        with pytest.raises(ValueError, match="scales"):
+            scales.resolve(bad)

@@ -132,8 +132,8 @@ def test_machine_is_a_pytree_and_jits():
     leaves = jax.tree_util.tree_leaves(m)
     assert all(isinstance(leaf, jax.Array) for leaf in leaves)
     t = jnp.array([0.3, 0.6])
-    eps = jax.jit(machines.eps)(m, jnp.asarray(x), t)
-    s = machines.score(m, jnp.asarray(x), t)
+    eps = jax.jit(machines.ScoreMachine.eps)(m, jnp.asarray(x), t)
+    s = m.score(jnp.asarray(x), t)
     np.testing.assert_allclose(eps, -np.sqrt(1 - np.cos(np.pi * np.array(t) / 2.016) ** 2)[:, None, None, None] * s, rtol=1e-5, atol=1e-5)
 
 

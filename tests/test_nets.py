@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elsjax import nets, sampler, schedule
+from elsjax import nets, noise, sampler
 from elsjax.nets import embedding
 
 
@@ -117,10 +117,10 @@ def test_sample_net_is_the_shared_loop_on_the_network_grid():
     eps_fn, params = nets.build(spec, key=jax.random.key(0))
     seeds = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))
     out = sampler.sample_net(eps_fn, params, seeds, num_steps=5)
-    grid = schedule.time_grid(5)
+    grid = noise.time_grid(5)
     assert grid[0, 0] == 1.0 and grid[-1, 1] == 0.0 and len(grid) == 5  # SPEC 2.4: n evaluations from t = 1
 
     x = seeds  # the same DDIM steps written out by hand
     for t, t_prev in grid:
-        x = schedule.ddim_step(x, eps_fn(params, x, jnp.full((2,), t), None), t, t_prev)
+        x = noise.ddim_step(x, eps_fn(params, x, jnp.full((2,), t), None), t, t_prev)
     np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-5)

@@ -1,9 +1,5 @@
-"""``elsjax train``: trains a convolutional diffusion network (MinimalResNet or MinimalUNet) in a run directory.
-
-Outputs in ``out_dir``: ``config.json``, ``checkpoints/`` (orbax), ``loss.csv`` and ``loss.png``, ``samples.png``
-and ``samples.npz`` (the trained net's DDIM samples from fixed seeds, seeds above samples), ``record.json``
-(versions, timings, final loss). Running the same command again resumes from the newest checkpoint. See
-:func:`elsjax.train.train`.
+"""``elsjax train``: trains a convolutional diffusion network (MinimalResNet or MinimalUNet) in a run directory
+(:mod:`elsjax.jobs.train`). Running the same command again resumes from the newest checkpoint.
 
 Example (the CPU-scale MNIST preset)::
 
@@ -27,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from elsjax import train
+    from elsjax.jobs import train
 
     cfg = config_lib.resolve(config_lib.train_config(), args, args.extra)
-    record = train.train(cfg)
+    record = train.run(cfg)
     out = Path(cfg.out_dir)
     timings = record["timings"]
     print(f"trained {record['spec']['arch']} ({record['param_count']:,} parameters) to step {record['steps']}: "

@@ -1,9 +1,9 @@
 """Trained baselines as pure functions: build a net from a plain-dict spec, apply it as ``eps_fn``.
 
 A net is two things: a static ``graphdef`` (its structure; hashable) and ``params`` (an ``nnx.State`` pytree of
-arrays). :class:`EpsFn` wraps a graphdef into the ``eps_fn(params, x, t, y)`` that :func:`elsjax.sampler.sample_loop`
+arrays). :class:`NetEpsFn` wraps a graphdef into the ``eps_fn(params, x, t, y)`` (an :class:`elsjax.sampler.EpsFn`) that :func:`elsjax.sampler.sample_loop`
 takes, so networks and score machines share one sampling loop. Equal specs give equal graphdefs, hence equal
-``EpsFn`` objects and one compilation.
+``NetEpsFn`` objects and one compilation.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -24,19 +24,13 @@ from typing import Any
 import jax
 from flax import nnx
 
+from elsjax import paper
 from elsjax.nets.resnet import PADDINGS, MinimalResNet
 from elsjax.nets.unet import MinimalUNet
 
-__all__ = ["ARCHITECTURES", "MinimalResNet", "MinimalUNet", "spec", "build", "abstract_params", "EpsFn", "param_count"]
+__all__ = ["ARCHITECTURES", "MinimalResNet", "MinimalUNet", "spec", "build", "abstract_params", "NetEpsFn", "param_count"]
 
 ARCHITECTURES = {"resnet": MinimalResNet, "unet": MinimalUNet}
-
-# The paper's settings (SPEC 4.2, 4.3); spec() fills what the caller leaves out.
-PAPER = {
-    "resnet": {"width": 256, "num_layers": 6, "emb_dim": 256, "kernel_size": 3, "last_kernel_size": 3, "padding": "zeros"},
-    "unet": {"width": 64, "num_layers": 3, "emb_dim": 256, "kernel_size": 3, "last_kernel_size": 3, "padding": "zeros"},
-}
-
 
 def spec(arch: str, *, channels: int, num_classes: int = 0, **settings) -> dict:
     """A complete, JSON-serialisable architecture description (saved with every checkpoint).
@@ -46,17 +40,23 @@ def spec(arch: str, *, channels: int, num_classes: int = 0, **settings) -> dict:
       channels: image channels.
       num_classes: 0 (unconditional) or the number of classes.
       **settings: ``width``, ``num_layers`` (ResNet blocks / UNet levels), ``emb_dim``, ``kernel_size``,
-        ``last_kernel_size``, ``padding`` (``"zeros"`` or ``"circular"``; the UNet is zero-padded only).
+        ``last_kernel_size``, ``padding`` (``"zeros"`` or ``"circular"``; the UNet is zero-padded only). Missing
+        ones are the paper's (:data:`elsjax.paper.NETS`), except that the ResNet's ``emb_dim`` follows ``width``
+        (its blocks add the embedding to the feature maps, so the two must be equal); ``emb_dim=0`` means that
+        default too.
 
     Raises:
       ValueError: an unknown architecture, setting or padding.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch: unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
-    unknown = set(settings) - set(PAPER[arch])
+    unknown = set(settings) - set(paper.NETS[arch])
     if unknown:
         raise ValueError(f"arch: unknown setting(s) {sorted(unknown)} for {arch}")
-    out = {"arch": arch, "channels": int(channels), "num_classes": int(num_classes), **PAPER[arch], **settings}
+    settings = {key: value for key, value in settings.items() if not (key == "emb_dim" and not value)}
+    if arch == "resnet" and "emb_dim" not in settings and "width" in settings:
+        settings["emb_dim"] = settings["width"]
+    out = {"arch": arch, "channels": int(channels), "num_classes": int(num_classes), **paper.NETS[arch], **settings}
     if out["padding"] not in PADDINGS:
         raise ValueError(f"padding: expected one of {sorted(PADDINGS)}, got {out['padding']!r}")
     if arch == "unet" and out["padding"] != "zeros":
@@ -79,9 +79,11 @@ def _module(spec: dict, rngs: nnx.Rngs) -> nnx.Module:
 
 
 @dataclasses.dataclass(frozen=True)
-class EpsFn:
-    """``eps_fn(params, x, t, y) -> eps_hat`` for a net with structure ``graphdef`` (hashable, so usable as a
-    static argument of :func:`elsjax.sampler.sample_loop` and the training step)."""
+class NetEpsFn:
+    """The :class:`elsjax.sampler.EpsFn` of a Flax net with structure ``graphdef``: ``params`` are its weights.
+
+    Hashable, so usable as a static argument of :func:`elsjax.sampler.sample_loop` and the training step.
+    """
 
     graphdef: Any
 
@@ -89,18 +91,28 @@ class EpsFn:
         return nnx.merge(self.graphdef, params)(x, t, y)
 
 
-def build(spec: dict, *, key) -> tuple[EpsFn, nnx.State]:
+def build(spec: dict, *, key) -> tuple[NetEpsFn, nnx.State]:
     """Initialises a net (PyTorch's default initialisation). Returns ``(eps_fn, params)``."""
     graphdef, params = nnx.split(_module(spec, nnx.Rngs(params=key)))
-    return EpsFn(graphdef), params
+    return NetEpsFn(graphdef), params
 
 
-def abstract_params(spec: dict) -> tuple[EpsFn, nnx.State]:
+def abstract_params(spec: dict) -> tuple[NetEpsFn, nnx.State]:
     """Like :func:`build` but with ``jax.ShapeDtypeStruct`` leaves (no computation): a restore target."""
     graphdef, params = nnx.split(nnx.eval_shape(lambda: _module(spec, nnx.Rngs(params=0))))
-    return EpsFn(graphdef), params
+    return NetEpsFn(graphdef), params
 
 
 def param_count(params) -> int:
     """Number of scalar parameters."""
     return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def __getattr__(name):
+    # nets.EpsFn was renamed NetEpsFn (sampler.EpsFn is the contract it implements); one release of grace.
+    if name == "EpsFn":
+        import warnings
+
+        warnings.warn("elsjax.nets.EpsFn was renamed elsjax.nets.NetEpsFn", DeprecationWarning, stacklevel=2)
+        return NetEpsFn
+    raise AttributeError(f"module 'elsjax.nets' has no attribute {name!r}")

@@ -10,7 +10,7 @@ def get_config():
     config = sample_config()
     config.kind = "bbels"
     config.dataset = "fashion_mnist"
-    config.schedule = "FashionMNIST_ResNet_zeros_conditional"
+    config.scales = "FashionMNIST_ResNet_zeros_conditional"
     config.conditional = True
     config.limit = 1000
     config.n_seeds = 10

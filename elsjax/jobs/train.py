@@ -1,0 +1,176 @@
+"""The training job: trains (or resumes) a convolutional diffusion net in a run directory.
+
+Outputs in ``out_dir``: ``config.json``, ``checkpoints/`` (orbax, every ``checkpoint_every_s`` seconds, every
+``checkpoint_every_steps`` steps, at the end, and on Ctrl-C), ``loss.csv`` and ``loss.png``, ``samples.png`` and
+``samples.npz`` (the trained net's DDIM samples from fixed seeds, seeds above samples), ``record.json``
+(versions, timings, final loss). Running the same config again resumes from the newest checkpoint, and the
+resumed run ends with the weights an uninterrupted one would have (:mod:`elsjax.train`).
+
+Example (the CPU-scale MNIST preset)::
+
+    elsjax train --config experiments/configs/train_mnist_resnet_cpu.py
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from elsjax import checkpoint, data, images, nets, runs, sampler, seeds
+from elsjax import config as config_lib
+from elsjax.train import TrainState, init, optimizer, run_keys, train_step
+
+__all__ = ["run", "RESUMABLE_FIELDS"]
+
+# Fields that may change between a run and its resumption (they do not change the weights of a given step).
+RESUMABLE_FIELDS = frozenset(
+    {"num_steps", "progress", "out_dir", "checkpoint_every_s", "checkpoint_every_steps", "keep_checkpoints",
+     "log_every", "n_samples", "sample_steps", "sample_seed", "png_scale", "cache"}
+)  # fmt: skip
+
+
+def _check(cfg) -> None:
+    data.canonical_name(cfg.dataset)  # ValueError naming the argument for an unknown dataset
+    if cfg.arch not in nets.ARCHITECTURES:
+        raise ValueError(f"arch: unknown architecture {cfg.arch!r}; expected one of {sorted(nets.ARCHITECTURES)}")
+    for key in ("batch_size", "num_steps", "log_every", "keep_checkpoints", "sample_steps", "png_scale"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
+    for key in ("limit", "n_samples", "checkpoint_every_steps", "emb_dim"):
+        if cfg[key] < 0:
+            raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
+    if not cfg.learning_rate > 0 or not 0 < cfg.lr_decay <= 1:
+        raise ValueError(f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}")
+
+
+def _write_losses(path: Path, losses, lr0: float, decay: float) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "loss", "learning_rate"])
+        for i, loss in enumerate(losses):
+            writer.writerow([i + 1, f"{loss:.6g}", f"{lr0 * decay**i:.6g}"])
+
+
+def net_spec(cfg, dataset) -> dict:
+    """The architecture spec a train config describes, for a dataset's channels and classes."""
+    return nets.spec(
+        cfg.arch, channels=dataset.images.shape[-1], num_classes=dataset.num_classes if cfg.conditional else 0,
+        width=cfg.width, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, kernel_size=cfg.kernel_size,
+        last_kernel_size=cfg.last_kernel_size, padding=cfg.padding,
+    )  # fmt: skip
+
+
+def run(cfg, *, log=print) -> dict:
+    """Trains (or resumes) the net described by a :func:`elsjax.config.train_config` in ``cfg.out_dir``.
+
+    A directory holding a run of the same config (up to :data:`RESUMABLE_FIELDS`) is resumed from its newest
+    checkpoint; anything else non-empty is refused (:class:`elsjax.runs.RunDirError`).
+
+    Returns:
+      The record written to ``record.json``.
+    """
+    from tqdm.auto import tqdm
+
+    clock = runs.Stopwatch()
+    _check(cfg)
+    out_dir = Path(cfg.out_dir)
+    resuming = runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="training run")
+    ckpt_dir = out_dir / "checkpoints"
+
+    dataset = data.load(cfg.dataset, **config_lib.data_options(cfg))
+    spec = net_spec(cfg, dataset)
+    init_key, _, run_key = run_keys(cfg.seed)
+    eps_fn, params = nets.build(spec, key=init_key)
+    tx = optimizer(cfg.learning_rate, cfg.lr_decay, cfg.weight_decay)
+    state = init(params, tx)
+    losses: list[float] = []
+    start_step = checkpoint.latest_step(ckpt_dir) if resuming else None
+    if start_step is not None:
+        params, (step, opt_state), meta = checkpoint.restore(
+            ckpt_dir, state.params, (state.step, state.opt_state), spec=spec
+        )
+        state = TrainState(jnp.asarray(step, jnp.int32), params, opt_state)
+        losses = list(meta.get("losses", []))[: int(step)]
+        log(f"resuming {out_dir} from step {int(step)} (checkpoint {ckpt_dir / str(int(step))})")
+    elif resuming:
+        log(f"{out_dir} holds this config but no checkpoint: starting from step 0")
+    clock.lap("setup")
+
+    runs.write_config(out_dir, cfg)
+    x_train = jnp.asarray(dataset.images)
+    y_train = jnp.asarray(dataset.labels, jnp.int32) if cfg.conditional else None
+    ckpt_meta = {"config": cfg.to_dict(), "data": dataset.describe()}
+
+    def save_checkpoint():
+        checkpoint.save(
+            ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
+            meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
+        )  # fmt: skip
+
+    first = int(state.step)
+    bar = tqdm(total=cfg.num_steps, initial=first, unit="step", desc="training", disable=not cfg.progress, file=sys.stderr)
+    pending, last_save = [], clock.elapsed()
+    try:
+        for step in range(first, cfg.num_steps):
+            state, loss = train_step(state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key)
+            pending.append(loss)
+            done = step + 1
+            by_steps = cfg.checkpoint_every_steps and done % cfg.checkpoint_every_steps == 0
+            save_now = by_steps or clock.elapsed() - last_save >= cfg.checkpoint_every_s
+            if save_now or len(pending) >= cfg.log_every or done == cfg.num_steps:
+                losses.extend(np.asarray(jnp.stack(pending)).tolist())  # one device-to-host copy per log period
+                bar.update(len(pending))
+                bar.set_postfix(loss=f"{np.mean(losses[-len(pending):]):.4f}")
+                pending = []
+            if save_now:
+                clock.lap("train")
+                save_checkpoint()
+                clock.lap("checkpoint")
+                last_save = clock.elapsed()
+    except KeyboardInterrupt:
+        if pending:
+            losses.extend(np.asarray(jnp.stack(pending)).tolist())
+        if int(state.step) > first:
+            save_checkpoint()
+            log(f"interrupted: saved step {int(state.step)} in {ckpt_dir}; run the same command to resume")
+        raise
+    finally:
+        bar.close()
+    clock.lap("train")
+    if checkpoint.latest_step(ckpt_dir) != int(state.step):
+        save_checkpoint()
+    clock.lap("checkpoint")
+
+    _write_losses(out_dir / "loss.csv", losses, cfg.learning_rate, cfg.lr_decay)
+    if losses:
+        images.save_png(out_dir / "loss.png", images.line_plot(losses, title=f"{cfg.arch} on {dataset.name}: eps-MSE per step"))
+    samples_record = None
+    if cfg.n_samples:
+        noise = seeds.noise(cfg.sample_seed, cfg.n_samples, dataset.images.shape[1:])
+        y = seeds.classes(cfg.n_samples, dataset.num_classes) if cfg.conditional else None
+        samples = np.asarray(sampler.sample_net(eps_fn, state.params, noise, num_steps=cfg.sample_steps, y=y))
+        runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale)
+        samples_record = {"n": cfg.n_samples, "steps": cfg.sample_steps, "seed": cfg.sample_seed,
+                          "labels": None if y is None else y.tolist()}  # fmt: skip
+    clock.lap("post")
+    steps_run = int(state.step) - first
+    window = losses[-min(len(losses), max(1, cfg.log_every)) :]
+    timings = clock.laps()
+    timings["steps_run"] = steps_run
+    timings["steps_per_s"] = round(steps_run / timings["train_s"], 3) if timings.get("train_s") else None
+    record = {
+        "command": "elsjax train",
+        "spec": spec,
+        "param_count": nets.param_count(state.params),
+        "data": dataset.describe(),
+        "steps": int(state.step),
+        "resumed_from": start_step,
+        "final_loss": float(np.mean(window)) if window else None,
+        "final_loss_window": len(window),
+        "samples": samples_record,
+    }
+    return runs.write_record(out_dir, record, config=cfg, timings=timings)
