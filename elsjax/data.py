@@ -1,8 +1,8 @@
 """Training data as the paper uses it: 32x32 NHWC images in [-1, 1] with integer labels.
 
 :func:`load` finds the raw images (see :mod:`elsjax.datasources` for the sources and the order ``"auto"`` tries
-them in), preprocesses them as the authors' torchvision pipeline does (SPEC 1), caches the result on disk, and
-applies the one subset rule of this project (SPEC 3.6): **the first ``limit`` images of the split, then the class
+them in), preprocesses them as the authors' torchvision pipeline does (docs/maths.md §1.2), caches the result on disk, and
+applies the one subset rule of this project (docs/maths.md §1.3): **the first ``limit`` images of the split, then the class
 filter**.
 
 Preprocessing, per image, in uint8 (so the values match torchvision's ``Resize`` on PIL images exactly):
@@ -11,7 +11,7 @@ Preprocessing, per image, in uint8 (so the values match torchvision's ``Resize``
   bilinear filter and rounds back to uint8; ``resize="pad"`` zero-pads 2 pixels on each side instead.
 * CIFAR-10 (32x32): unchanged.
 * CelebA and any other non-square or other-size image: a centre crop to a square (178x178 for the aligned
-  178x218 CelebA images; the authors do not say which crop they used, SPEC 1), then the PIL bilinear resize to
+  178x218 CelebA images; the authors do not say which crop they used, docs/maths.md §1.2), then the PIL bilinear resize to
   32x32 (antialiased when shrinking).
 
 Then ``x = (u - 0.5) / 0.5`` with ``u = v / 255`` (float32), i.e. ``ToTensor`` followed by ``Normalize(0.5, 0.5)``.

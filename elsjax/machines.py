@@ -1,13 +1,13 @@
 """The four score machines: ideal (IS), local (LS), equivariant local (ELS) and boundary-broken ELS (bbELS).
 
-Each machine is the same posterior-mean formula (SPEC 3) over a different dictionary:
+Each machine is the same posterior-mean formula (docs/maths.md §4) over a different dictionary:
 
     mu(p) = sum_psi softmax_psi(-||q(p) - a_t psi||^2 / (2 b_t^2)) psi(centre),   score(p) = -(x(p) - a_t mu(p)) / b_t^2
 
-* ``"ideal"``: one dictionary of whole training images, queried with the whole image (SPEC 3.1);
-* ``"ls"``: per pixel, the patches of the zero-padded training images at the same pixel (SPEC 3.2);
-* ``"els"``: circular query patches against every valid training patch (SPEC 3.3);
-* ``"bbels"``: zero-padded query patches; centre, edge and corner regions with their own dictionaries (SPEC 3.4).
+* ``"ideal"``: one dictionary of whole training images, queried with the whole image (docs/maths.md §4.2);
+* ``"ls"``: per pixel, the patches of the zero-padded training images at the same pixel (docs/maths.md §4.3);
+* ``"els"``: circular query patches against every valid training patch (docs/maths.md §4.4);
+* ``"bbels"``: zero-padded query patches; centre, edge and corner regions with their own dictionaries (docs/maths.md §4.5).
 
 A :class:`ScoreMachine` is a pytree holding the precomputed dictionaries for one training set (already restricted
 to a class, if conditioning) and one k. Its methods ``score``, ``denoise`` and ``eps`` are jit-compiled pure

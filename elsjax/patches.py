@@ -1,4 +1,4 @@
-"""Patch extraction and patch dictionaries (SPEC 3).
+"""Patch extraction and patch dictionaries (docs/maths.md §4).
 
 A :class:`PatchDictionary` is everything about a set of training patches that does not depend on the query or on
 t, computed once per (training set, class, k) and reused at every reverse step:
@@ -375,7 +375,7 @@ def _storage(images):
 
 
 def ideal_dictionary(images, *, chunk_size: int = 256, deduplicate: bool = True) -> PatchDictionary:
-    """IS dictionary: whole training images as keys and as values (SPEC 3.1)."""
+    """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2)."""
     stored = _storage(images)
     flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
     table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate)
@@ -395,14 +395,14 @@ class Region(NamedTuple):
 
 
 def els_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
-    """ELS: every pixel queries one dictionary of all valid (fully interior) patches (SPEC 3.3)."""
+    """ELS: every pixel queries one dictionary of all valid (fully interior) patches (docs/maths.md §4.4)."""
     d = k // 2
     rows, cols = np.arange(d, h - d), np.arange(d, w - d)
     return (Region(np.arange(h * w)[None], rows[None], cols[None]),)
 
 
 def bbels_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
-    """bbELS: centre, edge and corner regions, each with its own dictionary (SPEC 3.4).
+    """bbELS: centre, edge and corner regions, each with its own dictionary (docs/maths.md §4.5).
 
     A coordinate in a border band (``< d`` or ``>= size - d``) only sees patches centred at that same coordinate; an
     interior coordinate sees patches centred at any interior coordinate.

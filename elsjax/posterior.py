@@ -1,4 +1,4 @@
-"""The one streaming-softmax kernel behind every score machine (SPEC 3, 3.5, 7).
+"""The one streaming-softmax kernel behind every score machine (docs/maths.md §4.1, §5).
 
 Each machine asks the same question of a dictionary: for every query q, the softmax-weighted mean of the
 dictionary's values, with

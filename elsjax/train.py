@@ -1,4 +1,4 @@
-"""Training the baselines (SPEC 4.5): eps-MSE, AdamW with an exponentially decaying learning rate, no EMA.
+"""Training the baselines (docs/maths.md §9.4): eps-MSE, AdamW with an exponentially decaying learning rate, no EMA.
 
 The core is a few pure functions. :func:`train_step` is one jit-compiled optimiser step whose batch and noise are
 *functions of the step number*: the epoch's permutation comes from ``fold_in(data_key, epoch)`` and the step's
@@ -47,7 +47,7 @@ __all__ = [
     "NUM_TRAIN_TIMES",
 ]
 
-NUM_TRAIN_TIMES = 1000  # t = U{0..999} / 1000: t = 1 is never seen in training (SPEC 2.2)
+NUM_TRAIN_TIMES = 1000  # t = U{0..999} / 1000: t = 1 is never seen in training (docs/maths.md §2.2)
 
 class TrainState(NamedTuple):
     """Everything that changes during training; keys and data order are derived from ``step``."""

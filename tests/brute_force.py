@@ -1,4 +1,4 @@
-"""An independent brute-force NumPy (float64) implementation of SPEC section 3, for tests.
+"""An independent brute-force NumPy (float64) implementation of docs/maths.md §4, for tests.
 
 Written directly from the definitions, pixel by pixel, with an explicit candidate list per pixel: no chunking, no
 expansion of the logits, no shared code with elsjax.

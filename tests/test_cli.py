@@ -25,10 +25,7 @@ from elsjax import cli, config  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("ELSJAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+pytestmark = pytest.mark.usefixtures("isolated")  # never a developer's cache or prepared tfds data
 
 
 @pytest.fixture

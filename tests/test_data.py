@@ -23,11 +23,7 @@ from elsjax.datasources import SourceUnavailable  # noqa: E402
 REAL_CACHE = datasources.cache_root()  # where a developer's npm/foolbox downloads live, read before isolation
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ELSJAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # never a developer's prepared data
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("isolated")  # never a developer's cache or prepared tfds data
 
 
 def pil_resize(u8_hwc, size=32):
@@ -152,10 +148,10 @@ def test_image_folder_labels_are_sorted_folder_indices(tmp_path):
     assert root.exists()
 
 
-def test_cache_makes_second_load_skip_the_source(tmp_path, isolated_cache, monkeypatch):
+def test_cache_makes_second_load_skip_the_source(tmp_path, isolated, monkeypatch):
     root = fake.mnist_dir(tmp_path / "mnist")
     first = data.load("mnist", data_dir=root)
-    assert list(isolated_cache.glob("data/mnist_train_dir_*.npz"))
+    assert list(isolated.glob("data/mnist_train_dir_*.npz"))
 
     def fail(*args, **kwargs):
         raise AssertionError("the source was read although the cache holds the data")

@@ -1,4 +1,4 @@
-"""Machines against the brute-force NumPy version of SPEC 3, and the identities of SPEC 9.2."""
+"""Machines against the brute-force NumPy version of docs/maths.md §4, and the identities of docs/maths.md §4.6."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +7,7 @@ import pytest
 
 import elsjax
 from brute_force import brute_score
+from conftest import relerr
 from elsjax import machines, patches, posterior
 
 
@@ -15,10 +16,6 @@ def data(n=6, h=9, w=9, c=1, batch=2, seed=0):
     train = rng.uniform(-1, 1, (n, h, w, c)).astype(np.float32)
     x = rng.normal(size=(batch, h, w, c)).astype(np.float32)
     return train, x
-
-
-def relerr(got, want):
-    return np.abs(got - want).max() / np.abs(want).max()
 
 
 @pytest.mark.parametrize("kind", ["ideal", "ls", "els", "bbels"])

@@ -1,4 +1,4 @@
-"""The trained baselines' architectures (SPEC 4.1-4.3): parameter counts, shapes, receptive fields, padding."""
+"""The trained baselines' architectures (docs/maths.md §9.1-9.3): parameter counts, shapes, receptive fields, padding."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_unet_receptive_field_covers_the_image():
     spec = nets.spec("unet", channels=1, width=4, emb_dim=8, num_layers=3)
     eps_fn, params = nets.build(spec, key=jax.random.key(0))
     assert _rf_extent(eps_fn, params, 32, (16, 16)) == (32, 32)
-    assert _rf_extent(eps_fn, params, 64, (32, 32)) == (44, 44)  # SPEC 4.3: the reference's measured extent
+    assert _rf_extent(eps_fn, params, 64, (32, 32)) == (44, 44)  # docs/maths.md §9.3: the reference's measured extent
 
 
 def test_circular_resnet_is_translation_equivariant_and_zeros_is_not():
@@ -118,7 +118,7 @@ def test_sample_net_is_the_shared_loop_on_the_network_grid():
     seeds = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))
     out = sampler.sample_net(eps_fn, params, seeds, num_steps=5)
     grid = noise.time_grid(5)
-    assert grid[0, 0] == 1.0 and grid[-1, 1] == 0.0 and len(grid) == 5  # SPEC 2.4: n evaluations from t = 1
+    assert grid[0, 0] == 1.0 and grid[-1, 1] == 0.0 and len(grid) == 5  # docs/maths.md §3: n evaluations from t = 1
 
     x = seeds  # the same DDIM steps written out by hand
     for t, t_prev in grid:

@@ -1,11 +1,11 @@
-"""Schedule and DDIM step: SPEC 2.1 table values, the oracle's float32 values, and the grids of SPEC 2.4."""
+"""Schedule and DDIM step: docs/maths.md §2.1 table values, the oracle's float32 values, and the grids of docs/maths.md §3."""
 
 import numpy as np
 import pytest
 
 from elsjax import noise
 
-# SPEC 2.1: t, beta, alpha_bar, a, b.
+# docs/maths.md §2.1: t, beta, alpha_bar, a, b.
 SPEC_TABLE = [
     (1.00, 0.999845, 1.554e-4, 0.01247, 0.99992),
     (0.95, 0.991853, 8.147e-3, 0.09026, 0.99592),
@@ -61,7 +61,7 @@ def test_ddim_coefficients_match_reference(oracle):
     [(1.0, 0.95, 7.2403, -6.2438), (0.95, 0.90, 1.8558, -0.8624), (0.5, 0.45, 1.0738, -0.1094), (0.05, 0.0, 1.0030, -0.0781)],
 )
 def test_spec_ddim_pairs(t, t_prev, coef_a, coef_b):
-    # SPEC's table is float64; at t = 1 float32 alpha_bar(1) = 1 - beta is off by 4.6e-4 relative (oracle README).
+    # the table of docs/maths.md §2.1 is float64; at t = 1 float32 alpha_bar(1) = 1 - beta is off by 4.6e-4 relative (oracle README).
     got_a, got_b = noise.ddim_coefficients(np.float32(t), np.float32(t_prev))
     np.testing.assert_allclose([got_a, got_b], [coef_a, coef_b], rtol=1e-4, atol=6e-5)
 

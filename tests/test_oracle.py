@@ -11,17 +11,13 @@ import numpy as np
 import pytest
 
 import elsjax
-from conftest import KIND
+from conftest import KIND, relerr
 
 SCORE_FILES = ["scores_toy_c1.npz", "scores_toy_c3.npz", "scores_mnist60.npz"]
 
 
 def tolerance(t):
     return 1e-4 if t >= 0.2 else 1e-3
-
-
-def relerr(got, want):
-    return np.abs(got - want).max() / np.abs(want).max()
 
 
 def case_groups(ref):

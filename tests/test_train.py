@@ -1,4 +1,4 @@
-"""Training (SPEC 4.5), checkpoints and the ``elsjax train`` run directory, on tiny nets and data."""
+"""Training (docs/maths.md §9.4), checkpoints and the ``elsjax train`` run directory, on tiny nets and data."""
 
 from __future__ import annotations
 
@@ -21,10 +21,7 @@ from elsjax import checkpoint, cli, nets, train  # noqa: E402
 SPEC = nets.spec("resnet", channels=1, width=16, emb_dim=16, num_layers=2)
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("ELSJAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+pytestmark = pytest.mark.usefixtures("isolated")  # never a developer's cache or prepared tfds data
 
 
 def tiny_images(n=24, size=8):

@@ -1,4 +1,4 @@
-"""Time and class embedding shared by the trained baselines (SPEC 4.1).
+"""Time and class embedding shared by the trained baselines (docs/maths.md §9.1).
 
 With ``E`` the embedding width and ``h = E / 2``: frequencies ``f_j = 10000^(-j / (h - 1))`` and
 ``emb(t) = [sin(t f), cos(t f)]``, with ``t`` in [0, 1] **not rescaled** (the reference's choice: the arguments

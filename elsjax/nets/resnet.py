@@ -1,4 +1,4 @@
-"""``MinimalResNet``, the paper's "ResNet" (SPEC 4.2): a stack of same-size residual convolutions.
+"""``MinimalResNet``, the paper's "ResNet" (docs/maths.md §9.2): a stack of same-size residual convolutions.
 
 ``up`` (C -> width) -> L residual blocks ``h <- h + ReLU(conv_i(h + e_i))`` -> ``h + e_L`` -> ``down`` (width -> C),
 with ``e_i = ReLU(GroupNorm(8)(Linear(emb)))`` one small MLP per block plus one for the output. No normalisation on

@@ -1,4 +1,4 @@
-"""``MinimalUNet``, the paper's "UNet" (SPEC 4.3): an encoder-decoder with skip connections, no normalisation.
+"""``MinimalUNet``, the paper's "UNet" (docs/maths.md §9.3): an encoder-decoder with skip connections, no normalisation.
 
 Feature widths ``width * 2^i`` for ``i < num_levels`` ([64, 128, 256] in the paper). Each ``UBlock(in -> out)`` adds
 ``Linear(ReLU(emb))`` to its input channels, then conv -> ReLU -> conv -> ReLU, with **no residual connection**

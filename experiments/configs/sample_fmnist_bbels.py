@@ -1,6 +1,6 @@
 """Class-conditional bbELS on Fashion-MNIST with the published ResNet schedule: the quick-start run.
 
-One seed per class from the first 1,000 training images (about 100 per class; SPEC 3.6 rule: first M images,
+One seed per class from the first 1,000 training images (about 100 per class; docs/maths.md §1.3 rule: first M images,
 then the class filter). A few minutes on 2 CPU cores.
 
     elsjax sample --config experiments/configs/sample_fmnist_bbels.py --config.n_seeds=20

@@ -3,7 +3,7 @@
 Narrower than the paper's net (width 32 instead of 256) but with the same depth, kernels and padding, so the
 receptive field is the paper's 17x17. To fit a CPU budget it takes 1,800 steps of batch 64 on the first 10,000
 MNIST training images (about 11.5 epochs) with a 10x larger learning rate than the paper's (1e-3, x0.9997 per
-step); everything else is SPEC 4.5.
+step); everything else is docs/maths.md §9.4.
 
     elsjax train --config experiments/configs/train_mnist_resnet_cpu.py
 """

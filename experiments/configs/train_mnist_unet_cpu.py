@@ -1,9 +1,9 @@
 """CPU-scale MNIST UNet (unconditional): trains on 2 CPU cores in about 30 minutes into digit-like samples.
 
-The paper's UNet (SPEC 4.3: three levels, max-pool down, transposed-conv up, concatenated skips, receptive field
+The paper's UNet (docs/maths.md §9.3: three levels, max-pool down, transposed-conv up, concatenated skips, receptive field
 the whole image) at a quarter of its width (16/32/64 channels instead of 64/128/256, embedding 64 instead of 256;
 127,346 parameters). 3,600 steps of batch 64 on the first 10,000 MNIST training images (about 23 epochs) with a
-20x larger learning rate than the paper's (2e-3, x0.9995 per step); everything else is SPEC 4.5.
+20x larger learning rate than the paper's (2e-3, x0.9995 per step); everything else is docs/maths.md §9.4.
 
 The ResNet presets (``train_mnist_resnet_cpu.py``) keep the paper's local 17x17 receptive field and, at this
 budget, give local strokes rather than digits; the UNet sees the whole image and is the preset to use where

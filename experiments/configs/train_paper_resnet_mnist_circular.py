@@ -1,4 +1,4 @@
-"""The paper's resnet on mnist (SPEC 4.2-4.5): circular padding, unconditional, 300 epochs at batch 128 (140700 steps).
+"""The paper's resnet on mnist (docs/maths.md §9.2-9.4): circular padding, unconditional, 300 epochs at batch 128 (140700 steps).
 
 Hours on a GPU, not for a CPU.
 

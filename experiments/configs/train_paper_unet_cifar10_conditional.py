@@ -1,4 +1,4 @@
-"""The paper's unet on cifar10 (SPEC 4.2-4.5): zero padding, class-conditional, 300 epochs at batch 128 (117300 steps).
+"""The paper's unet on cifar10 (docs/maths.md §9.2-9.4): zero padding, class-conditional, 300 epochs at batch 128 (117300 steps).
 
 Hours on a GPU, not for a CPU.
 

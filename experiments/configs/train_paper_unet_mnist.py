@@ -1,4 +1,4 @@
-"""The paper's unet on mnist (SPEC 4.2-4.5): zero padding, unconditional, 300 epochs at batch 128 (140700 steps).
+"""The paper's unet on mnist (docs/maths.md §9.2-9.4): zero padding, unconditional, 300 epochs at batch 128 (140700 steps).
 
 Hours on a GPU, not for a CPU.
 
