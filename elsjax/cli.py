@@ -26,6 +26,9 @@ __all__ = ["COMMANDS", "main", "call", "UsageError"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("elsjax.commands.sample", "draw samples from a score machine and write a PNG grid, arrays and a record"),
     "train": ("elsjax.commands.train", "train a convolutional diffusion network"),
+    "calibrate": ("elsjax.commands.calibrate", "calibrate a machine's patch size per step to a trained net"),
+    "evaluate": ("elsjax.commands.evaluate", "measure how well machines predict a trained net's samples"),
+    "sweep": ("elsjax.commands.sweep", "run rows of the paper's tables: train, calibrate, evaluate, tabulate"),
     "scales": ("elsjax.commands.scales", "list the published scales (the patch size k of each step)"),
 }
 

@@ -32,9 +32,12 @@ from elsjax import paper
 __all__ = [
     "sample_config",
     "train_config",
+    "calibrate_config",
+    "evaluate_config",
     "paper_train_config",
     "data_options",
     "TRAIN_HELP",
+    "EVAL_HELP",
     "DEFAULT_LIMIT",
     "load_file",
     "merge",
@@ -90,6 +93,25 @@ HELP = {
     "n_samples": "samples drawn with the trained net for samples.png (0 = none)",
     "sample_steps": "DDIM steps of those samples (20 or 150 in the paper)",
     "sample_seed": "PRNG seed of the sample seeds",
+    # calibrate, evaluate
+    "net": "the trained net: a checkpoint folder or an `elsjax train` run directory",
+    "ks": "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)",
+    "published": "published scales to draw beside the result (a name from `elsjax scales`; empty: none)",
+    "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, k list joined "
+    "by '+', or a calibration.json); NAME=ideal for the IS",
+    "net_steps": "DDIM steps of the net's samples, comma-separated (150: the paper's Table 1, 20: Table 2)",
+    "seeds_per_part": "seeds per saved piece of a machine's samples (what an interruption can lose)",
+}
+
+# Fields whose meaning differs for ``elsjax calibrate`` and ``elsjax evaluate``.
+EVAL_HELP = {
+    "num_steps": "DDIM steps of the net's trajectory (20 in the paper)",
+    "batch_size": "images per net or machine call (0: all at once)",
+    "limit": "machines' training set: 0 = the net's own; N = the first N images of the net's split",
+    "seed": "PRNG seed of the starting noise (the same recipe as elsjax sample)",
+    "n_seeds": "number of seeds",
+    "out_dir": "run directory",
+    "kind": "machine to calibrate: bbels (zero-padded nets), els (circular), ls or ideal",
 }
 
 
@@ -172,6 +194,57 @@ def train_config() -> ml_collections.ConfigDict:
             "sample_steps": 20,
             "sample_seed": 0,
             "out_dir": "runs/train",
+            "progress": True,
+            "png_scale": 2,
+        }
+    )
+
+
+def calibrate_config() -> ml_collections.ConfigDict:
+    """Defaults of ``elsjax calibrate``: the paper's calibration (docs/maths.md §7) of a machine against a net.
+
+    The machine's training set is the net's own (read from its checkpoint) unless ``limit`` is set: 0 keeps the
+    net's subset, a positive value takes the first ``limit`` images of the net's split instead.
+    """
+    return ml_collections.ConfigDict(
+        {
+            "net": "",
+            "kind": "bbels",
+            "ks": ",".join(str(k) for k in range(3, 18, 2)),
+            "limit": 0,
+            "n_seeds": paper.CALIBRATION["n_seeds"],
+            "seed": 0,
+            "num_steps": paper.CALIBRATION["num_steps"],
+            "published": "",
+            "chunk_size": 0,
+            "batch_size": 0,
+            "out_dir": "runs/calibrate",
+            "overwrite": False,
+            "progress": True,
+        }
+    )
+
+
+def evaluate_config() -> ml_collections.ConfigDict:
+    """Defaults of ``elsjax evaluate``: how well machines predict a net's samples (docs/maths.md §8).
+
+    ``machines`` names each machine and its scales, e.g.
+    ``"bbels=bbels:runs/cal/calibration.json,ls=ls:MNIST_ResNet_zeros,ideal=ideal"``. The machines' training set is
+    the net's own unless ``limit`` is set (as in :func:`calibrate_config`).
+    """
+    return ml_collections.ConfigDict(
+        {
+            "net": "",
+            "machines": "bbels=bbels:MNIST_ResNet_zeros,ls=ls:MNIST_ResNet_zeros,ideal=ideal",
+            "net_steps": "20,150",
+            "limit": 0,
+            "n_seeds": 100,
+            "seed": 0,
+            "convention": "reference",
+            "chunk_size": 0,
+            "batch_size": 0,
+            "seeds_per_part": 10,
+            "out_dir": "runs/evaluate",
             "progress": True,
             "png_scale": 2,
         }

@@ -49,6 +49,8 @@ __all__ = [
     "seed_sample_grid",
     "save_samples",
     "StepBar",
+    "CountBar",
+    "PhaseTimer",
 ]
 
 CONFIG_FILE = "config.json"
@@ -220,6 +222,59 @@ def save_samples(out_dir, seeds, samples, *, labels=None, prng_seed: int, png_sc
     )
 
 
+class PhaseTimer:
+    """A ``progress(phase, done, total, k)`` callback that adds the time since the previous call to ``phase``.
+
+    For callbacks that report the phase that just *finished* (:func:`elsjax.calibrate.calibrate`: ``"net"``,
+    ``"build"``, ``"compile"``, ``"evaluate"``), ``seconds`` is the wall time split by phase; ``then`` (another
+    callback, e.g. a progress bar) is called after.
+
+    Example:
+      >>> timer = PhaseTimer()
+      >>> timer("build", 1, 2, 3)
+      >>> sorted(timer.seconds)
+      ['build']
+    """
+
+    def __init__(self, then=None):
+        self.then, self.last = then, time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, phase: str, done: int, total: int, k: int) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
+        if self.then is not None:
+            self.then(phase, done, total, k)
+
+    @staticmethod
+    def chain(*callbacks):
+        """One progress callback that calls each of ``callbacks`` in turn."""
+        return lambda *args: [c(*args) for c in callbacks if c is not None] and None
+
+    def laps(self, prefix: str = "") -> dict:
+        """The split in seconds, keys ``PREFIXPHASE_s``."""
+        return {f"{prefix}{phase}_s": round(value, 3) for phase, value in self.seconds.items()}
+
+
+class CountBar:
+    """A tqdm bar driven by ``progress(phase, done, total, k)`` callbacks that count work items."""
+
+    def __init__(self, desc: str, enabled: bool = True):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=desc, disable=not enabled, file=sys.stderr)
+
+    def __call__(self, phase: str, done: int, total: int, k: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.set_postfix_str(f"{phase} k={k}" if k else phase)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class StepBar:
     """A tqdm bar over all reverse steps of all class groups, fed by the sampler's ``progress`` callback.
 
@@ -234,6 +289,10 @@ class StepBar:
         self.group = 0
 
     def __call__(self, phase: str, steps_done: int, total_steps: int, k: int) -> None:
+        if not self.bar.total:
+            self.bar.total = total_steps
+        if phase == "built":
+            return
         if phase == "build":
             if steps_done == 0 and self.done_in_group:
                 self.done_in_group, self.group = 0, self.group + 1

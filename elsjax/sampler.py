@@ -179,7 +179,8 @@ def sample_machine(
       chunk_size: dictionary chunk size (default per machine).
       return_trajectory: also return the ``x`` at every evaluation, ``[steps, B, H, W, C]``.
       progress: optional ``progress(phase, steps_done, total_steps, k)``, called with phase ``"build"`` before a
-        dictionary is built and ``"sample"`` after each segment of steps (for progress bars).
+        dictionary is built, ``"built"`` after it, and ``"sample"`` after each segment of steps (for progress bars
+        and timings).
       keep_bytes: keep dictionaries that a later segment needs again while they take at most this many bytes in
         all (default :func:`default_keep_bytes`); others are freed and rebuilt when needed. Results do not depend
         on it.
@@ -202,6 +203,7 @@ def sample_machine(
         if k not in built:
             report("build", start, len(ks), int(k))
             built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size)
+            report("built", start, len(ks), int(k))
         machine = built.pop(k)
         if k in ks[start + length :] and _nbytes(machine) + sum(map(_nbytes, built.values())) <= keep_bytes:
             built[k] = machine  # needed again and within the budget; anything else is freed after this segment

@@ -1,0 +1,33 @@
+"""``elsjax calibrate``: see :mod:`elsjax.jobs.calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+
+from elsjax import config as config_lib
+
+ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
+COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.cli.enable_compilation_cache)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    config_lib.add_flags(parser, config_lib.calibrate_config(), help=config_lib.EVAL_HELP)
+    parser.epilog = "Any field can also be set as --config.FIELD=VALUE (after --config FILE, before plain flags)."
+
+
+def run(args: argparse.Namespace) -> int:
+    from elsjax.jobs import calibrate
+
+    cfg = config_lib.resolve(config_lib.calibrate_config(), args, args.extra)
+    record = calibrate.run(cfg)
+    print(summary(record, cfg))
+    return 0
+
+
+def summary(record: dict, cfg) -> str:
+    lines = [f"median k per step (t = 1/n ... 1): {','.join(map(str, record['median']))}"]
+    if record["published"]:
+        lines.append(f"published {cfg.published}:{' ' * 8}{','.join(map(str, record['published']))}")
+    lines.append(f"wrote {cfg.out_dir}/: calibration.json, calibration.png, config.json, record.json")
+    lines.append(f"time: {record['timings']['total_s']:.1f} s")
+    return "\n".join(lines)

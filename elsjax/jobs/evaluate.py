@@ -1,0 +1,231 @@
+"""The evaluation job: how well each machine predicts a trained net's samples from the same seeds (the paper's
+Tables 1 and 2; docs/maths.md §8).
+
+For ``n_seeds`` seeds (and, for a class-conditional net, their classes): the net's DDIM samples at each of
+``net_steps``, each machine's 19-step sample, and per seed and per (machine, net steps) the Pearson r, r^2, R^2
+and MSE over all C*H*W values.
+
+Resumable: every piece of work is saved under ``parts/`` as soon as it is done (the net's samples per step count;
+each machine's samples per block of ``seeds_per_part`` seeds), tagged with what it was computed from. Running the
+same config again computes only what is missing; a resumed evaluation equals an uninterrupted one (seed ``i``'s
+noise does not depend on the blocks). ``machines``, ``net_steps`` and output-only fields may change between runs:
+new machines are added, and a machine whose kind or scales changed is recomputed.
+
+Outputs in ``out_dir``: ``summary.json`` (``n_seeds``, ``median_r``/``median_r2``/``median_R2``/``median_mse`` per
+machine and net step count, ``frac_beats_ideal``, every per-seed value), ``samples.npz`` (seeds, classes, the net's
+and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin.png``,
+``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine).
+
+Example::
+
+    elsjax evaluate --net experiments/checkpoints/mnist_resnet_zeros_cpu --n-seeds 50 \
+        --machines bbels=bbels:MNIST_ResNet_zeros,ls=ls:MNIST_ResNet_zeros,ideal=ideal --out-dir runs/eval_mnist
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from elsjax import checks, figures, runs, seeds
+from elsjax import evaluate as evaluate_lib
+from elsjax import scales as scales_lib
+from elsjax.jobs import netdata
+
+__all__ = ["run", "parse_machines", "MachineSpec", "RESUMABLE_FIELDS"]
+
+# Fields that may change when an evaluation is resumed (parts record what they were computed from).
+RESUMABLE_FIELDS = frozenset({"machines", "net_steps", "progress", "png_scale", "out_dir", "batch_size", "seeds_per_part"})
+
+
+class MachineSpec(tuple):
+    """``(name, kind, scales)``: one machine of an evaluation; ``scales`` is None for the IS."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, kind: str, scales):
+        return super().__new__(cls, (name, kind, None if scales is None else tuple(int(k) for k in scales)))
+
+    name = property(lambda self: self[0])
+    kind = property(lambda self: self[1])
+    scales = property(lambda self: self[2])
+
+
+def _resolve_scales(text: str, source: str):
+    """Scales from a published name, a ``+``-joined list, or a ``calibration.json`` (its median)."""
+    text = text.strip()
+    if text.endswith(".json"):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"machines: {source}: no calibration file {text!r}")
+        return json.loads(path.read_text())["median"]
+    return scales_lib.resolve(text.replace("+", ","))
+
+
+def parse_machines(text: str) -> list[MachineSpec]:
+    """``"bbels=bbels:MNIST_ResNet_zeros,ls=ls:3+3+5+5,ideal=ideal"`` -> machine specs.
+
+    Example:
+      >>> [tuple(m) for m in parse_machines("e=els:3+5+5,ideal=ideal")]
+      [('e', 'els', (3, 5, 5)), ('ideal', 'ideal', None)]
+    """
+    specs = []
+    for entry in [e.strip() for e in str(text).split(",") if e.strip()]:
+        name, sep, rest = entry.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"machines: expected NAME=KIND:SCALES entries, got {entry!r}")
+        kind, _, scales_text = rest.partition(":")
+        kind = checks.kind(kind.strip())
+        if kind == "ideal":
+            specs.append(MachineSpec(name.strip(), kind, None))
+            continue
+        if not scales_text:
+            raise ValueError(f"machines: {entry!r} needs scales (NAME={kind}:SCALES)")
+        specs.append(MachineSpec(name.strip(), kind, _resolve_scales(scales_text, entry)))
+    if not specs:
+        raise ValueError("machines: give at least one machine")
+    names = [m.name for m in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"machines: names must be unique, got {names}")
+    return specs
+
+
+def parse_steps(text) -> list[int]:
+    try:
+        steps = [int(v) for v in str(text).replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"net_steps: expected comma-separated positive integers, got {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise ValueError(f"net_steps: expected comma-separated positive integers, got {text!r}")
+    return steps
+
+
+def _load_part(path: Path, tag: dict):
+    """The arrays of a finished part, or None if missing or computed from something else."""
+    if not path.is_file():
+        return None
+    with np.load(path) as f:
+        if json.loads(str(f["tag"])) != tag:
+            return None
+        return f["samples"]
+
+
+def _save_part(path: Path, samples, tag: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, samples=np.asarray(samples, np.float32), tag=json.dumps(tag, sort_keys=True))
+    tmp.replace(path)  # atomic: a part on disk is always complete
+
+
+def _check(cfg) -> None:
+    for key in ("n_seeds", "png_scale", "seeds_per_part"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
+    for key in ("chunk_size", "batch_size", "limit", "seed"):
+        if cfg[key] < 0:
+            raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
+
+
+def run(cfg, *, log=print) -> dict:
+    """Runs (or resumes) one evaluation described by a :func:`elsjax.config.evaluate_config`.
+
+    Returns:
+      The record written to ``record.json``.
+    """
+    clock = runs.Stopwatch()
+    _check(cfg)
+    specs = parse_machines(cfg.machines)
+    steps = parse_steps(cfg.net_steps)
+    out_dir = Path(cfg.out_dir)
+    resuming = runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation")
+    subject = netdata.load(cfg.net, limit=cfg.limit)
+    dataset = subject.dataset
+    noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
+    y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
+    runs.write_config(out_dir, cfg)
+    parts = out_dir / "parts"
+    base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
+                "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
+    clock.lap("load")
+    if resuming:
+        log(f"resuming the evaluation in {out_dir}")
+
+    computed = []
+    net_out = {}
+    for n in steps:
+        path, tag = parts / f"net_{n}.npz", {**base_tag, "net_steps": n}
+        samples = _load_part(path, tag)
+        if samples is None:
+            samples = evaluate_lib.net_samples(
+                subject.eps_fn, subject.params, noise, y=y, num_steps=n, batch_size=cfg.batch_size or None
+            )
+            _save_part(path, samples, tag)
+            computed.append(path.name)
+        net_out[n] = samples
+    clock.lap("net")
+
+    machine_out, machine_seconds = {}, {}
+    timer = runs.PhaseTimer()
+    block = cfg.seeds_per_part
+    for spec in specs:
+        pieces = []
+        for start in range(0, cfg.n_seeds, block):
+            stop = min(start + block, cfg.n_seeds)
+            path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
+            tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
+                   "seeds": [start, stop]}  # fmt: skip
+            samples = _load_part(path, tag)
+            if samples is None:
+                bar = runs.StepBar(0, enabled=cfg.progress, desc=f"{spec.name} seeds {start}-{stop - 1}")
+                try:
+                    samples = evaluate_lib.machine_samples(
+                        spec.kind, noise[start:stop], train=dataset.images,
+                        scales=spec.scales if spec.scales is not None else [3] * 20,
+                        labels=dataset.labels, y=None if y is None else y[start:stop], convention=cfg.convention,
+                        chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar),
+                    )  # fmt: skip
+                finally:
+                    bar.close()
+                _save_part(path, samples, tag)
+                computed.append(path.name)
+            pieces.append(samples)
+        machine_out[spec.name] = np.concatenate(pieces)
+        machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
+
+    ideal = next((m.name for m in specs if m.kind == "ideal"), None)
+    per_seed = evaluate_lib.agreement(machine_out, net_out)
+    summary = evaluate_lib.summarize(per_seed, ideal=ideal)
+    summary["machines_spec"] = {m.name: {"kind": m.kind, "scales": None if m.scales is None else list(m.scales)} for m in specs}
+    runs.write_json(out_dir / "summary.json", summary)
+    np.savez(
+        out_dir / "samples.npz", seeds=noise, labels=np.full(cfg.n_seeds, -1, np.int32) if y is None else y,
+        prng_seed=np.int64(cfg.seed), **{f"net_{n}": v for n, v in net_out.items()},
+        **{f"machine_{name}": v for name, v in machine_out.items()},
+    )  # fmt: skip
+    columns = {"seed": noise, **{f"net {n} steps": v for n, v in net_out.items()}, **machine_out}
+    figures.comparison_grid(columns, out_dir / "comparison.png")
+    for n in steps:
+        figures.agreement_violin(
+            {name: summary_r(per_seed, name, n) for name in machine_out}, out_dir / f"r_violin_net{n}.png",
+            title=f"r(machine, net) over {cfg.n_seeds} seeds; net sampled with {n} DDIM steps",
+        )  # fmt: skip
+    clock.lap("metrics")
+    timings = {**clock.laps(), "machine_s": machine_seconds, "builds_s": round(timer.seconds.get("built", 0.0), 3),
+               "machine_steps_s": round(timer.seconds.get("sample", 0.0), 3)}  # fmt: skip
+    record = {
+        "command": "elsjax evaluate",
+        "computed_parts": computed,
+        "median_r": summary["median_r"],
+        "frac_beats_ideal": summary["frac_beats_ideal"],
+        "net": subject.describe(cfg.net),
+        "data": dataset.describe(),
+        "seeds": seeds.describe(cfg.seed, noise.shape),
+    }
+    return runs.write_record(out_dir, record, config=cfg, timings=timings)
+
+
+def summary_r(per_seed, name: str, steps: int) -> np.ndarray:
+    """The per-seed r of one machine at one net step count."""
+    return np.asarray(per_seed[name][steps]["r"])

@@ -1,0 +1,253 @@
+"""Sweeps: rows of the paper's Tables 1 and 2, each trained, calibrated and evaluated, resumably, then tabulated.
+
+A sweep file is a config file whose ``get_config()`` returns :func:`sweep_config` with ``rows`` filled in, one
+mapping per row (:data:`ROW_DEFAULTS` lists the fields). A row runs, each stage in its own run directory under
+``OUT_DIR/ROW/``:
+
+1. ``train/``: the net, with the row's train config file and overrides (skipped when the row names an existing
+   ``net``; an interrupted training resumes from its newest checkpoint);
+2. ``calibrate_KIND/`` and ``calibrate_ls/``: the (E)LS machine (bbELS for zero-padded nets, ELS for circular ones)
+   and the LS calibrated to the net (docs/maths.md §7);
+3. ``evaluate/``: the net's samples at each step count and, from the same seeds, the calibrated (E)LS and LS, the
+   same machines with the row's published scales, and the IS; the medians and per-seed values (docs/maths.md §8).
+
+A stage whose ``record.json`` exists is skipped; the evaluation saves its work in parts and resumes from them. So
+killing a sweep and running it again completes only the missing work, and gives the same table. After every row
+the tables are rewritten: ``table.md`` (the layout of the paper's tables, the paper's number beside each measured
+one, the machine, the net's training budget and the wall time per row) and ``table.json``.
+
+Example::
+
+    elsjax sweep --config experiments/sweeps/cpu_scale.py                   # every row
+    elsjax sweep --config experiments/sweeps/cpu_scale.py --rows fmnist_resnet_zeros_conditional
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+import ml_collections
+
+from elsjax import config as config_lib
+from elsjax import paper, runs
+from elsjax import scales as scales_lib
+
+__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "table", "STAGES"]
+
+STAGES = ("train", "calibrate", "evaluate")
+
+# Every field a row may set; a row is this mapping updated with the row's own values.
+ROW_DEFAULTS = {
+    "name": "",
+    "train_config": "",  # a train config file (experiments/configs/...), used when `net` is empty
+    "train_overrides": {},  # fields of that config to change (e.g. num_steps)
+    "net": "",  # an existing net (checkpoint or run directory): no training
+    "kind": "",  # the (E)LS machine: "" = bbels for zero padding, els for circular
+    "ks": "3,5,7,9,11,13,15,17",  # (E)LS calibration candidates
+    "ls_ks": "3,5,7,9,11,13,15,17",  # LS calibration candidates
+    "published": "",  # the published scales of the matching paper net (a name or a list), evaluated beside
+    "calibrate_seeds": 10,
+    "calibrate_steps": 20,
+    "evaluate_seeds": 50,
+    "net_steps": "20,150",
+    "seed": 0,  # of the calibration's seeds; the evaluation uses seed + 1 (other noise than the calibration's)
+    "seeds_per_part": 10,
+    "limit": 0,  # the machines' training set: 0 = the net's own
+}
+
+
+def sweep_config() -> ml_collections.ConfigDict:
+    """The schema of a sweep file: where it writes, which rows to run, and the rows."""
+    return ml_collections.ConfigDict({"out_dir": "runs/sweep", "only": "", "progress": True, "rows": []})
+
+
+def _rows(cfg) -> list[dict]:
+    rows = []
+    for raw in cfg.rows:
+        raw = dict(raw.to_dict() if hasattr(raw, "to_dict") else raw)
+        unknown = set(raw) - set(ROW_DEFAULTS)
+        if unknown:
+            raise ValueError(f"rows: unknown field(s) {sorted(unknown)} in row {raw.get('name', '?')!r}; known: {sorted(ROW_DEFAULTS)}")
+        row = {**ROW_DEFAULTS, **raw}
+        if not row["name"]:
+            raise ValueError("rows: every row needs a name")
+        if not row["net"] and not row["train_config"]:
+            raise ValueError(f"rows: row {row['name']!r} needs a net or a train_config")
+        rows.append(row)
+    names = [r["name"] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"rows: names must be unique, got {names}")
+    if cfg.only:
+        wanted = [n.strip() for n in cfg.only.split(",") if n.strip()]
+        missing = sorted(set(wanted) - set(names))
+        if missing:
+            raise ValueError(f"only: no row(s) {missing}; rows: {names}")
+        rows = [r for r in rows if r["name"] in wanted]
+    return rows
+
+
+def _train_cfg(row: dict):
+    cfg = config_lib.merge(config_lib.train_config(), config_lib.load_file(row["train_config"]).to_dict())
+    return config_lib.merge(cfg, row["train_overrides"])
+
+
+def _key(row: dict, net_cfg: dict, spec: dict):
+    """(dataset, arch, padding, conditional): the row of the paper's tables."""
+    from elsjax import data
+
+    dataset = data.canonical_name(net_cfg["dataset"])
+    return dataset, spec["arch"], spec.get("padding", "zeros"), int(spec.get("num_classes", 0)) > 0
+
+
+def _published_text(row: dict) -> str:
+    return "+".join(str(k) for k in scales_lib.resolve(row["published"])) if row["published"] else ""
+
+
+def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> dict:
+    """Runs (or resumes) one row; returns its record (what the table needs)."""
+    from elsjax import checkpoint
+    from elsjax.jobs import calibrate as calibrate_job
+    from elsjax.jobs import evaluate as evaluate_job
+    from elsjax.jobs import train as train_job
+
+    row_dir = out_dir / row["name"]
+    walls = {}
+
+    # 1. The net.
+    if row["net"]:
+        net = row["net"]
+    else:
+        net = str(row_dir / "train")
+        if not runs.is_complete(net):
+            cfg = _train_cfg(row)
+            cfg.out_dir, cfg.progress = net, progress
+            log(f"[{row['name']}] training ({cfg.num_steps} steps)")
+            train_job.run(cfg, log=log)
+        walls["train"] = _total(Path(net))
+    meta = checkpoint.read_meta(net)
+    spec, net_cfg = meta["spec"], meta.get("config") or {}
+    kind = row["kind"] or ("els" if spec.get("padding") == "circular" else "bbels")
+
+    # 2. Calibrations: the (E)LS machine and the LS.
+    calibrations = {}
+    for machine, ks in ((kind, row["ks"]), ("ls", row["ls_ks"])):
+        cal_dir = row_dir / f"calibrate_{machine}"
+        if not runs.is_complete(cal_dir):
+            cfg = config_lib.calibrate_config()
+            cfg.update(dict(net=net, kind=machine, ks=ks, limit=row["limit"], n_seeds=row["calibrate_seeds"],
+                            seed=row["seed"], num_steps=row["calibrate_steps"], published=row["published"],
+                            out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
+            log(f"[{row['name']}] calibrating {machine} over k in {ks}")
+            calibrate_job.run(cfg)
+        calibrations[machine] = cal_dir / "calibration.json"
+        walls[f"calibrate_{machine}"] = _total(cal_dir)
+
+    # 3. The evaluation: calibrated and published scales, and the IS, against the net at each step count.
+    machines = [f"{kind}={kind}:{calibrations[kind]}", f"ls=ls:{calibrations['ls']}"]
+    published = _published_text(row)
+    if published:
+        machines += [f"{kind}_published={kind}:{published}", f"ls_published=ls:{published}"]
+    machines.append("ideal=ideal")
+    eval_dir = row_dir / "evaluate"
+    cfg = config_lib.evaluate_config()
+    cfg.update(dict(net=net, machines=",".join(machines), net_steps=row["net_steps"], limit=row["limit"],
+                    n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1, seeds_per_part=row["seeds_per_part"],
+                    out_dir=str(eval_dir), progress=progress))  # fmt: skip
+    if not runs.is_complete(eval_dir) or json.loads((eval_dir / "config.json").read_text()) != cfg.to_dict():
+        log(f"[{row['name']}] evaluating {row['evaluate_seeds']} seeds")
+        evaluate_job.run(cfg, log=log)
+    walls["evaluate"] = _total(eval_dir)
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    record = {
+        "name": row["name"],
+        "key": list(_key(row, net_cfg, spec)),
+        "kind": kind,
+        "net": net,
+        "net_step": int(meta["step"]),
+        "net_batch_size": net_cfg.get("batch_size"),
+        "net_params": _param_count(net),
+        "train_images": json.loads((eval_dir / "record.json").read_text())["data"]["num_images"],
+        "calibrated": {m: json.loads(p.read_text())["median"] for m, p in calibrations.items()},
+        "published": scales_lib.resolve(row["published"]) if row["published"] else None,
+        "summary": {k: summary[k] for k in ("n_seeds", "median_r", "median_r2", "median_R2", "median_mse", "frac_beats_ideal")},
+        "wall_s": walls,
+    }
+    runs.write_json(row_dir / "row.json", record)
+    return record
+
+
+def _total(run_dir: Path):
+    path = Path(run_dir) / "record.json"
+    return json.loads(path.read_text())["timings"]["total_s"] if path.is_file() else None
+
+
+def _param_count(net) -> int | None:
+    path = Path(net) / "record.json"
+    if path.is_file():
+        return json.loads(path.read_text()).get("param_count")
+    path = Path(net).parent / "record.json"
+    return json.loads(path.read_text()).get("param_count") if path.is_file() else None
+
+
+def _fmt(value, paper_value=None) -> str:
+    text = "-" if value is None else f"{value:.2f}"
+    return text if paper_value is None else f"{text} ({paper_value:.2f})"
+
+
+def table(records: list[dict], *, machine: str | None = None) -> str:
+    """The markdown tables of a sweep: one per net step count, measured values with the paper's in brackets."""
+    machine = machine or f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform(terse=True)}"
+    steps = sorted({int(s) for r in records for by in r["summary"]["median_r"].values() for s in by}, reverse=True)
+    out = [f"Machine: {machine}. Medians over the seeds of the Pearson r between each machine's sample and the "
+           "net's sample from the same seed; the paper's number in brackets (its Table 1 for 150 net steps, Table 2 "
+           "for 20). (E)LS is bbELS for zero-padded nets and ELS for circular ones; *published* uses the paper's "
+           "published scales for the matching net instead of this net's calibration.", ""]  # fmt: skip
+    for n in steps:
+        label = {150: "Table 1 layout", 20: "Table 2 layout"}.get(n, "no paper table")
+        out += [f"### Net sampled with {n} DDIM steps ({label})", "",
+                "| row | dataset | arch | padding | cond. | (E)LS | LS | IS | (E)LS>IS | (E)LS published | LS published "
+                "| seeds | train images | net budget | wall time |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in records:
+            dataset, arch, padding, cond = r["key"]
+            ref = paper.table_row(dataset, arch, padding, cond, n)
+            med, frac = r["summary"]["median_r"], r["summary"]["frac_beats_ideal"]
+            kind, s = r["kind"], str(n)
+            get = lambda name: (med.get(name) or {}).get(s)  # noqa: E731
+            budget = f"{r['net_step']} steps x {r['net_batch_size']}" + (f", {r['net_params']:,} params" if r["net_params"] else "")
+            wall = sum(v for v in r["wall_s"].values() if v) / 60
+            out.append(
+                f"| {r['name']} | {dataset} | {arch} | {padding} | {'yes' if cond else 'no'} "
+                f"| {_fmt(get(kind), ref and ref['els'])} | {_fmt(get('ls'), ref and ref['ls'])} "
+                f"| {_fmt(get('ideal'), ref and ref['ideal'])} "
+                f"| {_fmt((frac.get(kind) or {}).get(s), ref and ref['frac_beats_ideal'])} "
+                f"| {_fmt(get(kind + '_published'))} | {_fmt(get('ls_published'))} "
+                f"| {r['summary']['n_seeds']} | {r['train_images']} | {budget} | {wall:.0f} min |"
+            )
+        out.append("")
+    out += ["### Calibrated scales (entry j: t = (j+1)/20) beside the published ones", "",
+            "| row | machine | scales |", "|---|---|---|"]  # fmt: skip
+    for r in records:
+        for m, ks in r["calibrated"].items():
+            out.append(f"| {r['name']} | {m} calibrated | {','.join(map(str, ks))} |")
+        if r["published"]:
+            out.append(f"| {r['name']} | published | {','.join(map(str, r['published']))} |")
+    return "\n".join(out) + "\n"
+
+
+def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Runs (or resumes) every row of a sweep config; rewrites ``table.md`` and ``table.json`` after each row."""
+    out_dir = Path(cfg.out_dir)
+    rows = _rows(cfg)
+    records = []
+    for row in rows:
+        records.append(run_row(row, out_dir, progress=cfg.progress, log=log))
+        runs.write_json(out_dir / "table.json", records)
+        (out_dir / "table.md").write_text(table(records, machine=machine))
+        if on_row is not None:
+            on_row(records[-1])
+    return records
