@@ -224,7 +224,7 @@ def calibrate(
         scores the same and the smallest wins).
       train: training images ``[N, H, W, C]`` in [-1, 1] (the reference uses the first 5000).
       ks: the candidate patch sizes, odd integers >= 3 (``k <= H, W`` for ELS); sorted ascending.
-      labels: training labels ``[N]``, needed when ``conditional``.
+      labels: training labels ``[N]``, needed when ``conditional`` (ignored otherwise).
       conditional: the net is class-conditional: seed ``i`` gets class ``i mod num_classes``, the net sees it and
         the machines use that class's images only.
       num_classes: number of classes (default ``max(labels) + 1``).
@@ -292,7 +292,8 @@ def calibrate_seeds(
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size, 1)
     groups = _class_groups(x1.shape[0], train, labels, y)
-    y = None if y is None else np.asarray(y, np.int32).reshape(-1) if np.ndim(y) else np.full(x1.shape[0], y, np.int32)
+    if y is not None:
+        y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by _class_groups
     report = progress or (lambda *args: None)
     n_seeds = x1.shape[0]
     machine_ks = ks[:1] if kind == "ideal" else ks  # IS has no k: one machine, the same score for every candidate

@@ -276,7 +276,7 @@ def evaluate(
       train: training images ``[N, H, W, C]`` in [-1, 1] (the machines' data).
       machines: ``{name: (kind, scales)}``, e.g. ``{"bbels": ("bbels", cal.median), "ls": ("ls", ls_scales),
         "ideal": ("ideal", None)}``; see :func:`machine_samples`.
-      labels: training labels ``[N]``, needed when ``conditional``.
+      labels: training labels ``[N]``, needed when ``conditional`` (ignored otherwise).
       conditional: class-conditional net and machines; seed ``i`` gets class ``i mod num_classes``.
       num_classes: number of classes (default ``max(labels) + 1``).
       n_seeds: number of seeds (100 in the paper).
