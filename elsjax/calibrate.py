@@ -1,0 +1,458 @@
+"""Scale calibration (SPEC 5): which patch size k makes a machine's noise estimate closest to a trained net's.
+
+The net draws its own DDIM trajectory on the network grid (``t = i / n`` for ``i = n, ..., 1``, from seeds treated as
+x at t = 1). At every step, and for every candidate k, the machine's noise estimate ``eps_k`` is evaluated at the
+**current** x (before the update) and scored against the net's ``eps_hat`` by cosine similarity over the whole image
+(all ``C * H * W`` values; the cosine of the scores ``-eps / b_t`` is the same number). The best k of a (seed, step)
+is the argmax, the smallest k on ties (the reference's first maximum over an ascending list). Per step, the
+schedule is the **lower** median over seeds (``torch.median``'s choice for an even count) and the mode.
+
+Layout: entry ``j`` of every per-step array belongs to ``t = (j + 1) / n``, the layout of the published schedules
+(SPEC 5.4), so ``elsjax.sample(..., scales=calibration.median)`` uses the result exactly as the authors did
+(including their off-by-one, SPEC 8.2; ``convention="corrected"`` undoes it).
+
+Cost: one net trajectory plus one batched net call for its noise estimates; then per class group (seeds grouped by
+class, the dictionary restricted to that class's images) and per k one dictionary build and one batched machine
+call over all (seed, step) states of the group. Each dictionary is freed before the next one is built.
+
+Example:
+    >>> import numpy as np
+    >>> from elsjax import calibrate, machines
+    >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
+    >>> net = machines.build("els", train, 5)          # a "net" that is the ELS machine with k = 5
+    >>> cal = calibrate.calibrate(machines.eps, net, kind="els", train=train, ks=[3, 5, 7], n_seeds=2, num_steps=4)
+    >>> cal.median, cal.times
+    ([5, 5, 5, 5], [0.25, 0.5, 0.75, 1.0])
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from elsjax import machines, sampler, schedule
+from elsjax import seeds as seeds_lib
+
+__all__ = ["Calibration", "calibrate", "calibrate_seeds", "draw", "cosine", "lower_median", "mode", "FORMAT"]
+
+FORMAT = "elsjax.calibration/1"  # tag of the to_dict() layout
+
+
+class Calibration(NamedTuple):
+    """The result of a calibration. Per-step entries ``j`` belong to ``t = (j + 1) / n`` (n = ``len(times)``).
+
+    Attributes:
+      ks: the candidate patch sizes, ascending.
+      times: ``t`` of each entry, ``[(j + 1) / n for j in range(n)]``.
+      per_seed: int64 ``[n_seeds, n]``, the best k of each seed at each step.
+      median: per step the lower median over seeds (the schedule, as the published files).
+      mode: per step the most frequent best k (the smallest on ties).
+      cosine: float32 ``[n_seeds, n, len(ks)]``, the cosine similarity of each candidate with the net.
+      seed: the PRNG seed of the starting noise (None when the seeds were given).
+      y: int32 ``[n_seeds]`` class of each seed, or None (unconditional).
+      kind: the machine calibrated.
+    """
+
+    ks: tuple[int, ...]
+    times: list[float]
+    per_seed: np.ndarray
+    median: list[int]
+    mode: list[int]
+    cosine: np.ndarray
+    seed: int | None
+    y: np.ndarray | None
+    kind: str = ""
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (plain lists and numbers) holding every field; :meth:`from_dict` inverts it exactly.
+
+        Example:
+          >>> import json, numpy as np
+          >>> c = Calibration((3, 5), [0.5, 1.0], np.array([[3, 5]]), [3, 5], [3, 5],
+          ...                 np.ones((1, 2, 2), np.float32), 0, None, "els")
+          >>> Calibration.from_dict(json.loads(json.dumps(c.to_dict()))).median
+          [3, 5]
+        """
+        n = len(self.times)
+        return {
+            "format": FORMAT,
+            "kind": self.kind,
+            "ks": [int(k) for k in self.ks],
+            "num_steps": n,
+            "n_seeds": int(self.per_seed.shape[0]),
+            "seed": None if self.seed is None else int(self.seed),
+            "layout": f"entry j belongs to t = (j + 1) / {n}",
+            "times": [float(t) for t in self.times],
+            "median": [int(k) for k in self.median],
+            "mode": [int(k) for k in self.mode],
+            "y": None if self.y is None else [int(c) for c in self.y],
+            "per_seed": np.asarray(self.per_seed).astype(int).tolist(),
+            # float32 -> Python float is exact, and JSON keeps every digit of a float: the round trip is exact.
+            "cosine": np.asarray(self.cosine, np.float32).astype(np.float64).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        """Rebuilds a :class:`Calibration` from :meth:`to_dict`'s output (also after a JSON round trip)."""
+        if d.get("format") != FORMAT:
+            raise ValueError(f"d: expected a dict of format {FORMAT!r}, got format {d.get('format')!r}")
+        ks = tuple(int(k) for k in d["ks"])
+        n = len(d["times"])
+        per_seed = np.asarray(d["per_seed"], np.int64).reshape(-1, n)
+        cos = np.asarray(d["cosine"], np.float32).reshape(per_seed.shape[0], n, len(ks))
+        y = None if d.get("y") is None else np.asarray(d["y"], np.int32)
+        return cls(
+            ks=ks, times=[float(t) for t in d["times"]], per_seed=per_seed, median=[int(k) for k in d["median"]],
+            mode=[int(k) for k in d["mode"]], cosine=cos, seed=d.get("seed"), y=y, kind=d.get("kind", ""),
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small pure pieces.
+
+
+def cosine(a, b) -> np.ndarray:
+    """Cosine similarity of each pair of images over all their values, ``[B]`` float64 (NaN if one is all zero).
+
+    Computed in float64 on the host; ``cosine(a, a)`` is exactly 1.
+
+    Example:
+      >>> import numpy as np
+      >>> cosine(np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 1.0], [2.0, 2.0]])).round(4).tolist()
+      [0.7071, 1.0]
+    """
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+
+
+def lower_median(values, axis: int = 0) -> np.ndarray:
+    """The lower median along ``axis`` (``torch.median``: the ``(n - 1) // 2``-th smallest), same dtype.
+
+    Example:
+      >>> lower_median([[3, 9], [5, 7], [7, 5], [9, 3]]).tolist()
+      [5, 5]
+    """
+    v = np.sort(np.asarray(values), axis=axis)
+    return np.take(v, (v.shape[axis] - 1) // 2, axis=axis)
+
+
+def mode(values, axis: int = 0) -> np.ndarray:
+    """The most frequent value along ``axis``, the smallest on ties.
+
+    Example:
+      >>> mode([[3, 9], [5, 7], [5, 7], [3, 5]]).tolist()
+      [3, 7]
+    """
+    v = np.moveaxis(np.asarray(values), axis, -1)
+    flat = v.reshape(-1, v.shape[-1])
+    out = np.empty(flat.shape[0], v.dtype)
+    for i, row in enumerate(flat):
+        uniq, counts = np.unique(row, return_counts=True)  # ascending, so argmax takes the smallest on ties
+        out[i] = uniq[np.argmax(counts)]
+    return out.reshape(v.shape[:-1])
+
+
+def draw(seed: int, n_seeds: int, image_shape, *, labels=None, conditional: bool = False, num_classes: int | None = None):
+    """The starting noise and classes of a calibration or an evaluation (:mod:`elsjax.seeds`).
+
+    Args:
+      seed: PRNG seed of the noise.
+      n_seeds: number of seeds.
+      image_shape: ``(H, W, C)``.
+      labels: training labels ``[N]`` (for the number of classes, when ``num_classes`` is not given).
+      conditional: draw a class per seed (seed ``i`` gets ``i mod num_classes``).
+      num_classes: the number of classes (default ``max(labels) + 1``).
+
+    Returns:
+      ``(seeds float32 [n_seeds, H, W, C], y int32 [n_seeds] or None)``.
+
+    Example:
+      >>> s, y = draw(0, 3, (4, 4, 1), labels=[0, 1, 1, 0], conditional=True)
+      >>> s.shape, y.tolist()
+      ((3, 4, 4, 1), [0, 1, 0])
+    """
+    seed = _check_int("seed", seed, 0)
+    n_seeds = _check_int("n_seeds", n_seeds, 1)
+    noise = seeds_lib.noise(seed, n_seeds, tuple(int(s) for s in image_shape))
+    if not conditional:
+        return noise, None
+    if num_classes is None:
+        if labels is None:
+            raise ValueError("labels: a conditional job needs the training labels (or num_classes)")
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+            raise ValueError(f"labels: expected non-negative integers [N], got {labels.dtype} {labels.shape}")
+        num_classes = int(labels.max()) + 1
+    num_classes = _check_int("num_classes", num_classes, 1)
+    return noise, seeds_lib.classes(n_seeds, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The calibration.
+
+
+def calibrate(
+    eps_fn: Callable,
+    params,
+    *,
+    kind: str,
+    train,
+    ks: Sequence[int],
+    labels=None,
+    conditional: bool = False,
+    num_classes: int | None = None,
+    n_seeds: int = 10,
+    seed: int = 0,
+    num_steps: int = 20,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+    progress: Callable[[str, int, int, int], None] | None = None,
+) -> Calibration:
+    """Calibrates a machine's k schedule against a net (SPEC 5) from seeds drawn by :func:`draw`.
+
+    Args:
+      eps_fn: the net, ``eps_fn(params, x [B, H, W, C], t [B], y [B] int or None) -> eps_hat``; static and hashable
+        (e.g. :class:`elsjax.nets.EpsFn`, or :func:`elsjax.machines.eps`).
+      params: the net's parameters (any pytree).
+      kind: the machine, ``"bbels"``, ``"els"``, ``"ls"`` or ``"ideal"`` (k is irrelevant for IS: every candidate
+        scores the same and the smallest wins).
+      train: training images ``[N, H, W, C]`` in [-1, 1] (the reference uses the first 5000).
+      ks: the candidate patch sizes, odd integers >= 3 (``k <= H, W`` for ELS); sorted ascending.
+      labels: training labels ``[N]``, needed when ``conditional`` (ignored otherwise).
+      conditional: the net is class-conditional: seed ``i`` gets class ``i mod num_classes``, the net sees it and
+        the machines use that class's images only.
+      num_classes: number of classes (default ``max(labels) + 1``).
+      n_seeds: number of seeds (10 in the paper's README).
+      seed: PRNG seed of the starting noise (:func:`elsjax.seeds.noise`).
+      num_steps: n, the steps of the net's trajectory (20 in the paper).
+      chunk_size: dictionary entries per streamed chunk (default per machine).
+      batch_size: images per net or machine call (default: all states of a class group at once); results do not
+        depend on it beyond float rounding.
+      progress: optional ``progress(phase, done, total, k)``: phase ``"net"`` once the net's trajectory is done,
+        ``"build"`` before each dictionary is built, ``"score"`` after each k is scored; ``done`` of ``total``
+        counts (class group, k) pairs.
+
+    Returns:
+      A :class:`Calibration`.
+
+    Raises:
+      ValueError: naming the argument: unknown kind, bad candidates, training images out of range or not NHWC,
+        missing or inconsistent labels, a class without training images, a non-positive count.
+    """
+    train = _check_train(train)
+    seeds, y = draw(seed, n_seeds, train.shape[1:], labels=labels, conditional=conditional, num_classes=num_classes)
+    if conditional and labels is None:
+        raise ValueError("labels: a conditional calibration needs the training labels (to restrict each dictionary)")
+    return calibrate_seeds(
+        eps_fn, params, seeds, kind=kind, train=train, ks=ks, labels=labels, y=y, num_steps=num_steps,
+        chunk_size=chunk_size, batch_size=batch_size, progress=progress, seed=seed,
+    )
+
+
+def calibrate_seeds(
+    eps_fn: Callable,
+    params,
+    seeds,
+    *,
+    kind: str,
+    train,
+    ks: Sequence[int],
+    labels=None,
+    y=None,
+    num_steps: int = 20,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+    progress: Callable[[str, int, int, int], None] | None = None,
+    seed: int | None = None,
+) -> Calibration:
+    """:func:`calibrate` from given starting noise ``seeds [B, H, W, C]`` (x at t = 1) and classes ``y [B]`` or None.
+
+    ``seed`` is only recorded in the result. See :func:`calibrate` for the other arguments.
+
+    Example:
+      >>> import numpy as np
+      >>> from elsjax import machines
+      >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
+      >>> x1 = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype(np.float32)
+      >>> ideal = machines.build("ideal", train)
+      >>> calibrate_seeds(machines.eps, ideal, x1, kind="ls", train=train, ks=[3, 15], num_steps=3).per_seed.tolist()
+      [[15, 15, 15], [15, 15, 15]]
+    """
+    kind = _check_kind(kind)
+    train = _check_train(train)
+    ks = _check_ks(ks, kind, train.shape[1:3])
+    x1 = _check_images("seeds", seeds, train.shape[1:])
+    n = _check_int("num_steps", num_steps, 1)
+    if batch_size is not None:
+        batch_size = _check_int("batch_size", batch_size, 1)
+    groups = _class_groups(x1.shape[0], train, labels, y)
+    if y is not None:
+        y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by _class_groups
+    report = progress or (lambda *args: None)
+    n_seeds = x1.shape[0]
+    machine_ks = ks[:1] if kind == "ideal" else ks  # IS has no k: one machine, the same score for every candidate
+    total = len(groups) * len(machine_ks)
+
+    # 1. The net's own trajectory on the network grid, and its noise estimate at every visited x.
+    grid = schedule.time_grid(n)
+    y_net = None if y is None else jnp.asarray(y)
+    _, traj = sampler.sample_loop(eps_fn, params, jnp.asarray(x1), grid, y_net, return_trajectory=True)
+    states = np.asarray(traj).reshape((n * n_seeds,) + x1.shape[1:])  # state s * ... : row i (t = grid[i, 0]), seed b
+    t_states = np.repeat(grid[:, 0], n_seeds)
+    y_states = None if y is None else np.tile(y, n)
+    net = _batched(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
+    del traj
+    report("net", 0, total, 0)
+
+    # 2. Per class group and per k: one dictionary, one batched evaluation over all (step, seed) states of the group.
+    cos = np.full((n, n_seeds, len(ks)), np.nan)  # grid-row order: row i is t = (n - i) / n
+    done = 0
+    for index, images in groups:
+        rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
+        xs, ts, target = states[rows], t_states[rows], net[rows]
+        for col, k in enumerate(machine_ks):
+            report("build", done, total, int(k))
+            machine = machines.build(kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size)
+            eps_k = _batched(lambda xb, tb: _machine_eps(machine, xb, tb), (xs, ts), batch_size)
+            del machine
+            gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
+            cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
+            done += 1
+            report("score", done, total, int(k))
+    if kind == "ideal":
+        cos[:] = cos[:, :, :1]
+    cos = cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n
+
+    # 3. The best k per (seed, step) (first maximum; NaN never wins), the lower median and the mode per step.
+    best = np.argmax(np.where(np.isnan(cos), -np.inf, cos), axis=-1)
+    per_seed = np.asarray(ks, np.int64)[best]
+    return Calibration(
+        ks=tuple(ks),
+        times=[(j + 1) / n for j in range(n)],
+        per_seed=per_seed,
+        median=[int(k) for k in lower_median(per_seed, axis=0)],
+        mode=[int(k) for k in mode(per_seed, axis=0)],
+        cosine=cos.astype(np.float32),
+        seed=None if seed is None else int(seed),
+        y=y,
+        kind=kind,
+    )
+
+
+_net_eps = jax.jit(lambda eps_fn, params, x, t, y: eps_fn(params, x, t, y), static_argnums=0)
+_machine_eps = jax.jit(machines.eps)
+
+
+def _batched(fn, arrays, batch_size):
+    """``fn`` over the leading axis in batches of ``batch_size`` (the last padded by repetition: one compilation)."""
+    total = len(arrays[0])
+    size = total if batch_size is None else min(batch_size, total)
+    out = None
+    for start in range(0, total, size):
+        stop = min(start + size, total)
+        pad = size - (stop - start)
+        batch = [
+            None if a is None else jnp.asarray(np.concatenate([a[start:stop], np.repeat(a[stop - 1 : stop], pad, 0)]))
+            for a in arrays
+        ]
+        result = np.asarray(fn(*batch))[: stop - start]
+        if out is None:
+            out = np.empty((total,) + result.shape[1:], result.dtype)
+        out[start:stop] = result
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation: every failure is a ValueError that names the argument.
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_kind(kind):
+    if kind not in machines.KINDS:
+        raise ValueError(f"kind: expected one of {machines.KINDS}, got {kind!r}")
+    return kind
+
+
+def _check_ks(ks, kind, hw):
+    try:
+        values = list(ks)
+    except TypeError:
+        raise ValueError(f"ks: expected a sequence of odd integers >= 3, got {ks!r}") from None
+    if not values:
+        raise ValueError("ks: expected at least one candidate patch size")
+    for k in values:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 3 or k % 2 == 0:
+            raise ValueError(f"ks: every candidate must be an odd integer >= 3, got {k!r}")
+        if kind == "els" and k > min(hw):
+            raise ValueError(f"ks: ELS needs k <= H and k <= W ({hw[0]}x{hw[1]} images), got {k}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"ks: candidates must be distinct, got {values}")
+    return tuple(sorted(int(k) for k in values))
+
+
+def _as_float_array(name, value):
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # ragged lists and the like
+        raise ValueError(f"{name}: cannot be converted to an array ({err})") from None
+    if arr.ndim != 4:
+        raise ValueError(f"{name}: expected [N, H, W, C], got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name}: expected a float array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if min(arr.shape) < 1:
+        raise ValueError(f"{name}: empty array of shape {arr.shape}")
+    if arr.shape[3] > arr.shape[1] or arr.shape[3] > arr.shape[2]:
+        raise ValueError(f"{name}: expected NHWC [N, H, W, C], got shape {arr.shape} (is this NCHW?)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def _check_train(train):
+    train = _as_float_array("train", train)
+    lo, hi = float(train.min()), float(train.max())
+    if lo < -1.0 or hi > 1.0:
+        raise ValueError(f"train: pixel values must lie in [-1, 1] (got [{lo:.3g}, {hi:.3g}])")
+    return train
+
+
+def _check_images(name, x, image_shape):
+    x = _as_float_array(name, x)
+    if tuple(x.shape[1:]) != tuple(image_shape):
+        raise ValueError(f"{name}: image shape {tuple(x.shape[1:])} does not match train's {tuple(image_shape)}")
+    return x
+
+
+def _class_groups(batch, train, labels, y):
+    """``[(indices into the batch, training images of that class), ...]``; one group when ``y`` is None."""
+    if y is None:
+        return [(np.arange(batch), train)]
+    if labels is None:
+        raise ValueError("labels: class-conditional calibration (y given) needs the training labels")
+    labels = np.asarray(labels)
+    if labels.shape != (train.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: expected integers of shape ({train.shape[0]},), got {labels.dtype} {labels.shape}")
+    y = np.asarray(y)
+    if y.ndim == 0:
+        y = np.full(batch, y)
+    if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y: expected integers of shape ({batch},), got {y.dtype} {y.shape}")
+    groups = []
+    for cls in np.unique(y):
+        images = train[labels == cls]
+        if images.shape[0] == 0:
+            raise ValueError(f"labels: class {int(cls)} has no training images (present: {np.unique(labels).tolist()})")
+        groups.append((np.flatnonzero(y == cls), images))
+    return groups

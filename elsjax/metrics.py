@@ -1,0 +1,147 @@
+"""Per-sample agreement between two batches of images (SPEC 6.4): Pearson r, r^2, R^2 and the mean squared error.
+
+Every metric treats each image pair as two vectors of all its ``C * H * W`` values and returns one number per pair,
+``[B]`` float64, computed on the host in float64 whatever the input dtype:
+
+* :func:`pearson_r`: ``r = sum(a' b') / sqrt(sum(a'^2) sum(b'^2))`` with ``a' = a - mean(a)``: what the paper's
+  tables report (their "median r^2" column is, almost certainly, the median of this r; SPEC 6.4, 8.11);
+* :func:`r_squared`: ``r ** 2``;
+* :func:`determination`: the coefficient of determination of ``pred`` predicting ``target``,
+  ``R^2 = 1 - sum((target - pred)^2) / sum((target - mean(target))^2)`` (not symmetric; at most 1, can be negative);
+* :func:`mse`: ``mean((pred - target)^2)``.
+
+A constant image has no correlation: r (and r^2) is NaN when either image of a pair is constant, and R^2 is NaN
+when the target is constant. NaN is returned silently (no warning, no error). NaN pixels propagate (NaN metrics); nothing raises on
+values, only on shapes and dtypes.
+
+Example:
+    >>> import numpy as np
+    >>> from elsjax import metrics
+    >>> a = np.arange(8, dtype=np.float32).reshape(2, 2, 2, 1)
+    >>> m = metrics.compare(a, 2 * a + 1)
+    >>> sorted(m), m["r"].tolist(), m["R2"].round(3).tolist()
+    (['R2', 'mse', 'r', 'r2'], [1.0, 1.0], [-0.5, -7.7])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["pearson_r", "r_squared", "determination", "mse", "compare", "KEYS"]
+
+KEYS = ("r", "r2", "R2", "mse")
+
+
+def _pairs(pred, target) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays as float64 ``[B, D]`` (D = all values of one image); ValueError naming the argument otherwise."""
+    arrays = []
+    for name, value in (("pred", pred), ("target", target)):
+        try:
+            arr = np.asarray(value)
+        except Exception as err:  # ragged lists and the like
+            raise ValueError(f"{name}: cannot be converted to an array ({err})") from None
+        if arr.ndim < 2:
+            raise ValueError(f"{name}: expected a batch of images [B, H, W, C], got shape {arr.shape}")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+        arrays.append(arr)
+    pred, target = arrays
+    if pred.shape != target.shape:
+        raise ValueError(f"target: shape {target.shape} does not match pred's {pred.shape}")
+    if pred.size == 0:
+        raise ValueError(f"pred: empty array of shape {pred.shape}")
+    n = pred.shape[0]
+    return pred.reshape(n, -1).astype(np.float64), target.reshape(n, -1).astype(np.float64)
+
+
+def _constant(v: np.ndarray) -> np.ndarray:
+    # Exact test: the float64 mean of identical values need not equal them, so centring alone could leave a
+    # tiny non-zero spread (and a meaningless r) instead of NaN.
+    return v.max(axis=1) == v.min(axis=1)
+
+
+def pearson_r(pred, target) -> np.ndarray:
+    """Pearson correlation of each image pair over all its values, ``[B]`` float64 (NaN if either is constant).
+
+    Args:
+      pred: images ``[B, H, W, C]`` (any shape with the batch first).
+      target: images of the same shape.
+
+    Example:
+      >>> import numpy as np
+      >>> pearson_r(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 3.0, 2.0]])).tolist()
+      [0.5]
+    """
+    a, b = _pairs(pred, target)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # sqrt of the product (not the product of square roots): r(a, a) is exactly 1.
+        r = np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+    r = np.clip(r, -1.0, 1.0)
+    r[_constant(a) | _constant(b)] = np.nan
+    return r
+
+
+def r_squared(pred, target) -> np.ndarray:
+    """The squared Pearson correlation ``r ** 2``, ``[B]`` float64 (NaN if either image is constant).
+
+    Example:
+      >>> import numpy as np
+      >>> r_squared(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 3.0, 2.0]])).tolist()
+      [0.25]
+    """
+    return pearson_r(pred, target) ** 2
+
+
+def determination(pred, target) -> np.ndarray:
+    """Coefficient of determination of ``pred`` predicting ``target``, ``1 - SS_res / SS_tot``, ``[B]`` float64.
+
+    ``SS_res = sum((target - pred)^2)`` and ``SS_tot = sum((target - mean(target))^2)`` over all values of the
+    image. It equals 1 only when ``pred == target``, can be negative, and is NaN when the target is constant.
+
+    Example:
+      >>> import numpy as np
+      >>> determination(np.array([[1.0, 2.0, 4.0]]), np.array([[1.0, 2.0, 3.0]])).tolist()
+      [0.5]
+    """
+    p, t = _pairs(pred, target)
+    ss_res = np.sum((t - p) ** 2, axis=1)
+    ss_tot = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = 1.0 - ss_res / ss_tot
+    out[_constant(t)] = np.nan
+    return out
+
+
+def mse(pred, target) -> np.ndarray:
+    """Mean squared difference over all values of each image pair, ``[B]`` float64.
+
+    Example:
+      >>> import numpy as np
+      >>> mse(np.zeros((1, 2, 2, 1)), np.ones((1, 2, 2, 1))).tolist()
+      [1.0]
+    """
+    p, t = _pairs(pred, target)
+    return np.mean((p - t) ** 2, axis=1)
+
+
+def compare(pred, target) -> dict[str, np.ndarray]:
+    """All metrics of :data:`KEYS` at once: ``{"r", "r2", "R2", "mse"}``, each ``[B]`` float64.
+
+    Args:
+      pred: the predicting images ``[B, H, W, C]`` (e.g. a machine's samples).
+      target: the predicted images, same shape (e.g. the network's samples from the same seeds).
+
+    Raises:
+      ValueError: shapes differ, fewer than 2 dimensions, an empty or non-numeric array.
+
+    Example:
+      >>> import numpy as np
+      >>> x = np.random.default_rng(0).normal(size=(3, 4, 4, 1))
+      >>> m = compare(x, x)
+      >>> m["r"].tolist(), m["R2"].tolist(), m["mse"].tolist()
+      ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    """
+    r = pearson_r(pred, target)
+    return {"r": r, "r2": r**2, "R2": determination(pred, target), "mse": mse(pred, target)}

@@ -1,0 +1,63 @@
+"""elsjax.figures: each figure writes a non-empty PNG from tiny arrays; bad input fails early."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from elsjax import figures
+from elsjax.calibrate import Calibration
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path):
+    data = path.read_bytes()
+    return data.startswith(PNG) and len(data) > 1000
+
+
+def calibration(n=5, seeds=4):
+    rng = np.random.default_rng(0)
+    ks = (3, 5, 7, 9)
+    per_seed = rng.choice(ks, size=(seeds, n))
+    return Calibration(ks, [(j + 1) / n for j in range(n)], per_seed, [3, 5, 5, 7, 9], [3, 5, 5, 7, 9],
+                       rng.uniform(size=(seeds, n, 4)).astype(np.float32), 0, None, "bbels")
+
+
+def test_calibration_plot(tmp_path):
+    c = calibration()
+    out = figures.calibration_plot(c, tmp_path / "sub" / "cal.png", published=[3, 3, 5, 7, 7], title="MNIST bbELS")
+    assert out == tmp_path / "sub" / "cal.png" and is_png(out)
+    assert is_png(figures.calibration_plot(c.to_dict(), tmp_path / "from_dict.png"))
+    with pytest.raises(ValueError, match="^published"):
+        figures.calibration_plot(c, tmp_path / "bad.png", published=[3, 5])
+
+
+def test_agreement_violin(tmp_path):
+    rng = np.random.default_rng(1)
+    r = {"bbELS": rng.uniform(0.8, 1, 20), "LS": rng.uniform(0.5, 0.9, 20), "IS": np.r_[rng.uniform(0, 0.6, 19), np.nan],
+         "one": np.array([0.5]), "none": np.array([np.nan])}
+    out = figures.agreement_violin(r, tmp_path / "violin.png", title="r")
+    assert is_png(out)
+    with pytest.raises(ValueError, match="^per_seed_r"):
+        figures.agreement_violin({}, tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_comparison_grid(tmp_path, c):
+    rng = np.random.default_rng(2)
+    cols = {name: rng.normal(size=(10, 8, 8, c)).astype(np.float32) for name in ["seed", "net", "ELS", "LS", "IS"]}
+    assert is_png(figures.comparison_grid(cols, tmp_path / "grid.png", max_rows=3))
+    with pytest.raises(ValueError, match="^columns"):
+        figures.comparison_grid({"a": cols["seed"], "b": cols["net"][:2]}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="^columns"):
+        figures.comparison_grid({"a": np.zeros((2, 8, 8, 2))}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="^max_rows"):
+        figures.comparison_grid(cols, tmp_path / "bad.png", max_rows=0)
+
+
+def test_import_elsjax_does_not_import_matplotlib():
+    code = "import sys, elsjax, elsjax.figures, elsjax.calibrate, elsjax.evaluate, elsjax.metrics; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
