@@ -1,4 +1,4 @@
-"""Scale calibration (SPEC 5): which patch size k makes a machine's noise estimate closest to a trained net's.
+"""Scale calibration (docs/maths.md §7): which patch size k makes a machine's noise estimate closest to a trained net's.
 
 The net draws its own DDIM trajectory on the network grid (``t = i / n`` for ``i = n, ..., 1``, from seeds treated as
 x at t = 1). At every step, and for every candidate k, the machine's noise estimate ``eps_k`` is evaluated at the
@@ -8,8 +8,8 @@ is the argmax, the smallest k on ties (the reference's first maximum over an asc
 schedule is the **lower** median over seeds (``torch.median``'s choice for an even count) and the mode.
 
 Layout: entry ``j`` of every per-step array belongs to ``t = (j + 1) / n``, the layout of the published schedules
-(SPEC 5.4), so ``elsjax.sample(..., scales=calibration.median)`` uses the result exactly as the authors did
-(including their off-by-one, SPEC 8.2; ``convention="corrected"`` undoes it).
+(docs/maths.md §6.4), so ``elsjax.sample(..., scales=calibration.median)`` uses the result exactly as the authors did
+(including their off-by-one, docs/maths.md §6.2; ``convention="corrected"`` undoes it).
 
 Cost: one net trajectory plus one batched net call for its noise estimates; then per class group (seeds grouped by
 class, the dictionary restricted to that class's images) and per k one dictionary build and one batched machine
@@ -20,7 +20,7 @@ Example:
     >>> from elsjax import calibrate, machines
     >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
     >>> net = machines.build("els", train, 5)          # a "net" that is the ELS machine with k = 5
-    >>> cal = calibrate.calibrate(machines.eps, net, kind="els", train=train, ks=[3, 5, 7], n_seeds=2, num_steps=4)
+    >>> cal = calibrate.calibrate(machines.ScoreMachine.eps, net, kind="els", train=train, ks=[3, 5, 7], n_seeds=2, num_steps=4)
     >>> cal.median, cal.times
     ([5, 5, 5, 5], [0.25, 0.5, 0.75, 1.0])
 """
@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import machines, sampler, schedule
+from elsjax import checks, machines, noise, sampler
 from elsjax import seeds as seeds_lib
 
-__all__ = ["Calibration", "calibrate", "calibrate_seeds", "draw", "cosine", "lower_median", "mode", "FORMAT"]
+__all__ = ["Calibration", "calibrate", "calibrate_seeds", "draw", "cosine", "lower_median", "mode", "in_batches", "FORMAT"]
 
 FORMAT = "elsjax.calibration/1"  # tag of the to_dict() layout
 
@@ -177,8 +177,8 @@ def draw(seed: int, n_seeds: int, image_shape, *, labels=None, conditional: bool
       >>> s.shape, y.tolist()
       ((3, 4, 4, 1), [0, 1, 0])
     """
-    seed = _check_int("seed", seed, 0)
-    n_seeds = _check_int("n_seeds", n_seeds, 1)
+    seed = checks.integer("seed", seed, 0)
+    n_seeds = checks.integer("n_seeds", n_seeds, 1)
     noise = seeds_lib.noise(seed, n_seeds, tuple(int(s) for s in image_shape))
     if not conditional:
         return noise, None
@@ -189,7 +189,7 @@ def draw(seed: int, n_seeds: int, image_shape, *, labels=None, conditional: bool
         if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
             raise ValueError(f"labels: expected non-negative integers [N], got {labels.dtype} {labels.shape}")
         num_classes = int(labels.max()) + 1
-    num_classes = _check_int("num_classes", num_classes, 1)
+    num_classes = checks.integer("num_classes", num_classes, 1)
     return noise, seeds_lib.classes(n_seeds, num_classes)
 
 
@@ -214,11 +214,11 @@ def calibrate(
     batch_size: int | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
 ) -> Calibration:
-    """Calibrates a machine's k schedule against a net (SPEC 5) from seeds drawn by :func:`draw`.
+    """Calibrates a machine's k schedule against a net (docs/maths.md §7) from seeds drawn by :func:`draw`.
 
     Args:
       eps_fn: the net, ``eps_fn(params, x [B, H, W, C], t [B], y [B] int or None) -> eps_hat``; static and hashable
-        (e.g. :class:`elsjax.nets.EpsFn`, or :func:`elsjax.machines.eps`).
+        (an :class:`elsjax.sampler.EpsFn`: :class:`elsjax.nets.NetEpsFn`, or ``ScoreMachine.eps``).
       params: the net's parameters (any pytree).
       kind: the machine, ``"bbels"``, ``"els"``, ``"ls"`` or ``"ideal"`` (k is irrelevant for IS: every candidate
         scores the same and the smallest wins).
@@ -234,9 +234,10 @@ def calibrate(
       chunk_size: dictionary entries per streamed chunk (default per machine).
       batch_size: images per net or machine call (default: all states of a class group at once); results do not
         depend on it beyond float rounding.
-      progress: optional ``progress(phase, done, total, k)``: phase ``"net"`` once the net's trajectory is done,
-        ``"build"`` before each dictionary is built, ``"score"`` after each k is scored; ``done`` of ``total``
-        counts (class group, k) pairs.
+      progress: optional ``progress(phase, done, total, k)``, called as each phase *ends*: ``"net"`` (the net's
+        trajectory and noise estimates), then per (class group, k) ``"build"`` (the dictionary), ``"compile"``
+        (the machine's program) and ``"evaluate"`` (all states scored); ``done`` of ``total`` counts (class group,
+        k) pairs. :class:`elsjax.runs.PhaseTimer` turns these calls into a split of the wall time.
 
     Returns:
       A :class:`Calibration`.
@@ -245,7 +246,7 @@ def calibrate(
       ValueError: naming the argument: unknown kind, bad candidates, training images out of range or not NHWC,
         missing or inconsistent labels, a class without training images, a non-positive count.
     """
-    train = _check_train(train)
+    train = checks.train_images(train)
     seeds, y = draw(seed, n_seeds, train.shape[1:], labels=labels, conditional=conditional, num_classes=num_classes)
     if conditional and labels is None:
         raise ValueError("labels: a conditional calibration needs the training labels (to restrict each dictionary)")
@@ -281,32 +282,32 @@ def calibrate_seeds(
       >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
       >>> x1 = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype(np.float32)
       >>> ideal = machines.build("ideal", train)
-      >>> calibrate_seeds(machines.eps, ideal, x1, kind="ls", train=train, ks=[3, 15], num_steps=3).per_seed.tolist()
+      >>> calibrate_seeds(machines.ScoreMachine.eps, ideal, x1, kind="ls", train=train, ks=[3, 15], num_steps=3).per_seed.tolist()
       [[15, 15, 15], [15, 15, 15]]
     """
-    kind = _check_kind(kind)
-    train = _check_train(train)
-    ks = _check_ks(ks, kind, train.shape[1:3])
-    x1 = _check_images("seeds", seeds, train.shape[1:])
-    n = _check_int("num_steps", num_steps, 1)
+    kind = checks.kind(kind)
+    train = checks.train_images(train)
+    ks = checks.candidates("ks", ks, kind, train.shape[1:3])
+    x1 = checks.images("seeds", seeds, train.shape[1:])
+    n = checks.integer("num_steps", num_steps, 1)
     if batch_size is not None:
-        batch_size = _check_int("batch_size", batch_size, 1)
-    groups = _class_groups(x1.shape[0], train, labels, y)
+        batch_size = checks.integer("batch_size", batch_size, 1)
+    groups = checks.class_groups(x1.shape[0], train, labels, y)
     if y is not None:
-        y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by _class_groups
+        y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by checks.class_groups
     report = progress or (lambda *args: None)
     n_seeds = x1.shape[0]
     machine_ks = ks[:1] if kind == "ideal" else ks  # IS has no k: one machine, the same score for every candidate
     total = len(groups) * len(machine_ks)
 
     # 1. The net's own trajectory on the network grid, and its noise estimate at every visited x.
-    grid = schedule.time_grid(n)
+    grid = noise.time_grid(n)
     y_net = None if y is None else jnp.asarray(y)
     _, traj = sampler.sample_loop(eps_fn, params, jnp.asarray(x1), grid, y_net, return_trajectory=True)
     states = np.asarray(traj).reshape((n * n_seeds,) + x1.shape[1:])  # state s * ... : row i (t = grid[i, 0]), seed b
     t_states = np.repeat(grid[:, 0], n_seeds)
     y_states = None if y is None else np.tile(y, n)
-    net = _batched(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
+    net = in_batches(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
     del traj
     report("net", 0, total, 0)
 
@@ -317,14 +318,14 @@ def calibrate_seeds(
         rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
         xs, ts, target = states[rows], t_states[rows], net[rows]
         for col, k in enumerate(machine_ks):
-            report("build", done, total, int(k))
             machine = machines.build(kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size)
-            eps_k = _batched(lambda xb, tb: _machine_eps(machine, xb, tb), (xs, ts), batch_size)
+            report("build", done, total, int(k))
+            eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=lambda: report("compile", done, total, int(k)))
             del machine
             gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
             cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
             done += 1
-            report("score", done, total, int(k))
+            report("evaluate", done, total, int(k))
     if kind == "ideal":
         cos[:] = cos[:, :, :1]
     cos = cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n
@@ -346,14 +347,22 @@ def calibrate_seeds(
 
 
 _net_eps = jax.jit(lambda eps_fn, params, x, t, y: eps_fn(params, x, t, y), static_argnums=0)
-_machine_eps = jax.jit(machines.eps)
 
 
-def _batched(fn, arrays, batch_size):
-    """``fn`` over the leading axis in batches of ``batch_size`` (the last padded by repetition: one compilation)."""
+def _machine_eps(machine, x, t):
+    return machines.ScoreMachine.eps(machine, x, t)
+
+
+
+def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None):
+    """``fn`` over the leading axis in batches of ``batch_size`` (the last padded by repetition: one compilation).
+
+    With ``static`` (a machine), ``fn(static, *batch)`` is compiled ahead of the first batch (``jax.jit(fn)
+    .lower(...).compile()``) and ``on_compiled`` is called after, so that a caller can time compilation apart.
+    """
     total = len(arrays[0])
     size = total if batch_size is None else min(batch_size, total)
-    out = None
+    out, compiled = None, None
     for start in range(0, total, size):
         stop = min(start + size, total)
         pad = size - (stop - start)
@@ -361,98 +370,15 @@ def _batched(fn, arrays, batch_size):
             None if a is None else jnp.asarray(np.concatenate([a[start:stop], np.repeat(a[stop - 1 : stop], pad, 0)]))
             for a in arrays
         ]
-        result = np.asarray(fn(*batch))[: stop - start]
+        if static is not None:
+            if compiled is None:
+                compiled = jax.jit(fn).lower(static, *batch).compile()
+                if on_compiled is not None:
+                    on_compiled()
+            result = np.asarray(compiled(static, *batch))[: stop - start]
+        else:
+            result = np.asarray(fn(*batch))[: stop - start]
         if out is None:
             out = np.empty((total,) + result.shape[1:], result.dtype)
         out[start:stop] = result
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Validation: every failure is a ValueError that names the argument.
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_kind(kind):
-    if kind not in machines.KINDS:
-        raise ValueError(f"kind: expected one of {machines.KINDS}, got {kind!r}")
-    return kind
-
-
-def _check_ks(ks, kind, hw):
-    try:
-        values = list(ks)
-    except TypeError:
-        raise ValueError(f"ks: expected a sequence of odd integers >= 3, got {ks!r}") from None
-    if not values:
-        raise ValueError("ks: expected at least one candidate patch size")
-    for k in values:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 3 or k % 2 == 0:
-            raise ValueError(f"ks: every candidate must be an odd integer >= 3, got {k!r}")
-        if kind == "els" and k > min(hw):
-            raise ValueError(f"ks: ELS needs k <= H and k <= W ({hw[0]}x{hw[1]} images), got {k}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"ks: candidates must be distinct, got {values}")
-    return tuple(sorted(int(k) for k in values))
-
-
-def _as_float_array(name, value):
-    try:
-        arr = np.asarray(value)
-    except Exception as err:  # ragged lists and the like
-        raise ValueError(f"{name}: cannot be converted to an array ({err})") from None
-    if arr.ndim != 4:
-        raise ValueError(f"{name}: expected [N, H, W, C], got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name}: expected a float array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if min(arr.shape) < 1:
-        raise ValueError(f"{name}: empty array of shape {arr.shape}")
-    if arr.shape[3] > arr.shape[1] or arr.shape[3] > arr.shape[2]:
-        raise ValueError(f"{name}: expected NHWC [N, H, W, C], got shape {arr.shape} (is this NCHW?)")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values")
-    return arr
-
-
-def _check_train(train):
-    train = _as_float_array("train", train)
-    lo, hi = float(train.min()), float(train.max())
-    if lo < -1.0 or hi > 1.0:
-        raise ValueError(f"train: pixel values must lie in [-1, 1] (got [{lo:.3g}, {hi:.3g}])")
-    return train
-
-
-def _check_images(name, x, image_shape):
-    x = _as_float_array(name, x)
-    if tuple(x.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{name}: image shape {tuple(x.shape[1:])} does not match train's {tuple(image_shape)}")
-    return x
-
-
-def _class_groups(batch, train, labels, y):
-    """``[(indices into the batch, training images of that class), ...]``; one group when ``y`` is None."""
-    if y is None:
-        return [(np.arange(batch), train)]
-    if labels is None:
-        raise ValueError("labels: class-conditional calibration (y given) needs the training labels")
-    labels = np.asarray(labels)
-    if labels.shape != (train.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels: expected integers of shape ({train.shape[0]},), got {labels.dtype} {labels.shape}")
-    y = np.asarray(y)
-    if y.ndim == 0:
-        y = np.full(batch, y)
-    if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y: expected integers of shape ({batch},), got {y.dtype} {y.shape}")
-    groups = []
-    for cls in np.unique(y):
-        images = train[labels == cls]
-        if images.shape[0] == 0:
-            raise ValueError(f"labels: class {int(cls)} has no training images (present: {np.unique(labels).tolist()})")
-        groups.append((np.flatnonzero(y == cls), images))
-    return groups

@@ -22,6 +22,8 @@ from elsjax import noise
 __all__ = [
     "KINDS",
     "is_traced",
+    "integer",
+    "candidates",
     "kind",
     "float_array",
     "train_images",
@@ -38,6 +40,28 @@ KINDS = ("ideal", "ls", "els", "bbels")
 def is_traced(*values) -> bool:
     """Whether any value is a JAX tracer (inside ``jit``, ``grad`` or ``vmap``): then only shapes can be checked."""
     return any(isinstance(v, jax.core.Tracer) for v in values)
+
+
+def integer(name, value, minimum: int = 0) -> int:
+    """An integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def candidates(name, values, kind, hw) -> tuple[int, ...]:
+    """Distinct candidate patch sizes (each as :func:`patch_size` requires), sorted ascending."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{name}: expected a sequence of odd integers >= 3, got {values!r}") from None
+    if not values:
+        raise ValueError(f"{name}: expected at least one candidate patch size")
+    for k in values:
+        patch_size(name, k, "bbels" if kind == "ideal" else kind, hw)
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name}: candidates must be distinct, got {values}")
+    return tuple(sorted(int(k) for k in values))
 
 
 def kind(value):

@@ -1,11 +1,11 @@
-"""The paper's evaluation (SPEC 6): how well each machine predicts a trained net's samples from the same seeds.
+"""The paper's evaluation (docs/maths.md §8): how well each machine predicts a trained net's samples from the same seeds.
 
 Composable steps, so that a resumable runner can save each part and skip it when it is already done:
 
 1. :func:`net_samples`: the net's DDIM samples (network grid: n steps from the seed at t = 1; 20 and 150 in the
    paper), in batches of seeds;
 2. :func:`machine_samples`: a machine's samples with its k schedule (machine grid: 19 steps from the seed at
-   t = 0.95, SPEC 2.4), a thin call of :func:`elsjax.sample`;
+   t = 0.95, docs/maths.md §3), a thin call of :func:`elsjax.sample`;
 3. :func:`agreement`: per (machine, net step count) the per-seed metrics of :func:`elsjax.metrics.compare`
    (machine predicting net: Pearson r over all C*H*W values, r^2, R^2, MSE);
 4. :func:`summarize`: a JSON-ready summary: medians over seeds and the fraction of seeds on which a machine's r
@@ -19,7 +19,7 @@ Example:
     >>> from elsjax import evaluate, machines
     >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
     >>> net = machines.build("els", train, 3)            # a "net": the ELS machine itself
-    >>> ev = evaluate.evaluate(machines.eps, net, train=train, n_seeds=2, net_steps=(4,),
+    >>> ev = evaluate.evaluate(machines.ScoreMachine.eps, net, train=train, n_seeds=2, net_steps=(4,),
     ...                        machines={"els": ("els", [3, 3, 3, 3]), "ideal": ("ideal", None)})
     >>> sorted(ev.summary["median_r"]), ev.net[4].shape, ev.summary["n_seeds"]
     (['els', 'ideal'], (2, 8, 8, 1), 2)
@@ -31,8 +31,8 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from elsjax import api, metrics, sampler
-from elsjax.calibrate import _batched, _check_int, _check_train, draw
+from elsjax import api, checks, metrics, sampler
+from elsjax.calibrate import in_batches, draw
 from elsjax.machines import KINDS
 
 __all__ = ["Evaluation", "net_samples", "machine_samples", "agreement", "summarize", "evaluate", "DEFAULT_STEPS"]
@@ -82,15 +82,15 @@ def net_samples(eps_fn: Callable, params, seeds, *, y=None, num_steps: int, batc
       (3, 4, 4, 1)
     """
     seeds = _check_seeds(seeds)
-    num_steps = _check_int("num_steps", num_steps, 1)
+    num_steps = checks.integer("num_steps", num_steps, 1)
     if batch_size is not None:
-        batch_size = _check_int("batch_size", batch_size, 1)
+        batch_size = checks.integer("batch_size", batch_size, 1)
     y = _check_y(y, seeds.shape[0])
 
     def run(x, labels=None):
         return sampler.sample_net(eps_fn, params, x, num_steps=num_steps, y=labels)
 
-    return _batched(run, (seeds,) if y is None else (seeds, y), batch_size).astype(np.float32)
+    return in_batches(run, (seeds,) if y is None else (seeds, y), batch_size).astype(np.float32)
 
 
 def machine_samples(
@@ -161,7 +161,7 @@ def agreement(machine_outputs: Mapping[str, np.ndarray], net_outputs: Mapping[in
         raise ValueError("net_outputs: expected at least one net step count")
     nets = {}
     for steps, out in net_outputs.items():
-        steps = _check_int("net_outputs", steps, 1)
+        steps = checks.integer("net_outputs", steps, 1)
         nets[steps] = _check_output(f"net_outputs[{steps}]", out)
     shape = next(iter(nets.values())).shape
     for steps, out in nets.items():
@@ -267,11 +267,11 @@ def evaluate(
     chunk_size: int | None = None,
     progress: Callable | None = None,
 ) -> Evaluation:
-    """The paper's evaluation of a net against score machines (SPEC 6), from seeds drawn by
+    """The paper's evaluation of a net against score machines (docs/maths.md §8), from seeds drawn by
     :func:`elsjax.calibrate.draw`.
 
     Args:
-      eps_fn: the net, ``eps_fn(params, x, t, y)`` (static, hashable; e.g. :class:`elsjax.nets.EpsFn`).
+      eps_fn: the net, ``eps_fn(params, x, t, y)`` (static, hashable; e.g. :class:`elsjax.nets.NetEpsFn`).
       params: its parameters.
       train: training images ``[N, H, W, C]`` in [-1, 1] (the machines' data).
       machines: ``{name: (kind, scales)}``, e.g. ``{"bbels": ("bbels", cal.median), "ls": ("ls", ls_scales),
@@ -293,9 +293,9 @@ def evaluate(
     Returns:
       An :class:`Evaluation`.
     """
-    train = _check_train(train)
+    train = checks.train_images(train)
     machines = _check_machines(machines)
-    steps_list = [_check_int("net_steps", s, 1) for s in net_steps]
+    steps_list = [checks.integer("net_steps", s, 1) for s in net_steps]
     if not steps_list or len(set(steps_list)) != len(steps_list):
         raise ValueError(f"net_steps: expected distinct positive step counts, got {list(net_steps)}")
     if conditional and labels is None:
@@ -331,17 +331,8 @@ def _json_list(v: np.ndarray) -> list:
 
 
 def _check_seeds(seeds):
-    try:
-        arr = np.asarray(seeds)
-    except Exception as err:
-        raise ValueError(f"seeds: cannot be converted to an array ({err})") from None
-    if arr.ndim != 4 or min(arr.shape) < 1:
-        raise ValueError(f"seeds: expected [B, H, W, C], got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"seeds: expected a float array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("seeds: contains NaN or infinite values")
+    arr = checks.float_array("seeds", seeds, 4)
+    checks.layout("seeds", arr.shape)
     return arr
 
 

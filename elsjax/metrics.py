@@ -1,10 +1,10 @@
-"""Per-sample agreement between two batches of images (SPEC 6.4): Pearson r, r^2, R^2 and the mean squared error.
+"""Per-sample agreement between two batches of images (docs/maths.md §8.2): Pearson r, r^2, R^2 and the mean squared error.
 
 Every metric treats each image pair as two vectors of all its ``C * H * W`` values and returns one number per pair,
 ``[B]`` float64, computed on the host in float64 whatever the input dtype:
 
 * :func:`pearson_r`: ``r = sum(a' b') / sqrt(sum(a'^2) sum(b'^2))`` with ``a' = a - mean(a)``: what the paper's
-  tables report (their "median r^2" column is, almost certainly, the median of this r; SPEC 6.4, 8.11);
+  tables report (their "median r^2" column is, almost certainly, the median of this r; docs/maths.md §8.2, 8.11);
 * :func:`r_squared`: ``r ** 2``;
 * :func:`determination`: the coefficient of determination of ``pred`` predicting ``target``,
   ``R^2 = 1 - sum((target - pred)^2) / sum((target - mean(target))^2)`` (not symmetric; at most 1, can be negative);

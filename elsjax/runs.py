@@ -17,7 +17,7 @@ Example:
     >>> from elsjax import runs
     >>> out = runs.new_run_dir(tempfile.mkdtemp() + "/run")
     >>> clock = runs.Stopwatch()
-    >>> runs.write_config(out, ml_collections.ConfigDict({"n": 1}))
+    >>> _ = runs.write_config(out, ml_collections.ConfigDict({"n": 1}))
     >>> record = runs.write_record(out, {"command": "doc"}, config=ml_collections.ConfigDict({"n": 1}), timings=clock.laps())
     >>> runs.is_complete(out), sorted(record)
     (True, ['command', 'config', 'timings', 'versions'])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from elsjax import calibrate as cal
-from elsjax import machines, schedule
+from elsjax import machines, noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +22,7 @@ class ScheduledMachineNet:
 
     def __call__(self, params, x, t, y=None):
         index = sum((t > e).astype(jnp.int32) for e in self.edges)
-        every = jnp.stack([machines.eps(m, x, t) for m in params])
+        every = jnp.stack([machines.ScoreMachine.eps(m, x, t) for m in params])
         return every[index, jnp.arange(x.shape[0])]
 
 
@@ -34,7 +34,7 @@ class ClassMeanNet:
     """
 
     def __call__(self, params, x, t, y=None):
-        a, b = schedule.signal_noise_std(t)
+        a, b = noise.signal_noise_std(t)
         return (x - a[:, None, None, None] * params[y]) / b[:, None, None, None]
 
 
@@ -115,7 +115,9 @@ def test_one_dictionary_per_k(scheduled, monkeypatch):
     calls = []
     run(n_seeds=3, seed=5, progress=lambda *a: calls.append(a))
     assert builds == [(3, 8), (5, 8), (7, 8), (9, 8)]
-    assert calls[0] == ("net", 0, 4, 0) and calls[-1] == ("score", 4, 4, 9)
+    assert calls[0] == ("net", 0, 4, 0) and calls[-1] == ("evaluate", 4, 4, 9)
+    # Each k reports the end of its build, its compilation and its evaluation, in that order.
+    assert [c[0] for c in calls[1:4]] == ["build", "compile", "evaluate"] and len(calls) == 1 + 3 * 4
 
 
 def test_ideal_net_picks_the_largest_k_at_high_t():
@@ -124,7 +126,7 @@ def test_ideal_net_picks_the_largest_k_at_high_t():
     # family: on the same data it prefers small k at high t (as the published circular MNIST schedule does).
     train = blob_train()
     ideal = machines.build("ideal", train)
-    c = cal.calibrate(machines.eps, ideal, kind="bbels", train=train, ks=[3, 5, 7, 9, 11], n_seeds=4, num_steps=10)
+    c = cal.calibrate(machines.ScoreMachine.eps, ideal, kind="bbels", train=train, ks=[3, 5, 7, 9, 11], n_seeds=4, num_steps=10)
     assert (c.per_seed[:, -5:] == 11).all(), c.per_seed
     assert c.median[-5:] == [11] * 5
 
@@ -132,7 +134,7 @@ def test_ideal_net_picks_the_largest_k_at_high_t():
 def test_ideal_kind_ignores_k():
     train = random_train(n=4, hw=8)
     net = machines.build("ls", train, 5)
-    c = cal.calibrate(machines.eps, net, kind="ideal", train=train, ks=[3, 5], n_seeds=2, num_steps=3)
+    c = cal.calibrate(machines.ScoreMachine.eps, net, kind="ideal", train=train, ks=[3, 5], n_seeds=2, num_steps=3)
     np.testing.assert_array_equal(c.cosine[..., 0], c.cosine[..., 1])
     assert c.median == [3, 3, 3]  # a tie: the smallest candidate
 
@@ -183,7 +185,7 @@ def test_lower_median_and_mode():
         ({"train": np.zeros((8, 8, 1), np.float32)}, "train"),
         ({"conditional": True}, "labels"),
         ({"conditional": True, "labels": np.zeros(3, int)}, "labels"),
-        ({"conditional": True, "labels": np.zeros(4, int), "num_classes": 2}, "labels"),
+        ({"conditional": True, "labels": np.zeros(4, int), "num_classes": 2}, "y"),
         ({"conditional": True, "labels": np.zeros(4, int), "num_classes": 0}, "num_classes"),
         ({"n_seeds": 0}, "n_seeds"),
         ({"num_steps": 0}, "num_steps"),
@@ -195,12 +197,12 @@ def test_bad_input(kwargs, match):
     train = random_train(n=4, hw=8)
     args = {"kind": "bbels", "train": train, "ks": [3, 5], "n_seeds": 2, "num_steps": 2, **kwargs}
     with pytest.raises(ValueError, match=f"^{match}:"):
-        cal.calibrate(machines.eps, None, **args)
+        cal.calibrate(machines.ScoreMachine.eps, None, **args)
 
 
 def test_bad_seeds():
     train = random_train(n=4, hw=8)
     with pytest.raises(ValueError, match="^seeds:"):
-        cal.calibrate_seeds(machines.eps, None, np.zeros((2, 9, 9, 1)), kind="ls", train=train, ks=[3])
+        cal.calibrate_seeds(machines.ScoreMachine.eps, None, np.zeros((2, 9, 9, 1)), kind="ls", train=train, ks=[3])
     with pytest.raises(ValueError, match="^y:"):
-        cal.calibrate_seeds(machines.eps, None, np.zeros((2, 8, 8, 1)), kind="ls", train=train, ks=[3], labels=np.zeros(4, int), y=[0.5, 1])
+        cal.calibrate_seeds(machines.ScoreMachine.eps, None, np.zeros((2, 8, 8, 1)), kind="ls", train=train, ks=[3], labels=np.zeros(4, int), y=[0.5, 1])

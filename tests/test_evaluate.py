@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elsjax import calibrate, machines, sampler, schedule
+from elsjax import calibrate, machines, noise, sampler
 from elsjax import evaluate as ev
 
 
@@ -16,16 +16,16 @@ class HeldSeedMachineNet:
     """A machine used as a net whose first step (t = 1 -> 1 - 1/n) keeps x unchanged (up to rounding).
 
     The net sampler runs n steps from t = 1, the machine sampler n - 1 steps from t = (n - 1)/n, both from the same
-    seed (SPEC 2.4). Holding the first step makes the net's remaining steps exactly the machine's grid, so the two
+    seed (docs/maths.md §3). Holding the first step makes the net's remaining steps exactly the machine's grid, so the two
     samplers evaluate the same machine at the same times: their outputs must agree to float rounding.
     """
 
     n: int
 
     def __call__(self, params, x, t, y=None):
-        a, b = schedule.ddim_coefficients(t, t - jnp.float32(1.0 / self.n))
+        a, b = noise.ddim_coefficients(t, t - jnp.float32(1.0 / self.n))
         hold = x * ((1 - a) / b)[:, None, None, None]  # A x + B hold = x
-        return jnp.where((t >= 1)[:, None, None, None], hold, machines.eps(params, x, t))
+        return jnp.where((t >= 1)[:, None, None, None], hold, machines.ScoreMachine.eps(params, x, t))
 
 
 MACHINES = {"els": ("els", [5] * 20), "els3": ("els", [3] * 20), "ideal": ("ideal", None)}
@@ -60,9 +60,9 @@ def test_machine_as_net_agrees_exactly(setup):
 
 def test_grid_mismatch_is_small_but_real(setup):
     # The same machine as a plain net (20 steps from t = 1) against the machine sampler (19 steps from the seed
-    # at t = 0.95): high agreement, but not identity (SPEC 2.4).
+    # at t = 0.95): high agreement, but not identity (docs/maths.md §3).
     train, els5 = setup
-    e = ev.evaluate(machines.eps, els5, train=train, machines={"els": MACHINES["els"]}, n_seeds=4, net_steps=(20,))
+    e = ev.evaluate(machines.ScoreMachine.eps, els5, train=train, machines={"els": MACHINES["els"]}, n_seeds=4, net_steps=(20,))
     r = e.per_seed["els"][20]["r"]
     assert np.all(r > 0.95) and np.all(r < 1 - 1e-6)
     assert e.summary["frac_beats_ideal"] == {} and e.summary["ideal"] is None
@@ -72,7 +72,7 @@ def test_machine_samples_equal_the_loop_on_the_machine_grid(setup):
     train, els5 = setup
     seeds = calibrate.draw(3, 2, train.shape[1:])[0]
     out = ev.machine_samples("els", seeds, train=train, scales=[5] * 20)
-    direct = sampler.sample_loop(machines.eps, els5, jnp.asarray(seeds), schedule.time_grid(20, start=19))
+    direct = sampler.sample_loop(machines.ScoreMachine.eps, els5, jnp.asarray(seeds), noise.time_grid(20, start=19))
     m = ev.agreement({"els": out}, {19: np.asarray(direct)})["els"][19]
     np.testing.assert_allclose(m["r"], 1.0, rtol=0, atol=1e-6)
     np.testing.assert_allclose(m["R2"], 1.0, rtol=0, atol=1e-5)
@@ -82,7 +82,7 @@ def test_same_seed_same_summary(setup):
     train, els5 = setup
     labels = np.arange(8) % 2
     run = lambda seed: ev.evaluate(
-        machines.eps, els5, train=train, labels=labels, conditional=True, machines={"els": MACHINES["els"]},
+        machines.ScoreMachine.eps, els5, train=train, labels=labels, conditional=True, machines={"els": MACHINES["els"]},
         n_seeds=3, seed=seed, net_steps=(3, 4), batch_size=2,
     )
     a, b = run(0), run(0)
@@ -151,9 +151,9 @@ def test_bad_input(setup):
     with pytest.raises(ValueError, match="^per_seed"):
         ev.summarize({"a": {20: {"r": np.zeros(2)}}})
     with pytest.raises(ValueError, match="^y"):
-        ev.net_samples(machines.eps, els5, x, y=[0.5, 1], num_steps=2)
+        ev.net_samples(machines.ScoreMachine.eps, els5, x, y=[0.5, 1], num_steps=2)
     with pytest.raises(ValueError, match="^num_steps"):
-        ev.net_samples(machines.eps, els5, x, num_steps=0)
+        ev.net_samples(machines.ScoreMachine.eps, els5, x, num_steps=0)
     with pytest.raises(ValueError, match="^scales"):
         ev.machine_samples("els", x, train=train, scales=None)
     good = dict(train=train, machines={"els": MACHINES["els"]}, n_seeds=2, net_steps=(2,))
@@ -169,4 +169,4 @@ def test_bad_input(setup):
         ({"train": train * 3}, "train"),
     ]:
         with pytest.raises(ValueError, match=f"^{match}"):
-            ev.evaluate(machines.eps, els5, **{**good, **change})
+            ev.evaluate(machines.ScoreMachine.eps, els5, **{**good, **change})

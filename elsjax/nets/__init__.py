@@ -109,10 +109,10 @@ def param_count(params) -> int:
 
 
 def __getattr__(name):
-    # nets.EpsFn was renamed NetEpsFn (sampler.EpsFn is the contract it implements); one release of grace.
+    # nets.NetEpsFn was renamed NetEpsFn (sampler.EpsFn is the contract it implements); one release of grace.
     if name == "EpsFn":
         import warnings
 
-        warnings.warn("elsjax.nets.EpsFn was renamed elsjax.nets.NetEpsFn", DeprecationWarning, stacklevel=2)
+        warnings.warn("elsjax.nets.NetEpsFn was renamed elsjax.nets.NetEpsFn", DeprecationWarning, stacklevel=2)
         return NetEpsFn
     raise AttributeError(f"module 'elsjax.nets' has no attribute {name!r}")
