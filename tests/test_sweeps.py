@@ -1,0 +1,135 @@
+"""The calibrate, evaluate and sweep jobs end to end on tiny data: outputs, resumption, the same table."""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+import datasets_for_tests as fake
+from elsjax import cli, config, runs, sweeps
+from elsjax.jobs import evaluate as evaluate_job
+
+pytestmark = pytest.mark.usefixtures("isolated")
+
+
+def tiny_sweep(tmp_path, out_dir, names=("a", "b")):
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    train_file = tmp_path / "train_tiny.py"
+    train_file.write_text(
+        "from elsjax.config import train_config\n"
+        "def get_config():\n"
+        "    c = train_config()\n"
+        f"    c.dataset, c.data_dir, c.limit = 'mnist', {str(data_dir)!r}, 30\n"
+        "    c.width, c.emb_dim, c.num_layers, c.batch_size, c.num_steps = 8, 8, 1, 8, 6\n"
+        "    c.n_samples, c.progress, c.checkpoint_every_s = 0, False, 1e9\n"
+        "    return c\n"
+    )
+    cfg = sweeps.sweep_config()
+    cfg.out_dir, cfg.progress = str(out_dir), False
+    cfg.rows = [
+        dict(name=name, train_config=str(train_file), train_overrides={"seed": i}, ks="3,5", ls_ks="3,5",
+             published="3,3,5,5", calibrate_seeds=2, calibrate_steps=4, evaluate_seeds=3, net_steps="4,2",
+             seeds_per_part=2)
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+    return cfg
+
+
+def test_sweep_runs_rows_and_writes_the_table(tmp_path):
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep")
+    records = sweeps.run(cfg, log=lambda *a: None, machine="test machine")
+    assert [r["name"] for r in records] == ["a", "b"]
+    row = tmp_path / "sweep" / "a"
+    for stage in ("train", "calibrate_bbels", "calibrate_ls", "evaluate"):
+        assert runs.is_complete(row / stage), stage
+    summary = json.loads((row / "evaluate" / "summary.json").read_text())
+    assert summary["n_seeds"] == 3
+    assert set(summary["median_r"]) == {"bbels", "ls", "bbels_published", "ls_published", "ideal"}
+    assert set(summary["median_r"]["bbels"]) == {"4", "2"} and set(summary["frac_beats_ideal"]) == {
+        "bbels", "ls", "bbels_published", "ls_published"}  # fmt: skip
+    calibration = json.loads((row / "calibrate_bbels" / "calibration.json").read_text())
+    assert len(calibration["median"]) == 4 and set(calibration["median"]) <= {3, 5}
+    for name in ("comparison.png", "r_violin_net4.png", "r_violin_net2.png", "samples.npz"):
+        assert (row / "evaluate" / name).stat().st_size > 0
+    assert (row / "calibrate_bbels" / "calibration.png").stat().st_size > 0
+    text = (tmp_path / "sweep" / "table.md").read_text()
+    assert "| a | mnist | resnet | zeros | no |" in text and "test machine" in text
+    # The table's numbers are the summaries' medians.
+    assert f"| {summary['median_r']['bbels']['4']:.2f} (0.94)" not in text  # no paper number for 4 net steps
+    assert f"| {summary['median_r']['bbels']['4']:.2f} |" in text
+
+
+def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_path, monkeypatch):
+    whole = tiny_sweep(tmp_path, tmp_path / "whole")
+    sweeps.run(whole, log=lambda *a: None, machine="m")
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "killed")
+    calls = {"n": 0}
+    real_machine_samples = evaluate_job.evaluate_lib.machine_samples
+
+    def dies_in_row_b(*args, **kwargs):  # row a completes; row b is killed inside its evaluation
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return real_machine_samples(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_job.evaluate_lib, "machine_samples", dies_in_row_b)
+    with pytest.raises(KeyboardInterrupt):
+        sweeps.run(cfg, log=lambda *a: None, machine="m")
+    monkeypatch.setattr(evaluate_job.evaluate_lib, "machine_samples", real_machine_samples)
+    row_a = tmp_path / "killed" / "a"
+    stamps = {p: p.stat().st_mtime_ns for p in row_a.rglob("*") if p.is_file() and p.name != "row.json"}
+    parts_b = sorted(p.name for p in (tmp_path / "killed" / "b" / "evaluate" / "parts").iterdir())
+    assert parts_b and not runs.is_complete(tmp_path / "killed" / "b" / "evaluate")
+
+    sweeps.run(cfg, log=lambda *a: None, machine="m")
+    # Row a untouched except its evaluation's outputs being rewritten from saved parts; row b computed only the rest.
+    parts = [p for p in stamps if "parts" in p.parts or p.parent.name in ("train", "calibrate_bbels", "calibrate_ls")]
+    assert parts and all(p.stat().st_mtime_ns == stamps[p] for p in parts)
+    record_b = json.loads((tmp_path / "killed" / "b" / "evaluate" / "record.json").read_text())
+    assert not set(record_b["computed_parts"]) & set(parts_b)
+    assert (tmp_path / "killed" / "table.md").read_text() == (tmp_path / "whole" / "table.md").read_text().replace(
+        str(tmp_path / "whole"), str(tmp_path / "killed"))
+
+
+def test_evaluate_command_and_its_errors(tmp_path, capsys):
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    sweeps.run(cfg, log=lambda *a: None)
+    net = str(tmp_path / "sweep" / "a" / "train")
+    out = tmp_path / "ev"
+    args = ["evaluate", "--net", net, "--machines", "e=bbels:3+5+5,ideal=ideal", "--n-seeds", "2", "--net-steps", "3",
+            "--out-dir", str(out), "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert "median r e:" in capsys.readouterr().out
+    first = json.loads((out / "summary.json").read_text())
+    assert cli.main(args) == 0  # a finished evaluation run again recomputes nothing and gives the same summary
+    assert json.loads((out / "record.json").read_text())["computed_parts"] == []
+    assert json.loads((out / "summary.json").read_text()) == first
+    for bad, match in [
+        (["--machines", "e=bbels"], "needs scales"),
+        (["--machines", "e=elss:3+3"], "kind: expected one of"),
+        (["--net-steps", "0"], "net_steps"),
+        (["--net", str(tmp_path / "nothing")], "net:"),
+        (["--n-seeds", "3"], "different config"),
+    ]:
+        assert cli.main(args + bad) == 2
+        assert match in capsys.readouterr().err
+
+
+def test_calibrate_command(tmp_path, capsys):
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    sweeps.run(cfg, log=lambda *a: None)
+    out = tmp_path / "cal"
+    args = ["calibrate", "--net", str(tmp_path / "sweep" / "a" / "train"), "--kind", "ls", "--ks", "3,5,7",
+            "--n-seeds", "2", "--num-steps", "3", "--published", "3,5,7", "--out-dir", str(out), "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "median k per step" in text
+    record = json.loads((out / "record.json").read_text())
+    assert {"calibrate_net_s", "calibrate_build_s", "calibrate_compile_s", "calibrate_evaluate_s"} <= set(record["timings"])
+    assert cli.main(args) == 2 and "not empty" in capsys.readouterr().err
+    assert cli.main(args[:4] + ["--ks", "4"] + args[6:] + ["--overwrite"]) == 2
+    assert "ks: expected an odd integer" in capsys.readouterr().err
