@@ -216,16 +216,17 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
     """Trains (or resumes) the net described by a :func:`elsjax.config.train_config` in a run directory.
 
     Writes ``config.json``, ``checkpoints/`` (orbax, every ``checkpoint_every_s`` seconds and at the end, and on
-    Ctrl-C), ``loss.csv`` and ``loss.png``, ``samples.png`` and ``samples.npz`` (drawn by the trained net from
-    fixed seeds with :func:`elsjax.sampler.sample_net`) and ``record.json``. A directory holding a run of the same
-    config (up to :data:`RESUMABLE_FIELDS`) is resumed from its newest checkpoint; a different config is refused.
+    Ctrl-C or SIGTERM), ``loss.csv`` and ``loss.png``, ``samples.png`` and ``samples.npz`` (drawn by the trained
+    net from fixed seeds with :func:`elsjax.sampler.sample_net`) and ``record.json``. A directory holding a run of
+    the same config (up to :data:`RESUMABLE_FIELDS`) is resumed from its newest checkpoint; a different config is
+    refused.
 
     Returns:
       The record written to ``record.json``.
     """
     from tqdm.auto import tqdm
 
-    from elsjax import checkpoint, data, images, nets, sampler
+    from elsjax import checkpoint, data, images, interrupts, nets, sampler
     from elsjax import seeds as seeds_lib
     from elsjax.commands.sample import sample_grid, versions
 
@@ -264,15 +265,19 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
     y_train = jnp.asarray(dataset.labels, jnp.int32) if cfg.conditional else None
     ckpt_meta = {"config": cfg.to_dict(), "data": dataset.describe()}
 
+    guard = interrupts.SignalGuard()  # SIGTERM (sent by schedulers before a kill) acts as Ctrl-C
+
     def save_checkpoint():
-        checkpoint.save(
-            ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
-            meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
-        )  # fmt: skip
+        with guard.deferred():  # a signal during a save waits for it: no half-written step folder
+            checkpoint.save(
+                ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
+                meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
+            )  # fmt: skip
 
     first = int(state.step)
     bar = tqdm(total=cfg.num_steps, initial=first, unit="step", desc="training", disable=not cfg.progress, file=sys.stderr)
     pending, last_save, train_time = [], time.perf_counter(), 0.0
+    guard.install()
     try:
         for step in range(first, cfg.num_steps):
             t0 = time.perf_counter()
@@ -290,17 +295,19 @@ def train(cfg, out_dir=None, *, log=print) -> dict:
             if save_now:
                 save_checkpoint()
                 last_save = time.perf_counter()
-    except KeyboardInterrupt:
+        if checkpoint.latest_step(ckpt_dir) != int(state.step):
+            save_checkpoint()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the guard
         if pending:
             losses.extend(np.asarray(jnp.stack(pending)).tolist())
         if int(state.step) > first:
-            save_checkpoint()
+            if checkpoint.latest_step(ckpt_dir) != int(state.step):  # not already saved by the interrupted save
+                save_checkpoint()
             log(f"interrupted: saved step {int(state.step)} in {ckpt_dir}; run the same command to resume")
         raise
     finally:
         bar.close()
-    if checkpoint.latest_step(ckpt_dir) != int(state.step):
-        save_checkpoint()
+        guard.restore()
     trained_time = time.perf_counter()
 
     _write_losses(out_dir / "loss.csv", losses, cfg.learning_rate, cfg.lr_decay)
