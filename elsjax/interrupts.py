@@ -6,18 +6,18 @@ orbax temporary folder. :class:`SignalGuard` makes SIGTERM raise :class:`Interru
 so the code that saves a checkpoint on Ctrl-C handles both; inside :meth:`SignalGuard.deferred` both signals wait
 until the block (a checkpoint save) has completed.
 
-Example:
-    >>> import os, signal
+Example (with SIGINT, which is harmless should the guard not be installed; SIGTERM is handled the same way):
+    >>> import signal
     >>> guard = SignalGuard().install()
     >>> try:
     ...     with guard.deferred():
-    ...         os.kill(os.getpid(), signal.SIGTERM)  # held until the block ends
+    ...         signal.raise_signal(signal.SIGINT)  # held until the block ends
     ...         held = "still running"
     ... except KeyboardInterrupt as err:
-    ...     print(held, "then", type(err).__name__, err.signum == signal.SIGTERM)
+    ...     print(held, "then", type(err).__name__, signal.Signals(err.signum).name)
     ... finally:
     ...     guard.restore()
-    still running then Interrupted True
+    still running then Interrupted SIGINT
 """
 
 from __future__ import annotations

@@ -82,3 +82,28 @@ def test_sigterm_checkpoints_and_the_run_resumes_to_the_same_weights(tmp_path, c
     assert meta["step"] == final
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_guard_takes_over_only_default_handlers_and_puts_them_back():
+    from elsjax import interrupts
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("this test process has its own SIGTERM handler")
+    guard = interrupts.SignalGuard().install()
+    try:
+        assert signal.getsignal(signal.SIGTERM) == guard._handle
+    finally:
+        guard.restore()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def own(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        guard = interrupts.SignalGuard().install()
+        assert signal.getsignal(signal.SIGTERM) is own  # a host program's handler is left alone
+        guard.restore()
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
