@@ -6,8 +6,15 @@ architecture :func:`elsjax.nets.spec`, the step, anything else the caller adds).
 temporary directory and renames it when complete, and deletes old steps only after a newer one is complete, so a
 run killed mid-save never loses the previous checkpoint.
 
+Saving records a content checksum of each array tree in ``meta["checksums"]`` (sha256 of every array's dtype,
+shape and bytes, in the tree's flattening order), and loading recomputes it: a flipped byte in a data file, which
+orbax itself reads back as a silently different weight, is a ``ValueError`` naming the step folder, the tree and
+the array. Checkpoints saved before checksums existed still load, with a warning; :func:`add_checksums` (or
+``python -m elsjax.checkpoint add-checksums DIR``) records the checksum of their current contents.
+
 Loading checks the architecture before touching any array: a checkpoint of another architecture is a
-``ValueError`` naming the differing settings, and an unreadable or corrupted one is a ``ValueError`` too.
+``ValueError`` naming the differing settings, and an unreadable or corrupted one is a ``ValueError`` too. The
+loading functions accept either a checkpoint root or an ``elsjax train`` run directory (its ``checkpoints/``).
 
 Example:
     >>> import tempfile, jax
@@ -23,12 +30,22 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
-__all__ = ["save", "latest_step", "read_meta", "restore", "load_net", "check_spec"]
+__all__ = [
+    "save", "latest_step", "read_meta", "restore", "load_net", "check_spec", "tree_checksum", "add_checksums",
+]  # fmt: skip
+
+RUN_SUBDIR = "checkpoints"  # where `elsjax train` keeps the checkpoint root inside a run directory
 
 
 def _manager(directory, keep: int | None = None, create: bool = False):
@@ -36,6 +53,51 @@ def _manager(directory, keep: int | None = None, create: bool = False):
 
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+
+def _path_name(path) -> str:
+    """``"blocks/0/conv/kernel"`` for a tree path (dict keys, attribute names and indices joined by ``/``)."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def _host_array(leaf) -> np.ndarray:
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)  # typed PRNG keys have no host representation of their own
+    return np.asarray(jax.device_get(leaf))  # tobytes() below is C order whatever the layout
+
+
+def _array_digest(array: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{array.dtype.str}{list(array.shape)}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def tree_checksum(tree) -> dict:
+    """A content checksum of a pytree of arrays: ``{"sha256": ..., "arrays": [[path, dtype, shape, sha256], ...]}``.
+
+    Each array's sha256 covers its dtype, shape and bytes; the tree's covers the arrays' in the tree's flattening
+    order (the order a restore onto a target of the same structure yields).
+
+    Example:
+      >>> import numpy as np
+      >>> c = tree_checksum({"w": np.zeros(2, np.float32)})
+      >>> c["arrays"][0][:3], len(c["sha256"])
+      (['w', 'float32', [2]], 64)
+    """
+    arrays = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        array = _host_array(leaf)
+        arrays.append([_path_name(path), str(array.dtype), list(array.shape), _array_digest(array)])
+    total = hashlib.sha256("\n".join(a[3] for a in arrays).encode()).hexdigest()
+    return {"sha256": total, "arrays": arrays}
 
 
 def save(directory, step: int, params, train_state: Any = None, *, spec: dict, meta: dict | None = None, keep: int | None = None) -> None:
@@ -47,14 +109,18 @@ def save(directory, step: int, params, train_state: Any = None, *, spec: dict, m
       params: the net's parameters.
       train_state: optimiser state and counters to resume training from (omitted: an inference-only checkpoint).
       spec: the architecture (:func:`elsjax.nets.spec`), recorded so that loading into another one fails clearly.
-      meta: extra JSON-serialisable information (the training config, the loss).
+      meta: extra JSON-serialisable information (the training config, the loss). ``meta["checksums"]`` is set
+        to the :func:`tree_checksum` of ``params`` and ``train_state``, which loading verifies.
       keep: keep at most this many steps (the oldest are deleted after this one is complete); None keeps all.
     """
     import orbax.checkpoint as ocp
 
+    checksums = {"params": tree_checksum(params)}
+    if train_state is not None:
+        checksums["train"] = tree_checksum(train_state)
     items = {
         "params": ocp.args.StandardSave(params),
-        "meta": ocp.args.JsonSave({**(meta or {}), "spec": spec, "step": int(step)}),
+        "meta": ocp.args.JsonSave({**(meta or {}), "spec": spec, "step": int(step), "checksums": checksums}),
     }
     if train_state is not None:
         items["train"] = ocp.args.StandardSave(train_state)
@@ -63,9 +129,23 @@ def save(directory, step: int, params, train_state: Any = None, *, spec: dict, m
         manager.wait_until_finished()
 
 
+def _has_steps(directory: Path) -> bool:
+    return any(p.is_dir() and p.name.isdigit() for p in directory.iterdir())
+
+
+def _root(directory) -> Path:
+    """The checkpoint root: ``directory`` itself, or ``directory/checkpoints`` for an ``elsjax train`` run directory."""
+    path = Path(directory)
+    inner = path / RUN_SUBDIR
+    if inner.is_dir() and not _has_steps(path):
+        return inner
+    return path
+
+
 def latest_step(directory) -> int | None:
-    """The newest complete step in ``directory``, or None if it holds none."""
-    if not Path(directory).is_dir():
+    """The newest complete step in ``directory`` (a checkpoint root or a run directory), or None if it holds none."""
+    directory = _root(directory)
+    if not directory.is_dir():
         return None
     with _manager(directory) as manager:
         return manager.latest_step()
@@ -77,21 +157,34 @@ def _unreadable(directory, step, err) -> ValueError:
     )
 
 
-def _resolve_step(directory, step):
-    step = latest_step(directory) if step is None else step
+def _resolve_step(directory: Path, step):
     if step is None:
-        raise ValueError(f"checkpoint: no checkpoint in {directory}")
-    return step
+        step = latest_step(directory)
+        if step is None:
+            raise ValueError(
+                f"checkpoint: no checkpoint in {directory} (expected step folders such as {directory}/1000/, "
+                f"or an elsjax train run directory holding {RUN_SUBDIR}/)"
+            )
+        return step
+    if not (directory / str(int(step))).is_dir():
+        steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()) if directory.is_dir() else []
+        raise ValueError(f"checkpoint: {directory} has no step {step} (steps there: {steps})")
+    return int(step)
 
 
 def read_meta(directory, step: int | None = None) -> dict:
     """The ``meta`` item of ``step`` (default: the newest) without loading any array.
+
+    Args:
+      directory: a checkpoint root, or an ``elsjax train`` run directory (its ``checkpoints/`` is used).
+      step: which step; default the newest.
 
     Raises:
       ValueError: no checkpoint, or its metadata cannot be read.
     """
     import orbax.checkpoint as ocp
 
+    directory = _root(directory)
     step = _resolve_step(directory, step)
     try:
         with _manager(directory) as manager:
@@ -111,21 +204,63 @@ def check_spec(saved: dict, expected: dict, directory="") -> None:
         raise ValueError(f"checkpoint: {directory} holds a different architecture ({detail})")
 
 
-def restore(directory, params_target, train_target: Any = None, *, spec: dict, step: int | None = None):
+def _verify(step_dir: Path, item: str, recorded: dict, tree) -> None:
+    """Raises ``ValueError`` naming ``step_dir/item`` and the first array whose content differs from ``recorded``."""
+    arrays = recorded.get("arrays", [])
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    where = step_dir / item
+    if len(leaves) != len(arrays):
+        raise ValueError(
+            f"checkpoint: {where} holds {len(leaves)} arrays but its recorded checksum lists {len(arrays)}; "
+            "the checkpoint or its metadata is corrupted"
+        )
+    for (path, leaf), (name, dtype, shape, digest) in zip(leaves, arrays):
+        array = _host_array(leaf)
+        if str(array.dtype) != dtype:  # restored onto a target of another dtype: compare the saved values
+            array = array.astype(dtype)
+        if list(array.shape) != list(shape) or _array_digest(array) != digest:
+            raise ValueError(
+                f"checkpoint: {where} is corrupted: array {name!r} ({dtype} {list(shape)}) does not match the "
+                f"sha256 recorded when step {step_dir.name} was saved; its data files under {where} have changed "
+                "since. Restore the checkpoint from an intact copy"
+            )
+
+
+def _check_contents(directory: Path, step: int, meta: dict, trees: dict) -> None:
+    recorded = meta.get("checksums")
+    if not isinstance(recorded, dict):
+        warnings.warn(
+            f"checkpoint: {directory / str(step)} has no content checksum (saved by an older elsjax), so a corrupted "
+            f"data file would go unnoticed; record one with `python -m elsjax.checkpoint add-checksums {directory}`",
+            stacklevel=3,
+        )
+        return
+    for item, tree in trees.items():
+        if item not in recorded:
+            raise ValueError(f"checkpoint: {directory / str(step)} records no checksum for {item!r}; its metadata is damaged")
+        _verify(directory / str(step), item, recorded[item], tree)
+
+
+def restore(
+    directory, params_target, train_target: Any = None, *, spec: dict, step: int | None = None, verify: bool = True
+):
     """Restores ``(params, train_state, meta)`` of ``step`` (default: the newest) onto the given targets.
 
     Args:
-      directory: the checkpoint root.
+      directory: the checkpoint root, or an ``elsjax train`` run directory (its ``checkpoints/`` is used).
       params_target: a pytree with the expected structure (arrays or ``jax.ShapeDtypeStruct``).
       train_target: the same for the training state; None skips it (and returns None for it).
       spec: the expected architecture; a checkpoint of another one is refused before any array is read.
       step: which step; default the newest.
+      verify: compare the restored arrays with the checksums recorded at save time (False: for forensics only).
 
     Raises:
-      ValueError: no checkpoint, another architecture, or a corrupted checkpoint.
+      ValueError: no checkpoint, another architecture, or a corrupted checkpoint (unreadable, or arrays that
+        differ from the checksums recorded when it was saved).
     """
     import orbax.checkpoint as ocp
 
+    directory = _root(directory)
     step = _resolve_step(directory, step)
     meta = read_meta(directory, step)
     check_spec(meta["spec"], spec, directory)
@@ -140,15 +275,94 @@ def restore(directory, params_target, train_target: Any = None, *, spec: dict, s
         jax.block_until_ready((params, train_state))
     except Exception as err:
         raise _unreadable(directory, step, err) from err
+    if verify:
+        trees = {"params": params} if train_target is None else {"params": params, "train": train_state}
+        _check_contents(directory, step, meta, trees)
     return params, train_state, meta
 
 
-def load_net(directory, step: int | None = None):
+def load_net(directory, step: int | None = None, *, verify: bool = True):
     """A trained net from its checkpoint alone: ``(eps_fn, params, meta)``, ready for
-    :func:`elsjax.sampler.sample_net`. The architecture comes from the checkpoint's metadata."""
+    :func:`elsjax.sampler.sample_net`. The architecture comes from the checkpoint's metadata.
+
+    Args:
+      directory: the checkpoint root, or an ``elsjax train`` run directory (its ``checkpoints/`` is used).
+      step: which step; default the newest.
+      verify: compare the parameters with the checksum recorded at save time (False: for forensics only).
+
+    Raises:
+      ValueError: no checkpoint, or a corrupted one (the message names the step folder and the array).
+    """
     from elsjax import nets
 
     meta = read_meta(directory, step)
     eps_fn, target = nets.abstract_params(meta["spec"])
-    params, _, meta = restore(directory, target, spec=meta["spec"], step=meta["step"])
+    params, _, meta = restore(directory, target, spec=meta["spec"], step=meta["step"], verify=verify)
     return eps_fn, params, meta
+
+
+def _train_target(meta: dict, params):
+    """The ``(step, opt_state)`` structure :func:`elsjax.train.train` saves, rebuilt from the recorded config."""
+    from elsjax import train
+
+    cfg = meta.get("config") or {}
+    if not {"learning_rate", "lr_decay", "weight_decay"} <= set(cfg):
+        return None
+    tx = train.optimizer(cfg["learning_rate"], cfg["lr_decay"], cfg["weight_decay"])
+    return jax.eval_shape(lambda p: (train.init(p, tx).step, train.init(p, tx).opt_state), params)
+
+
+def add_checksums(directory, step: int | None = None) -> Path:
+    """Records the checksums of a checkpoint saved before elsjax recorded them, from its current contents.
+
+    Only the ``meta`` item's JSON file is rewritten (atomically); the arrays are not touched. Run it on a copy you
+    trust: from then on any change to the arrays is reported when loading. The training state's checksum is
+    recorded when the metadata holds the training config (checkpoints written by ``elsjax train``).
+
+    Args:
+      directory: the checkpoint root or run directory.
+      step: which step; default the newest.
+
+    Returns:
+      The rewritten metadata file.
+
+    Raises:
+      ValueError: no checkpoint, it already records checksums, or its arrays cannot be read.
+    """
+    from elsjax import nets
+
+    directory = _root(directory)
+    meta = read_meta(directory, step)
+    step = meta["step"]
+    if "checksums" in meta:
+        raise ValueError(f"checkpoint: {directory / str(step)} already records checksums")
+    _, params_target = nets.abstract_params(meta["spec"])
+    train_target = _train_target(meta, params_target) if (directory / str(step) / "train").is_dir() else None
+    params, train_state, _ = restore(directory, params_target, train_target, spec=meta["spec"], step=step, verify=False)
+    checksums = {"params": tree_checksum(params)}
+    if train_target is not None:
+        checksums["train"] = tree_checksum(train_state)
+    path = directory / str(step) / "meta" / "metadata"
+    if not path.is_file():
+        raise ValueError(f"checkpoint: {path} not found (not an elsjax checkpoint's meta item)")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**json.loads(path.read_text()), "checksums": checksums}))
+    os.replace(tmp, path)  # atomic: an interrupted rewrite leaves the old metadata
+    return path
+
+
+def _main(argv) -> int:
+    if len(argv) < 2 or argv[0] != "add-checksums":
+        print("usage: python -m elsjax.checkpoint add-checksums DIR [DIR ...]", file=sys.stderr)
+        return 2
+    for directory in argv[1:]:
+        try:
+            print(f"wrote {add_checksums(directory)}")
+        except ValueError as err:
+            print(f"elsjax.checkpoint: error: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

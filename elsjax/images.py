@@ -32,12 +32,22 @@ def grid(images, *, columns: int, pad: int = 2, fill: int = 255) -> np.ndarray:
     """Tiles uint8 images ``[N, H, W, C]`` row by row into one ``[rows*(H+pad)+pad, ...]`` image.
 
     Args:
-      images: uint8 ``[N, H, W, C]``.
+      images: uint8 ``[N, H, W, C]`` (float images in [-1, 1] go through :func:`to_uint8` first).
       columns: images per row.
       pad: pixels between images and around the border.
       fill: value of the padding.
+
+    Raises:
+      ValueError: ``images`` is not uint8 (a cast would wrap [-1, 1] floats to 0 and 255 without a word) or
+        not ``[N, H, W, C]``.
     """
-    images = np.asarray(images, np.uint8)
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(
+            f"images: expected uint8, got {images.dtype}; convert float images in [-1, 1] with images.to_uint8(x) first"
+        )
+    if images.ndim != 4:
+        raise ValueError(f"images: expected [N, H, W, C], got shape {images.shape}")
     n, h, w, c = images.shape
     rows = -(-n // columns)
     out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), fill, np.uint8)

@@ -1,7 +1,7 @@
 """The training job: trains (or resumes) a convolutional diffusion net in a run directory.
 
 Outputs in ``out_dir``: ``config.json``, ``checkpoints/`` (orbax, every ``checkpoint_every_s`` seconds, every
-``checkpoint_every_steps`` steps, at the end, and on Ctrl-C), ``loss.csv`` and ``loss.png``, ``samples.png`` and
+``checkpoint_every_steps`` steps, at the end, and on Ctrl-C or SIGTERM), ``loss.csv`` and ``loss.png``, ``samples.png`` and
 ``samples.npz`` (the trained net's DDIM samples from fixed seeds, seeds above samples), ``record.json``
 (versions, timings, final loss). Running the same config again resumes from the newest checkpoint, and the
 resumed run ends with the weights an uninterrupted one would have (:mod:`elsjax.train`).
@@ -20,7 +20,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checkpoint, data, images, nets, runs, sampler, seeds
+from elsjax import checkpoint, data, images, interrupts, nets, runs, sampler, seeds
 from elsjax import config as config_lib
 from elsjax.train import TrainState, init, optimizer, run_keys, train_step
 
@@ -105,15 +105,19 @@ def run(cfg, *, log=print) -> dict:
     y_train = jnp.asarray(dataset.labels, jnp.int32) if cfg.conditional else None
     ckpt_meta = {"config": cfg.to_dict(), "data": dataset.describe()}
 
+    guard = interrupts.SignalGuard()  # SIGTERM (sent by schedulers before a kill) acts as Ctrl-C
+
     def save_checkpoint():
-        checkpoint.save(
-            ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
-            meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
-        )  # fmt: skip
+        with guard.deferred():  # a signal during a save waits for it: no half-written step folder
+            checkpoint.save(
+                ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
+                meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
+            )  # fmt: skip
 
     first = int(state.step)
     bar = tqdm(total=cfg.num_steps, initial=first, unit="step", desc="training", disable=not cfg.progress, file=sys.stderr)
     pending, last_save = [], clock.elapsed()
+    guard.install()
     try:
         for step in range(first, cfg.num_steps):
             state, loss = train_step(state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key)
@@ -131,19 +135,21 @@ def run(cfg, *, log=print) -> dict:
                 save_checkpoint()
                 clock.lap("checkpoint")
                 last_save = clock.elapsed()
-    except KeyboardInterrupt:
+        clock.lap("train")
+        if checkpoint.latest_step(ckpt_dir) != int(state.step):
+            save_checkpoint()
+        clock.lap("checkpoint")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the guard
         if pending:
             losses.extend(np.asarray(jnp.stack(pending)).tolist())
         if int(state.step) > first:
-            save_checkpoint()
+            if checkpoint.latest_step(ckpt_dir) != int(state.step):  # not already saved by the interrupted save
+                save_checkpoint()
             log(f"interrupted: saved step {int(state.step)} in {ckpt_dir}; run the same command to resume")
         raise
     finally:
         bar.close()
-    clock.lap("train")
-    if checkpoint.latest_step(ckpt_dir) != int(state.step):
-        save_checkpoint()
-    clock.lap("checkpoint")
+        guard.restore()
 
     _write_losses(out_dir / "loss.csv", losses, cfg.learning_rate, cfg.lr_decay)
     if losses:

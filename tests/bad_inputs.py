@@ -1,0 +1,473 @@
+"""Bad inputs and faults, each with what the user gets: the source of ``docs/bad_inputs.md``.
+
+Every entry of :data:`CASES` triggers one bad input or fault cheaply (tiny arrays, a fresh temporary directory)
+and says what must come of it: an exception type and message, a ``elsjax`` exit code and stderr line, a warning,
+or a result. ``tests/test_bad_inputs.py`` runs every case and checks that ``docs/bad_inputs.md`` is exactly what
+:func:`render` makes of the outcomes, so the table cannot drift from the code. After changing a message or adding
+a case, regenerate it from the repository root::
+
+    python -m tests.bad_inputs --write        # or: python -m tests.bad_inputs > docs/bad_inputs.md
+
+Adding a case is one entry, e.g.::
+
+    raises("elsjax.score", "t = 1e-5", lambda tmp: score(t=1e-5), ValueError, r"t: "),
+
+The callables receive the case's temporary directory; in the table it reads ``TMP`` (and the repository ``REPO``).
+Regexes are searched in the text as the table shows it (after those replacements).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import datasets_for_tests as fake  # noqa: E402
+
+from elsjax.datasources import SourceUnavailable  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "bad_inputs.md"
+COMMITTED_CHECKPOINT = REPO / "experiments" / "checkpoints" / "mnist_resnet_zeros_cpu"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened: ``ok`` (as expected) and the one line the user sees."""
+
+    ok: bool
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One bad input or fault.
+
+    Attributes:
+      area: where it enters (``"elsjax.score"``, ``"data.load"``, ``"elsjax sample"``, ...); the doc's sections.
+      what: the input or fault, in a few words.
+      run: ``run(tmp) -> Outcome``, built by :func:`raises`, :func:`exits`, :func:`warns` or :func:`returns`.
+    """
+
+    area: str
+    what: str
+    run: Callable[[Path], Outcome]
+
+
+def _placeholders(text: str, tmp: Path) -> str:
+    for path, name in ((tmp.resolve(), "TMP"), (tmp, "TMP"), (REPO, "REPO")):
+        text = text.replace(str(path), name)
+    return " ".join(text.split())  # one line
+
+
+def _judge(text: str, tmp: Path, good: bool, match: str) -> Outcome:
+    text = _placeholders(text, tmp)
+    return Outcome(good and re.search(match, text) is not None, text)
+
+
+def raises(area: str, what: str, call, exception: type[BaseException], match: str) -> Case:
+    """``call(tmp)`` raises ``exception`` (or a subclass) with a message matching ``match``."""
+
+    def run(tmp):
+        try:
+            result = call(tmp)
+        except exception as err:
+            return _judge(f"{type(err).__name__}: {err}", tmp, True, match)
+        except Exception as err:  # noqa: BLE001 - reported as the outcome, so the table test shows it
+            return _judge(f"unexpected {type(err).__name__}: {err}", tmp, False, match)
+        return _judge(f"no error; returned {result!r}"[:300], tmp, False, match)
+
+    return Case(area, what, run)
+
+
+def warns(area: str, what: str, call, warning: type[Warning], match: str) -> Case:
+    """``call(tmp)`` succeeds and warns ``warning`` with a message matching ``match``."""
+
+    def run(tmp):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call(tmp)
+        hits = [w for w in caught if issubclass(w.category, warning)]
+        if not hits:
+            return _judge(f"no {warning.__name__}", tmp, False, match)
+        return _judge(f"works, with {hits[0].category.__name__}: {hits[0].message}", tmp, True, match)
+
+    return Case(area, what, run)
+
+
+def returns(area: str, what: str, call, match: str) -> Case:
+    """``call(tmp)`` succeeds and returns a description (a string) matching ``match``."""
+
+    def run(tmp):
+        return _judge(f"works: {call(tmp)}", tmp, True, match)
+
+    return Case(area, what, run)
+
+
+def exits(area: str, what: str, argv, code: int, match: str, during=None, stdout: bool = False) -> Case:
+    """``elsjax ARGV`` (``argv`` a list, or ``argv(tmp)``) exits with ``code`` and one stderr line; the text
+    ``exit CODE: STDERR`` must match ``match``.
+
+    ``during(tmp)``, if given, runs in a thread while the command runs (to send it a signal). ``stdout`` adds the
+    last stdout line to the text (``... | stdout: LINE``, numbers replaced by ``N``, which vary with timing).
+    """
+
+    def run(tmp):
+        from elsjax import cli
+
+        args = argv(tmp) if callable(argv) else list(argv)
+        stdout_buffer, stderr = io.StringIO(), io.StringIO()
+        helper = threading.Thread(target=during, args=(tmp,), daemon=True) if during else None
+        with contextlib.redirect_stdout(stdout_buffer), contextlib.redirect_stderr(stderr):
+            if helper:
+                helper.start()
+            try:
+                got = cli.main(args)
+            except SystemExit as err:
+                got = err.code
+            if helper:
+                helper.join()
+        lines = stderr.getvalue().strip().splitlines()
+        text = f"exit {got}: " + (lines[-1] if lines else "(nothing on stderr)")
+        if stdout:
+            printed = stdout_buffer.getvalue().strip().splitlines()
+            text += " | stdout: " + re.sub(r"\d+", "N", _placeholders(printed[-1], tmp) if printed else "(nothing)")
+        return _judge(text, tmp, got == code and len(lines) == 1 and "Traceback" not in stderr.getvalue(), match)
+
+    return Case(area, what, run)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tiny inputs.
+
+RNG = np.random.default_rng(0)
+TRAIN = RNG.uniform(-1, 1, (6, 8, 8, 1)).astype(np.float32)
+LABELS = np.array([0, 0, 1, 1, 2, 2])
+X = RNG.normal(size=(2, 8, 8, 1)).astype(np.float32)
+
+
+def score(**overrides):
+    import elsjax
+
+    args = dict(kind="els", x=X, t=0.5, train=TRAIN, k=3)
+    args.update(overrides)
+    return elsjax.score(args.pop("kind"), args.pop("x"), args.pop("t"), **args)
+
+
+def sample(**overrides):
+    import elsjax
+
+    args = dict(kind="bbels", seeds=X, train=TRAIN, scales=[3, 3, 5, 5])
+    args.update(overrides)
+    return elsjax.sample(args.pop("kind"), args.pop("seeds"), **args)
+
+
+def load(tmp, name="mnist", **options):
+    from elsjax import data
+
+    return data.load(name, **options)
+
+
+def mnist(tmp: Path) -> Path:
+    return fake.mnist_dir(tmp / "mnist", n_train=40)
+
+
+def sample_argv(*more):
+    return lambda tmp: ["sample", "--dataset", "mnist", "--data-dir", str(mnist(tmp)), "--limit", "30",
+                        "--schedule", "3,3,3,3", "--n-seeds", "2", "--out-dir", str(tmp / "out"), "--no-progress",
+                        *more]  # fmt: skip
+
+
+def train_argv(*more, num_steps=2):
+    return lambda tmp: ["train", "--dataset", "mnist", "--data-dir", str(mnist(tmp)), "--limit", "24", "--width", "8",
+                        "--emb-dim", "8", "--num-layers", "1", "--batch-size", "8", "--checkpoint-every-steps", "25",
+                        "--n-samples", "0", "--num-steps", str(num_steps), "--out-dir", str(tmp / "run"),
+                        "--no-progress", *more]  # fmt: skip
+
+
+def non_empty(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "keep.txt").write_text("mine")
+    return path
+
+
+def no_network(call):
+    """``call(tmp)`` with the download host unreachable (the check is replaced: no case touches the network)."""
+
+    def run(tmp):
+        from elsjax import datasources
+
+        saved = datasources.reachable
+        datasources.reachable = lambda host, port, timeout=3.0: False
+        try:
+            return call(tmp)
+        finally:
+            datasources.reachable = saved
+
+    return run
+
+
+TINY_SPEC = dict(arch="resnet", channels=1, width=8, num_layers=1, emb_dim=8)
+
+
+def tiny_checkpoint(root: Path, step: int = 5) -> Path:
+    import jax
+
+    from elsjax import checkpoint, nets
+
+    spec = nets.spec(**TINY_SPEC)
+    checkpoint.save(root, step, nets.build(spec, key=jax.random.key(0))[1], spec=spec)
+    return root
+
+
+def restore_as(tmp, **changes):
+    from elsjax import checkpoint, nets
+
+    root = tiny_checkpoint(tmp / "ck")
+    other = nets.spec(**{**TINY_SPEC, **changes})
+    return checkpoint.restore(root, nets.abstract_params(other)[1], spec=other)
+
+
+def committed_copy(tmp: Path) -> Path:
+    return Path(shutil.copytree(COMMITTED_CHECKPOINT, tmp / "ck"))
+
+
+def flip_one_byte(tmp):
+    """Flips one byte in the middle of the largest parameter data file (orbax reads it back as another weight)."""
+    from elsjax import checkpoint
+
+    root = committed_copy(tmp)
+    files = sorted((root / "1800" / "params").rglob("d/*"), key=lambda p: p.stat().st_size)
+    garbled = bytearray(files[-1].read_bytes())
+    garbled[len(garbled) // 2] ^= 0x01
+    files[-1].write_bytes(bytes(garbled))
+    return checkpoint.load_net(root)
+
+
+def garble_meta(tmp):
+    from elsjax import checkpoint
+
+    root = tiny_checkpoint(tmp / "ck")
+    (root / "5" / "meta" / "metadata").write_bytes(b"\x00garbage")
+    return checkpoint.load_net(root)
+
+
+def without_checksums(tmp):
+    from elsjax import checkpoint
+
+    root = committed_copy(tmp)
+    meta_file = root / "1800" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    del meta["checksums"]
+    meta_file.write_text(json.dumps(meta))
+    return checkpoint.load_net(root)
+
+
+def load_run_directory(tmp):
+    from elsjax import checkpoint
+
+    tiny_checkpoint(tmp / "run" / "checkpoints", step=5)
+    (tmp / "run" / "config.json").write_text("{}")
+    _, params, meta = checkpoint.load_net(tmp / "run")
+    return f"checkpoint.load_net(TMP/run) loads step {meta['step']} from TMP/run/checkpoints"
+
+
+def sigterm_after_first_checkpoint(tmp, timeout: float = 180.0):
+    """Sends SIGTERM to this process once training has a checkpoint and has taken over SIGTERM.
+
+    Training runs ``num_steps`` = 10**7, so it is still running then. If it never takes SIGTERM over, sending it
+    would kill this process: SIGINT stops the training instead, and the case fails on its stderr.
+    """
+    ckpt_dir = tmp / "run" / "checkpoints"
+    default = signal.getsignal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        saved = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+        if saved and signal.getsignal(signal.SIGTERM) is not default:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        time.sleep(0.05)
+    print("SIGTERM was not taken over by training", file=sys.stderr)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def images_grid(tmp):
+    from elsjax import images
+
+    return images.grid(X, columns=2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The cases, in the order of the doc.
+
+CASES: list[Case] = [
+    # elsjax.score and elsjax.sample
+    raises("elsjax.score", "unknown kind `'elss'`", lambda tmp: score(kind="elss"), ValueError, r"^ValueError: kind: expected one of"),
+    raises("elsjax.score", "even patch size k = 4", lambda tmp: score(k=4), ValueError, r"k: expected an odd integer >= 3, got 4"),
+    raises("elsjax.score", "patch size k = 1 (too small)", lambda tmp: score(k=1), ValueError, r"k: expected an odd integer >= 3, got 1"),
+    raises("elsjax.score", "ELS with k = 9 on 8x8 images (k > H)", lambda tmp: score(k=9), ValueError, r"k: ELS needs k <= H"),
+    raises("elsjax.score", "k missing for ELS", lambda tmp: score(k=None), ValueError, r"k: the 'els' machine needs"),
+    raises("elsjax.score", "NCHW arrays (channels first)", lambda tmp: score(x=X.transpose(0, 3, 1, 2), train=TRAIN.transpose(0, 3, 1, 2)), ValueError, r"train: expected NHWC.*NCHW"),
+    raises("elsjax.score", "training pixels in [0, 255] instead of [-1, 1]", lambda tmp: score(train=(TRAIN + 1) * 127.5), ValueError, r"train: pixel values must lie in \[-1, 1\]"),
+    raises("elsjax.score", "NaN in the noisy images", lambda tmp: score(x=np.where(X > 1, np.nan, X)), ValueError, r"x: contains NaN or infinite values"),
+    raises("elsjax.score", "NaN in the training images", lambda tmp: score(train=np.where(TRAIN > 0.9, np.nan, TRAIN)), ValueError, r"train: contains NaN"),
+    raises("elsjax.score", "x of another image size than train", lambda tmp: score(x=X[:, :4]), ValueError, r"x: image shape \(4, 8, 1\) does not match"),
+    raises("elsjax.score", "t = 0 (outside (0, 1])", lambda tmp: score(t=0.0), ValueError, r"t: every time must lie in .*got \[0\.0, 0\.0\]"),
+    raises("elsjax.score", "t = 1.5 (outside (0, 1])", lambda tmp: score(t=1.5), ValueError, r"t: every time must lie in .*got \[1\.5, 1\.5\]"),
+    raises("elsjax.score", "class y without training labels", lambda tmp: score(y=[0, 1]), ValueError, r"labels: class-conditional sampling"),
+    raises("elsjax.score", "class 7 has no training images", lambda tmp: score(y=[0, 7], labels=LABELS), ValueError, r"y: class 7 has no training images"),
+    raises("elsjax.sample", "even k in the schedule", lambda tmp: sample(scales=[3, 4, 5]), ValueError, r"scales\[1\]: expected an odd integer"),
+    raises("elsjax.sample", "schedule of one entry", lambda tmp: sample(scales=[3]), ValueError, r"scales: need at least 2 entries"),
+    raises("elsjax.sample", "ELS schedule entry k = 11 > H = 8", lambda tmp: sample(kind="els", scales=[3, 3, 11]), ValueError, r"scales\[2\]: ELS needs k <= H"),
+    raises("elsjax.sample", "unknown convention", lambda tmp: sample(convention="shifted"), ValueError, r"convention: expected one of"),
+    # data.load
+    raises("data.load", "unknown dataset `'svhn'`", lambda tmp: load(tmp, "svhn"), ValueError, r"dataset: unknown dataset 'svhn'"),
+    raises("data.load", "unknown split `'valid'`", lambda tmp: load(tmp, split="valid"), ValueError, r"split: mnist has splits"),
+    raises("data.load", "class 10 of a 10-class dataset", lambda tmp: load(tmp, label=10), ValueError, r"label: class 10 is out of range"),
+    raises("data.load", "limit larger than the split", lambda tmp: load(tmp, data_dir=mnist(tmp), limit=41), ValueError, r"limit: asked for the first 41 images but dir:TMP/mnist has 40"),
+    raises("data.load", "class with no images in the subset", lambda tmp: load(tmp, data_dir=mnist(tmp), limit=2, label=5), ValueError, r"label: class 5 has no images in the first 2 images"),
+    raises("data.load", "unknown source", lambda tmp: load(tmp, source="s3"), ValueError, r"source: unknown source 's3'"),
+    raises("data.load", "data_dir that does not exist", lambda tmp: load(tmp, data_dir=tmp / "nothing"), SourceUnavailable, r"dir: TMP/nothing is not a directory"),
+    raises("data.load", "Debian package not installed (`source='debian'`)", lambda tmp: load(tmp, "fashion_mnist", source="debian"), SourceUnavailable, r"^SourceUnavailable: debian: .*apt-get install -y dataset-fashion-mnist"),
+    raises("data.load", "`source='tfds', download=True` without network", no_network(lambda tmp: load(tmp, source="tfds", download=True)), SourceUnavailable, r"^SourceUnavailable: tfds: cannot download mnist: no connection to .* nothing was written\. To get mnist offline"),
+    # elsjax sample
+    exits("elsjax sample", "`--kind vae`", sample_argv("--kind", "vae"), 2, r"^exit 2: elsjax sample: error: kind: expected one of"),
+    exits("elsjax sample", "`--schedule 3,4` (even k)", sample_argv("--schedule", "3,4"), 2, r"odd integer"),
+    exits("elsjax sample", "`--schedule MNIST_nope`", sample_argv("--schedule", "MNIST_nope"), 2, r"'MNIST_nope' is neither"),
+    exits("elsjax sample", "`--n-seeds many`", sample_argv("--n-seeds", "many"), 2, r"n_seeds"),
+    exits("elsjax sample", "`--label 10`", sample_argv("--label", "10"), 2, r"label: class 10 is out of range"),
+    exits("elsjax sample", "`--bogus` (unknown flag)", sample_argv("--bogus"), 2, r"unrecognized argument '--bogus'"),
+    exits("elsjax sample", "`--config.nope=1` (unknown config field)", sample_argv("--config.nope=1"), 2, r"unknown field 'nope'"),
+    exits("elsjax sample", "`--config missing.py` (no such file)", sample_argv("--config", "missing.py"), 2, r"missing\.py"),
+    exits("elsjax sample", "non-empty `--out-dir`", lambda tmp: non_empty(tmp / "out") and sample_argv()(tmp), 2, r"out_dir: TMP/out exists and is not empty \(pass --overwrite"),
+    exits("elsjax sample", "`--source tfds --download` without network", no_network(lambda tmp: ["sample", "--source", "tfds", "--download", "--out-dir", str(tmp / "out"), "--no-progress"]), 2, r"tfds: cannot download fashion_mnist: no connection"),
+    # elsjax train
+    exits("elsjax train", "`--arch vit`", train_argv("--arch", "vit"), 2, r"arch: unknown architecture 'vit'"),
+    exits("elsjax train", "`--batch-size 0`", train_argv("--batch-size", "0"), 2, r"batch_size: expected a positive integer"),
+    exits("elsjax train", "`--out-dir` holding something else", lambda tmp: non_empty(tmp / "run") and train_argv()(tmp), 2, r"out_dir: TMP/run is not empty and holds no training run"),
+    exits("elsjax train", "SIGTERM during training (what schedulers send)", train_argv(num_steps=10**7), 130, r"^exit 130: elsjax train: interrupted \| stdout: interrupted: saved step N in TMP/run/checkpoints; run the same command to resume$", during=sigterm_after_first_checkpoint, stdout=True),
+    # checkpoints
+    raises("checkpoint", "load a directory without checkpoints", lambda tmp: __import__("elsjax.checkpoint").checkpoint.load_net(tmp / "nothing"), ValueError, r"no checkpoint in TMP/nothing"),
+    raises("checkpoint", "a step that is not there", lambda tmp: __import__("elsjax.checkpoint").checkpoint.load_net(tiny_checkpoint(tmp / "ck"), step=4), ValueError, r"TMP/ck has no step 4 \(steps there: \[5\]\)"),
+    raises("checkpoint", "restore into another architecture", lambda tmp: restore_as(tmp, num_layers=2), ValueError, r"different architecture \(num_layers: saved 1, expected 2\)"),
+    raises("checkpoint", "one flipped byte in a parameter data file", flip_one_byte, ValueError, r"TMP/ck/1800/params is corrupted: array '[\w/]+'"),
+    raises("checkpoint", "garbled metadata", garble_meta, ValueError, r"TMP/ck/5 is corrupted or unreadable"),
+    warns("checkpoint", "a checkpoint saved before checksums existed", without_checksums, UserWarning, r"has no content checksum .* add-checksums TMP/ck"),
+    returns("checkpoint", "an `elsjax train` run directory", load_run_directory, r"loads step 5 from TMP/run/checkpoints"),
+    # images
+    raises("images.grid", "float images (not converted)", images_grid, ValueError, r"images: expected uint8, got float32; .*images\.to_uint8"),
+]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running and rendering.
+
+
+@contextlib.contextmanager
+def _isolated(tmp: Path):
+    """The case's environment: caches and data dirs inside ``tmp``, no Debian package, ``tmp`` as working dir."""
+    env = {
+        "ELSJAX_CACHE": str(tmp / "cache"),
+        "TFDS_DATA_DIR": str(tmp / "tfds"),
+        "ELSJAX_DEBIAN_FASHION_MNIST": str(tmp / "no-debian"),
+        "ELSJAX_COMPILATION_CACHE": "0",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    cwd = os.getcwd()
+    os.environ.update(env)
+    os.chdir(tmp)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_case(case: Case) -> Outcome:
+    """Runs one case in a fresh temporary directory (removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="elsjax-bad-input-") as name:
+        tmp = Path(name)
+        with _isolated(tmp):
+            return case.run(tmp)
+
+
+def _code(text: str) -> str:
+    """``text`` as a markdown code span that survives backticks and table pipes."""
+    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}".replace("|", "\\|")
+
+
+def _what_user_gets(text: str) -> str:
+    if text.startswith("exit "):
+        code, _, line = text.partition(": ")
+        line, _, printed = line.partition(" | stdout: ")
+        return f"{code}, stderr {_code(line)}" + (f", stdout {_code(printed)}" if printed else "")
+    head, _, rest = text.partition(": ")
+    if head.startswith("works, with "):
+        return f"works, with {head[len('works, with '):]}: {_code(rest)}"
+    if head == "works":
+        return f"works: {_code(rest)}"
+    return f"{head}: {_code(rest)}"
+
+
+def render(outcomes: list[tuple[Case, Outcome]]) -> str:
+    """The markdown of ``docs/bad_inputs.md``: one section per area, one row per case."""
+    lines = [
+        "# Bad inputs and faults, and what each gets",
+        "",
+        "Generated from `tests/bad_inputs.py` by `python -m tests.bad_inputs --write` (from the repository root);",
+        "`tests/test_bad_inputs.py` runs every case and fails when this file differs from what they produce now.",
+        "`TMP` stands for the case's temporary directory, `REPO` for the repository root. Messages are one line,",
+        "as printed; the command line prints them after `elsjax COMMAND: error:` with exit code 2.",
+    ]
+    area = None
+    for case, outcome in outcomes:
+        if case.area != area:
+            area = case.area
+            lines += ["", f"## {area}", "", "| input or fault | what the user gets |", "|---|---|"]
+        lines.append(f"| {case.what} | {_what_user_gets(outcome.text)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_all(cases=None) -> list[tuple[Case, Outcome]]:
+    return [(case, run_case(case)) for case in (CASES if cases is None else cases)]
+
+
+def main(argv) -> int:
+    outcomes = run_all()
+    failed = [(c, o) for c, o in outcomes if not o.ok]
+    for case, outcome in failed:
+        print(f"unexpected outcome for {case.area}: {case.what}: {outcome.text}", file=sys.stderr)
+    text = render(outcomes)
+    if "--write" in argv:
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        DOC.write_text(text)
+        print(f"wrote {DOC} ({len(outcomes)} cases, {len(failed)} unexpected)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
