@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -119,7 +120,7 @@ def call(name: str, fn: Callable[[], int | None]) -> int:
     """Runs ``fn()`` the way the command line runs a command, and returns the exit code.
 
     Bad input (``ValueError``, including :class:`elsjax.runs.RunDirError`; a missing data source; ``UsageError``)
-    is one line on stderr, ``elsjax NAME: error: ...``, and exit code 2; Ctrl-C is exit code 130. For scripts in
+    is one line on stderr, ``elsjax NAME: error: ...``, and exit code 2; Ctrl-C is exit code 130, SIGTERM 143. For scripts in
     ``experiments/`` that wrap a library job the way a command does.
     """
     from elsjax.datasources import SourceUnavailable
@@ -132,9 +133,11 @@ def call(name: str, fn: Callable[[], int | None]) -> int:
         message = " ".join(str(err).split())  # one line
         print(f"elsjax {name}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"elsjax {name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        # Ctrl-C exits 130 and SIGTERM 143 (128 + the signal), as a shell reports them.
+        signum = int(getattr(err, "signum", signal.SIGINT))
+        print(f"elsjax {name}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -178,6 +179,16 @@ def sample(**overrides):
     return elsjax.sample(args.pop("kind"), args.pop("seeds"), **args)
 
 
+def finite(value) -> str:
+    return "finite, shape " + str(tuple(np.shape(value))) if np.all(np.isfinite(np.asarray(value))) else "NOT FINITE"
+
+
+def machines_build(*args):
+    from elsjax import machines
+
+    return machines.build(*args)
+
+
 def load(tmp, name="mnist", **options):
     from elsjax import data
 
@@ -190,7 +201,7 @@ def mnist(tmp: Path) -> Path:
 
 def sample_argv(*more):
     return lambda tmp: ["sample", "--dataset", "mnist", "--data-dir", str(mnist(tmp)), "--limit", "30",
-                        "--schedule", "3,3,3,3", "--n-seeds", "2", "--out-dir", str(tmp / "out"), "--no-progress",
+                        "--scales", "3,3,3,3", "--n-seeds", "2", "--out-dir", str(tmp / "out"), "--no-progress",
                         *more]  # fmt: skip
 
 
@@ -336,6 +347,15 @@ CASES: list[Case] = [
     raises("elsjax.sample", "schedule of one entry", lambda tmp: sample(scales=[3]), ValueError, r"scales: need at least 2 entries"),
     raises("elsjax.sample", "ELS schedule entry k = 11 > H = 8", lambda tmp: sample(kind="els", scales=[3, 3, 11]), ValueError, r"scales\[2\]: ELS needs k <= H"),
     raises("elsjax.sample", "unknown convention", lambda tmp: sample(convention="shifted"), ValueError, r"convention: expected one of"),
+    returns("elsjax.score", "t = 1e-5 (where the reference's score is NaN)", lambda tmp: finite(score(t=1e-5)), r"finite"),
+    raises("elsjax.score", "t = 1e-13 (below noise.MIN_TIME)", lambda tmp: score(t=1e-13), ValueError, r"t: every time must lie in \[1e-12, 1\]"),
+    raises("elsjax.score", "training images traced inside jax.jit", lambda tmp: jax.jit(lambda tr: score(train=tr))(TRAIN), ValueError, r"train: the training images must be concrete"),
+    returns("elsjax.score", "x traced inside jax.jit", lambda tmp: finite(jax.jit(lambda x: score(x=x))(X)), r"finite"),
+    raises("machines.build", "even patch size k = 4", lambda tmp: machines_build("els", TRAIN, 4), ValueError, r"k: expected an odd integer >= 3, got 4"),
+    raises("machines.build", "k = 9 > H = 8 for ELS", lambda tmp: machines_build("els", TRAIN, 9), ValueError, r"k: ELS needs k <= H"),
+    raises("machines.build", "NCHW training images", lambda tmp: machines_build("els", TRAIN.transpose(0, 3, 1, 2), 3), ValueError, r"images: expected NHWC.*NCHW"),
+    raises("machines.build", "NaN training images", lambda tmp: machines_build("els", np.where(TRAIN > 0.9, np.nan, TRAIN), 3), ValueError, r"images: contains NaN"),
+    returns("ScoreMachine.score", "a scalar t", lambda tmp: finite(machines_build("bbels", TRAIN, 3).score(X, 0.5)), r"finite"),
     # data.load
     raises("data.load", "unknown dataset `'svhn'`", lambda tmp: load(tmp, "svhn"), ValueError, r"dataset: unknown dataset 'svhn'"),
     raises("data.load", "unknown split `'valid'`", lambda tmp: load(tmp, split="valid"), ValueError, r"split: mnist has splits"),
@@ -348,8 +368,12 @@ CASES: list[Case] = [
     raises("data.load", "`source='tfds', download=True` without network", no_network(lambda tmp: load(tmp, source="tfds", download=True)), SourceUnavailable, r"^SourceUnavailable: tfds: cannot download mnist: no connection to .* nothing was written\. To get mnist offline"),
     # elsjax sample
     exits("elsjax sample", "`--kind vae`", sample_argv("--kind", "vae"), 2, r"^exit 2: elsjax sample: error: kind: expected one of"),
-    exits("elsjax sample", "`--schedule 3,4` (even k)", sample_argv("--schedule", "3,4"), 2, r"odd integer"),
-    exits("elsjax sample", "`--schedule MNIST_nope`", sample_argv("--schedule", "MNIST_nope"), 2, r"'MNIST_nope' is neither"),
+    exits("elsjax sample", "`--scales 3,4` (even k)", sample_argv("--scales", "3,4"), 2, r"odd integer"),
+    exits("elsjax sample", "`--scales MNIST_nope`", sample_argv("--scales", "MNIST_nope"), 2, r"'MNIST_nope' is neither"),
+    exits("elsjax evaluate", "no `--net`", lambda tmp: ["evaluate", "--out-dir", str(tmp / "ev")], 2, r"net: give the trained net"),
+    exits("elsjax evaluate", "`--machines e=bbels` (no scales)", lambda tmp: ["evaluate", "--machines", "e=bbels", "--out-dir", str(tmp / "ev")], 2, r"machines: 'e=bbels' needs scales"),
+    exits("elsjax calibrate", "`--ks 3,4` (even candidate)", lambda tmp: ["calibrate", "--net", str(tiny_checkpoint(tmp / "ck")), "--ks", "3,4", "--out-dir", str(tmp / "cal")], 2, r"ks: expected an odd integer >= 3, got 4"),
+    exits("elsjax sweep", "no sweep file", lambda tmp: ["sweep"], 2, r"config: give a sweep file"),
     exits("elsjax sample", "`--n-seeds many`", sample_argv("--n-seeds", "many"), 2, r"n_seeds"),
     exits("elsjax sample", "`--label 10`", sample_argv("--label", "10"), 2, r"label: class 10 is out of range"),
     exits("elsjax sample", "`--bogus` (unknown flag)", sample_argv("--bogus"), 2, r"unrecognized argument '--bogus'"),
@@ -361,7 +385,7 @@ CASES: list[Case] = [
     exits("elsjax train", "`--arch vit`", train_argv("--arch", "vit"), 2, r"arch: unknown architecture 'vit'"),
     exits("elsjax train", "`--batch-size 0`", train_argv("--batch-size", "0"), 2, r"batch_size: expected a positive integer"),
     exits("elsjax train", "`--out-dir` holding something else", lambda tmp: non_empty(tmp / "run") and train_argv()(tmp), 2, r"out_dir: TMP/run is not empty and holds no training run"),
-    exits("elsjax train", "SIGTERM during training (what schedulers send)", train_argv(num_steps=10**7), 130, r"^exit 130: elsjax train: interrupted \| stdout: interrupted: saved step N in TMP/run/checkpoints; run the same command to resume$", during=sigterm_after_first_checkpoint, stdout=True),
+    exits("elsjax train", "SIGTERM during training (what schedulers send)", train_argv(num_steps=10**7), 143, r"^exit 143: elsjax train: interrupted \(SIGTERM\) \| stdout: interrupted: saved step N in TMP/run/checkpoints; run the same command to resume$", during=sigterm_after_first_checkpoint, stdout=True),
     # checkpoints
     raises("checkpoint", "load a directory without checkpoints", lambda tmp: __import__("elsjax.checkpoint").checkpoint.load_net(tmp / "nothing"), ValueError, r"no checkpoint in TMP/nothing"),
     raises("checkpoint", "a step that is not there", lambda tmp: __import__("elsjax.checkpoint").checkpoint.load_net(tiny_checkpoint(tmp / "ck"), step=4), ValueError, r"TMP/ck has no step 4 \(steps there: \[5\]\)"),

@@ -131,5 +131,5 @@ def test_calibrate_command(tmp_path, capsys):
     record = json.loads((out / "record.json").read_text())
     assert {"calibrate_net_s", "calibrate_build_s", "calibrate_compile_s", "calibrate_evaluate_s"} <= set(record["timings"])
     assert cli.main(args) == 2 and "not empty" in capsys.readouterr().err
-    assert cli.main(args[:4] + ["--ks", "4"] + args[6:] + ["--overwrite"]) == 2
+    assert cli.main(args[:5] + ["--ks", "4"] + args[7:] + ["--overwrite"]) == 2
     assert "ks: expected an odd integer" in capsys.readouterr().err

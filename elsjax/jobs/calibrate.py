@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 from elsjax import calibrate as calibrate_lib
+from elsjax import checks
 from elsjax import figures, runs
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
@@ -49,6 +50,8 @@ def run(cfg) -> dict:
     clock = runs.Stopwatch()
     out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
     ks = parse_ks(cfg.ks)
+    checks.kind(cfg.kind)
+    checks.candidates("ks", ks, "bbels", (10**9, 10**9))  # odd, >= 3, distinct; ELS's k <= H once the data is known
     published = scales_lib.resolve(cfg.published) if cfg.published else None
     subject = netdata.load(cfg.net, limit=cfg.limit)
     clock.lap("load")
