@@ -13,7 +13,7 @@ jit-compiled ``score`` (the layer that composes everywhere).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np

@@ -27,8 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import gc
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +39,17 @@ import numpy as np
 from elsjax import checks, machines, noise, sampler
 from elsjax import seeds as seeds_lib
 
-__all__ = ["Calibration", "calibrate", "calibrate_seeds", "draw", "cosine", "lower_median", "mode", "in_batches", "FORMAT"]
+__all__ = [
+    "Calibration",
+    "calibrate",
+    "calibrate_seeds",
+    "draw",
+    "cosine",
+    "lower_median",
+    "mode",
+    "in_batches",
+    "FORMAT",
+]
 
 FORMAT = "elsjax.calibration/1"  # tag of the to_dict() layout
 
@@ -96,7 +108,7 @@ class Calibration(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
+    def from_dict(cls, d: dict) -> Calibration:
         """Rebuilds a :class:`Calibration` from :meth:`to_dict`'s output (also after a JSON round trip)."""
         if d.get("format") != FORMAT:
             raise ValueError(f"d: expected a dict of format {FORMAT!r}, got format {d.get('format')!r}")
@@ -106,8 +118,15 @@ class Calibration(NamedTuple):
         cos = np.asarray(d["cosine"], np.float32).reshape(per_seed.shape[0], n, len(ks))
         y = None if d.get("y") is None else np.asarray(d["y"], np.int32)
         return cls(
-            ks=ks, times=[float(t) for t in d["times"]], per_seed=per_seed, median=[int(k) for k in d["median"]],
-            mode=[int(k) for k in d["mode"]], cosine=cos, seed=d.get("seed"), y=y, kind=d.get("kind", ""),
+            ks=ks,
+            times=[float(t) for t in d["times"]],
+            per_seed=per_seed,
+            median=[int(k) for k in d["median"]],
+            mode=[int(k) for k in d["mode"]],
+            cosine=cos,
+            seed=d.get("seed"),
+            y=y,
+            kind=d.get("kind", ""),
         )
 
 
@@ -158,7 +177,9 @@ def mode(values, axis: int = 0) -> np.ndarray:
     return out.reshape(v.shape[:-1])
 
 
-def draw(seed: int, n_seeds: int, image_shape, *, labels=None, conditional: bool = False, num_classes: int | None = None):
+def draw(
+    seed: int, n_seeds: int, image_shape, *, labels=None, conditional: bool = False, num_classes: int | None = None
+):
     """The starting noise and classes of a calibration or an evaluation (:mod:`elsjax.seeds`).
 
     Args:
@@ -251,8 +272,19 @@ def calibrate(
     if conditional and labels is None:
         raise ValueError("labels: a conditional calibration needs the training labels (to restrict each dictionary)")
     return calibrate_seeds(
-        eps_fn, params, seeds, kind=kind, train=train, ks=ks, labels=labels, y=y, num_steps=num_steps,
-        chunk_size=chunk_size, batch_size=batch_size, progress=progress, seed=seed,
+        eps_fn,
+        params,
+        seeds,
+        kind=kind,
+        train=train,
+        ks=ks,
+        labels=labels,
+        y=y,
+        num_steps=num_steps,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        progress=progress,
+        seed=seed,
     )
 
 
@@ -320,7 +352,8 @@ def calibrate_seeds(
         for col, k in enumerate(machine_ks):
             machine = machines.build(kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size)
             report("build", done, total, int(k))
-            eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=lambda: report("compile", done, total, int(k)))
+            compiled = functools.partial(report, "compile", done, total, int(k))
+            eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled)
             del machine
             gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
             cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
@@ -351,7 +384,6 @@ _net_eps = jax.jit(lambda eps_fn, params, x, t, y: eps_fn(params, x, t, y), stat
 
 def _machine_eps(machine, x, t):
     return machines.ScoreMachine.eps(machine, x, t)
-
 
 
 def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None):

@@ -100,7 +100,16 @@ def tree_checksum(tree) -> dict:
     return {"sha256": total, "arrays": arrays}
 
 
-def save(directory, step: int, params, train_state: Any = None, *, spec: dict, meta: dict | None = None, keep: int | None = None) -> None:
+def save(
+    directory,
+    step: int,
+    params,
+    train_state: Any = None,
+    *,
+    spec: dict,
+    meta: dict | None = None,
+    keep: int | None = None,
+) -> None:
     """Saves ``params`` (and optionally ``train_state``, any pytree of arrays) as step ``step``, synchronously.
 
     Args:
@@ -167,7 +176,11 @@ def _resolve_step(directory: Path, step):
             )
         return step
     if not (directory / str(int(step))).is_dir():
-        steps = sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()) if directory.is_dir() else []
+        steps = (
+            sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+            if directory.is_dir()
+            else []
+        )
         raise ValueError(f"checkpoint: {directory} has no step {step} (steps there: {steps})")
     return int(step)
 
@@ -199,7 +212,11 @@ def read_meta(directory, step: int | None = None) -> dict:
 def check_spec(saved: dict, expected: dict, directory="") -> None:
     """Raises ``ValueError`` naming the settings where a checkpoint's architecture differs from ``expected``."""
     if dict(saved) != dict(expected):
-        diff = {k: (saved.get(k), expected.get(k)) for k in sorted(set(saved) | set(expected)) if saved.get(k) != expected.get(k)}
+        diff = {
+            k: (saved.get(k), expected.get(k))
+            for k in sorted(set(saved) | set(expected))
+            if saved.get(k) != expected.get(k)
+        }
         detail = ", ".join(f"{k}: saved {a!r}, expected {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"checkpoint: {directory} holds a different architecture ({detail})")
 
@@ -214,7 +231,7 @@ def _verify(step_dir: Path, item: str, recorded: dict, tree) -> None:
             f"checkpoint: {where} holds {len(leaves)} arrays but its recorded checksum lists {len(arrays)}; "
             "the checkpoint or its metadata is corrupted"
         )
-    for (path, leaf), (name, dtype, shape, digest) in zip(leaves, arrays):
+    for (_, leaf), (name, dtype, shape, digest) in zip(leaves, arrays):
         array = _host_array(leaf)
         if str(array.dtype) != dtype:  # restored onto a target of another dtype: compare the saved values
             array = array.astype(dtype)
@@ -237,7 +254,9 @@ def _check_contents(directory: Path, step: int, meta: dict, trees: dict) -> None
         return
     for item, tree in trees.items():
         if item not in recorded:
-            raise ValueError(f"checkpoint: {directory / str(step)} records no checksum for {item!r}; its metadata is damaged")
+            raise ValueError(
+                f"checkpoint: {directory / str(step)} records no checksum for {item!r}; its metadata is damaged"
+            )
         _verify(directory / str(step), item, recorded[item], tree)
 
 

@@ -112,7 +112,9 @@ def train_images(value, name: str = "train"):
     layout(name, arr.shape)
     lo, hi = float(arr.min()), float(arr.max())
     if lo < -1.0 or hi > 1.0:
-        raise ValueError(f"{name}: pixel values must lie in [-1, 1] (got [{lo:.3g}, {hi:.3g}]; scale u in [0,1] as 2u - 1)")
+        raise ValueError(
+            f"{name}: pixel values must lie in [-1, 1] (got [{lo:.3g}, {hi:.3g}]; scale u in [0,1] as 2u - 1)"
+        )
     return arr
 
 
@@ -121,12 +123,16 @@ def images(name, value, image_shape):
     if is_traced(value):
         layout(name, value.shape)
         if tuple(value.shape[1:]) != tuple(image_shape):
-            raise ValueError(f"{name}: image shape {tuple(value.shape[1:])} does not match train's {tuple(image_shape)} (H, W, C)")
+            raise ValueError(
+                f"{name}: image shape {tuple(value.shape[1:])} does not match train's {tuple(image_shape)} (H, W, C)"
+            )
         return value
     arr = float_array(name, value, 4)
     layout(name, arr.shape)
     if tuple(arr.shape[1:]) != tuple(image_shape):
-        raise ValueError(f"{name}: image shape {tuple(arr.shape[1:])} does not match train's {tuple(image_shape)} (H, W, C)")
+        raise ValueError(
+            f"{name}: image shape {tuple(arr.shape[1:])} does not match train's {tuple(image_shape)} (H, W, C)"
+        )
     return arr
 
 
@@ -163,7 +169,9 @@ def patch_size(name, k, kind, hw):
     if k < 3 or k % 2 == 0:
         raise ValueError(f"{name}: expected an odd integer >= 3, got {k}")
     if kind == "els" and k > min(hw):
-        raise ValueError(f"{name}: ELS needs k <= H and k <= W (no valid {k}x{k} patch in a {hw[0]}x{hw[1]} image), got {k}")
+        raise ValueError(
+            f"{name}: ELS needs k <= H and k <= W (no valid {k}x{k} patch in a {hw[0]}x{hw[1]} image), got {k}"
+        )
     return int(k)
 
 
@@ -174,7 +182,9 @@ def scales(value, kind, hw):
     except TypeError:
         raise ValueError(f"scales: expected a sequence of odd integers, got {value!r}") from None
     if len(values) < 2:
-        raise ValueError(f"scales: need at least 2 entries (the reference grid uses n = len(scales)), got {len(values)}")
+        raise ValueError(
+            f"scales: need at least 2 entries (the reference grid uses n = len(scales)), got {len(values)}"
+        )
     for i, k in enumerate(values):
         patch_size(f"scales[{i}]", k, kind, hw)
     return [int(k) for k in values] if kind != "ideal" else [0] * len(values)
@@ -200,6 +210,8 @@ def class_groups(batch, train, labels, y):
     for cls in np.unique(y):
         members = train[labels == cls]
         if members.shape[0] == 0:
-            raise ValueError(f"y: class {int(cls)} has no training images (labels present: {np.unique(labels).tolist()})")
+            raise ValueError(
+                f"y: class {int(cls)} has no training images (labels present: {np.unique(labels).tolist()})"
+            )
         groups.append((np.flatnonzero(y == cls), members))
     return groups

@@ -19,7 +19,7 @@ import importlib
 import os
 import signal
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["COMMANDS", "main", "call", "UsageError"]
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import ml_collections
 
@@ -264,7 +264,9 @@ def data_options(cfg) -> dict:
     )  # fmt: skip
 
 
-def paper_train_config(arch: str, dataset: str, *, padding: str = "zeros", conditional: bool) -> ml_collections.ConfigDict:
+def paper_train_config(
+    arch: str, dataset: str, *, padding: str = "zeros", conditional: bool
+) -> ml_collections.ConfigDict:
     """One of the paper's trained baselines: its net, optimiser and 300 epochs at batch 128 (:mod:`elsjax.paper`).
 
     Example:
@@ -394,9 +396,7 @@ def add_flags(
             )  # fmt: skip
 
 
-def resolve(
-    schema: ml_collections.ConfigDict, args: argparse.Namespace, extra: list[str]
-) -> ml_collections.ConfigDict:
+def resolve(schema: ml_collections.ConfigDict, args: argparse.Namespace, extra: list[str]) -> ml_collections.ConfigDict:
     """The final config: schema, then ``args.config``'s file, then ``--config.F=V`` in ``extra``, then flags.
 
     Raises:

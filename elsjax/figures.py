@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -72,8 +72,15 @@ def calibration_plot(calibration, path, *, published: Sequence[int] | None = Non
     rng = np.random.default_rng(0)  # fixed jitter: the same calibration draws the same picture
     jitter_t = rng.uniform(-0.3, 0.3, per_seed.shape) * step
     jitter_k = rng.uniform(-0.3, 0.3, per_seed.shape)  # candidates are 2 apart: points stay by their k
-    ax.scatter(np.broadcast_to(times, per_seed.shape) + jitter_t, per_seed + jitter_k, s=14, alpha=0.45, color="tab:blue",
-               label=f"best k per seed ({per_seed.shape[0]} seeds)", linewidths=0)
+    ax.scatter(
+        np.broadcast_to(times, per_seed.shape) + jitter_t,
+        per_seed + jitter_k,
+        s=14,
+        alpha=0.45,
+        color="tab:blue",
+        label=f"best k per seed ({per_seed.shape[0]} seeds)",
+        linewidths=0,
+    )
     ax.plot(times, calibration.median, "-o", color="tab:red", ms=4, label="median (lower)")
     if published is not None:
         ax.plot(times, [int(k) for k in published], "--", color="black", label="published")

@@ -52,7 +52,7 @@ class SignalGuard:
         self._depth = 0
         self._pending: int | None = None
 
-    def install(self) -> "SignalGuard":
+    def install(self) -> SignalGuard:
         """Takes over SIGTERM and SIGINT (where they have their default handlers); returns ``self``."""
         if threading.current_thread() is not threading.main_thread():
             return self

@@ -72,9 +72,7 @@ class ImageStack(NamedTuple):
     log_weights: jax.Array
 
 
-@functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["tables"], meta_fields=["kind", "k", "image_shape"]
-)
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["tables"], meta_fields=["kind", "k", "image_shape"])
 @dataclasses.dataclass(frozen=True)
 class ScoreMachine:
     """A score machine with its precomputed dictionaries.
@@ -133,7 +131,9 @@ def build(
     images = checks.train_images(images, "images")
     h, w, c = images.shape[1:]
     k = checks.patch_size("k", k, kind, (h, w))
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size: expected a positive integer or None, got {chunk_size!r}")
     if kind == "ideal":
         tables = (ideal_dictionary(images, chunk_size=chunk_size or 256, deduplicate=deduplicate),)
@@ -143,7 +143,9 @@ def build(
     else:
         regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
         tables = tuple(
-            region_dictionaries(images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate)
+            region_dictionaries(
+                images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate
+            )
         )
     return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c))
 

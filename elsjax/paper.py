@@ -56,7 +56,9 @@ def _rows(text: str) -> MappingProxyType:
     for line in text.strip().splitlines():
         dataset, arch, padding, cond, els, ls, ideal, frac = line.split()
         key = (dataset, arch, padding, cond == "yes")
-        rows[key] = MappingProxyType({"els": float(els), "ls": float(ls), "ideal": float(ideal), "frac_beats_ideal": float(frac)})
+        rows[key] = MappingProxyType(
+            {"els": float(els), "ls": float(ls), "ideal": float(ideal), "frac_beats_ideal": float(frac)}
+        )
     return MappingProxyType(rows)
 
 

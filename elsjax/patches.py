@@ -327,7 +327,8 @@ def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int
         size = math.ceil(m / chunk) * chunk
         keys = _aligned_zeros((n_groups, size, dim), dtype)
         collided = [
-            g for g, (source, (first, _, group_of)) in enumerate(zip(sources, groups))
+            g
+            for g, (source, (first, _, group_of)) in enumerate(zip(sources, groups))
             if not _fill_group(source, first, group_of, keys[g], block)
         ]
         if not collided:

@@ -31,7 +31,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -163,7 +164,9 @@ def stream(
     n_blocks = -(-num_queries // block)
     pad = n_blocks * block - num_queries
     blocked = lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((n_blocks, block) + a.shape[1:])
-    out = lax.map(lambda qs: _stream_block(qs[0], dictionary, qs[1]), (blocked(queries_aug), tuple(map(blocked, state))))
+    out = lax.map(
+        lambda qs: _stream_block(qs[0], dictionary, qs[1]), (blocked(queries_aug), tuple(map(blocked, state)))
+    )
     return SoftmaxState(*(a.reshape((-1,) + a.shape[2:])[:num_queries] for a in out))
 
 

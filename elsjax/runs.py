@@ -29,8 +29,8 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -100,7 +100,9 @@ def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "r
         raise RunDirError(f"out_dir: {path} is not empty and holds no {kind} (no {CONFIG_FILE}); choose another")
     saved = json.loads(saved_path.read_text())
     current = _as_dict(config)
-    differ = sorted(k for k in set(saved) | set(current) if k not in resumable_fields and saved.get(k) != current.get(k))
+    differ = sorted(
+        k for k in set(saved) | set(current) if k not in resumable_fields and saved.get(k) != current.get(k)
+    )
     if differ:
         detail = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
         raise RunDirError(f"out_dir: {path} holds a {kind} of a different config ({detail}); choose another out_dir")

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import gc
 import itertools
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp

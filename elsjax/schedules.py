@@ -8,4 +8,6 @@ __all__ = ["PUBLISHED", "ALIASES", "get_schedule", "names"]
 
 get_schedule = resolve
 
-warnings.warn("elsjax.schedules was renamed elsjax.scales (get_schedule is scales.resolve)", DeprecationWarning, stacklevel=2)
+warnings.warn(
+    "elsjax.schedules was renamed elsjax.scales (get_schedule is scales.resolve)", DeprecationWarning, stacklevel=2
+)

@@ -24,11 +24,12 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import ml_collections
 
@@ -71,7 +72,9 @@ def _rows(cfg) -> list[dict]:
         raw = dict(raw.to_dict() if hasattr(raw, "to_dict") else raw)
         unknown = set(raw) - set(ROW_DEFAULTS)
         if unknown:
-            raise ValueError(f"rows: unknown field(s) {sorted(unknown)} in row {raw.get('name', '?')!r}; known: {sorted(ROW_DEFAULTS)}")
+            raise ValueError(
+                f"rows: unknown field(s) {sorted(unknown)} in row {raw.get('name', '?')!r}; known: {sorted(ROW_DEFAULTS)}"
+            )
         row = {**ROW_DEFAULTS, **raw}
         if not row["name"]:
             raise ValueError("rows: every row needs a name")
@@ -173,7 +176,9 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
         "train_images": json.loads((eval_dir / "record.json").read_text())["data"]["num_images"],
         "calibrated": {m: json.loads(p.read_text())["median"] for m, p in calibrations.items()},
         "published": scales_lib.resolve(row["published"]) if row["published"] else None,
-        "summary": {k: summary[k] for k in ("n_seeds", "median_r", "median_r2", "median_R2", "median_mse", "frac_beats_ideal")},
+        "summary": {
+            k: summary[k] for k in ("n_seeds", "median_r", "median_r2", "median_R2", "median_mse", "frac_beats_ideal")
+        },
         "wall_s": walls,
     }
     runs.write_json(row_dir / "row.json", record)
@@ -191,6 +196,10 @@ def _param_count(net) -> int | None:
         return json.loads(path.read_text()).get("param_count")
     path = Path(net).parent / "record.json"
     return json.loads(path.read_text()).get("param_count") if path.is_file() else None
+
+
+def _median_of(medians: dict, steps: str, name: str):
+    return (medians.get(name) or {}).get(steps)
 
 
 def _fmt(value, paper_value=None) -> str:
@@ -217,8 +226,10 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
             ref = paper.table_row(dataset, arch, padding, cond, n)
             med, frac = r["summary"]["median_r"], r["summary"]["frac_beats_ideal"]
             kind, s = r["kind"], str(n)
-            get = lambda name: (med.get(name) or {}).get(s)  # noqa: E731
-            budget = f"{r['net_step']} steps x {r['net_batch_size']}" + (f", {r['net_params']:,} params" if r["net_params"] else "")
+            get = functools.partial(_median_of, med, s)
+            budget = f"{r['net_step']} steps x {r['net_batch_size']}" + (
+                f", {r['net_params']:,} params" if r["net_params"] else ""
+            )
             wall = sum(v for v in r["wall_s"].values() if v) / 60
             out.append(
                 f"| {r['name']} | {dataset} | {arch} | {padding} | {'yes' if cond else 'no'} "

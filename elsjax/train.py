@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from elsjax import noise
@@ -48,6 +47,7 @@ __all__ = [
 ]
 
 NUM_TRAIN_TIMES = 1000  # t = U{0..999} / 1000: t = 1 is never seen in training (docs/maths.md §2.2)
+
 
 class TrainState(NamedTuple):
     """Everything that changes during training; keys and data order are derived from ``step``."""

@@ -124,18 +124,34 @@ def bench_eval(images, machine, build_s: float, batch: int, repeats: int):
     n_chunks, chunk = table.keys.shape[-3:-1]
     distinct = int(np.sum(np.asarray(table.aux[..., 1]) > -1e29))
     nominal = images.shape[0] * (h - k + 1) * (w - k + 1)
-    exp_s = timeit(exp_floor, jnp.float32(-3.0 / (n_chunks * queries * chunk)), n_chunks, queries, chunk, repeats=repeats)
+    exp_s = timeit(
+        exp_floor, jnp.float32(-3.0 / (n_chunks * queries * chunk)), n_chunks, queries, chunk, repeats=repeats
+    )
     mm_s = timeit(
-        matmul_floor, jax.random.normal(jax.random.key(0), (queries, table.keys.shape[-1] + 2)), n_chunks, chunk,
+        matmul_floor,
+        jax.random.normal(jax.random.key(0), (queries, table.keys.shape[-1] + 2)),
+        n_chunks,
+        chunk,
         repeats=repeats,
     )
     pairs = queries * n_chunks * chunk
     return {
-        "N": images.shape[0], "k": k, "batch": batch, "seconds_per_eval": seconds, "seconds_per_image": seconds / batch,
-        "distinct_fraction": distinct / nominal, "pairs": pairs, "nominal_pairs": queries * nominal,
-        "pairs_per_s": pairs / seconds, "nominal_pairs_per_s": queries * nominal / seconds,
-        "exp_floor_s": exp_s, "matmul_floor_s": mm_s, "ratio_to_exp_floor": exp_s / seconds,
-        "ratio_to_exp_matmul_floor": (exp_s + mm_s) / seconds, "dtype": str(table.keys.dtype), "chunk": chunk,
+        "N": images.shape[0],
+        "k": k,
+        "batch": batch,
+        "seconds_per_eval": seconds,
+        "seconds_per_image": seconds / batch,
+        "distinct_fraction": distinct / nominal,
+        "pairs": pairs,
+        "nominal_pairs": queries * nominal,
+        "pairs_per_s": pairs / seconds,
+        "nominal_pairs_per_s": queries * nominal / seconds,
+        "exp_floor_s": exp_s,
+        "matmul_floor_s": mm_s,
+        "ratio_to_exp_floor": exp_s / seconds,
+        "ratio_to_exp_matmul_floor": (exp_s + mm_s) / seconds,
+        "dtype": str(table.keys.dtype),
+        "chunk": chunk,
         "build_s": build_s,
     }
 
@@ -146,8 +162,14 @@ def bench_sample(images, batch: int, scales):
     out = np.asarray(sampler.sample_machine("els", seeds, images, scales))
     seconds = time.perf_counter() - start
     assert np.all(np.isfinite(out))
-    return {"N": images.shape[0], "batch": batch, "seconds": seconds, "seconds_per_seed": seconds / batch,
-            "scales": "MNIST_ResNet_circular", "compile_included": True}
+    return {
+        "N": images.shape[0],
+        "batch": batch,
+        "seconds": seconds,
+        "seconds_per_seed": seconds / batch,
+        "scales": "MNIST_ResNet_circular",
+        "compile_included": True,
+    }
 
 
 def main(argv=None):
@@ -165,10 +187,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.tiny:
         args.n, args.k, args.batch, args.sample_n, args.sample_batch, args.repeats = [8], [3], [1, 2], [8], [2], 1
-    results = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-               "machine": platform.processor() or platform.machine(), "jax": jax.__version__, "evals": [], "samples": []}
-    print(f"{'N':>6} {'k':>3} {'chunk':>6} {'B':>3} {'s/eval':>8} {'s/img':>8} {'distinct':>8} {'pairs/s':>9} "
-          f"{'nominal/s':>9} {'exp s':>7} {'mm s':>7} {'exp%':>5} {'exp+mm%':>7} {'build s':>7}")
+    results = {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "machine": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "evals": [],
+        "samples": [],
+    }
+    print(
+        f"{'N':>6} {'k':>3} {'chunk':>6} {'B':>3} {'s/eval':>8} {'s/img':>8} {'distinct':>8} {'pairs/s':>9} "
+        f"{'nominal/s':>9} {'exp s':>7} {'mm s':>7} {'exp%':>5} {'exp+mm%':>7} {'build s':>7}"
+    )
     for n in args.n:
         images, source = load_images(args.dataset, n or None, args.tiny)
         results["data"] = source
@@ -177,10 +207,13 @@ def main(argv=None):
             for batch in args.batch:
                 r = bench_eval(images, machine, build_s, batch, args.repeats)
                 results["evals"].append(r)
-                print(f"{r['N']:>6} {k:>3} {r['chunk']:>6} {batch:>3} {r['seconds_per_eval']:>8.3f} {r['seconds_per_image']:>8.3f} "
-                      f"{r['distinct_fraction']:>8.2f} {r['pairs_per_s']:>9.2e} {r['nominal_pairs_per_s']:>9.2e} "
-                      f"{r['exp_floor_s']:>7.3f} {r['matmul_floor_s']:>7.3f} {100 * r['ratio_to_exp_floor']:>5.0f} "
-                      f"{100 * r['ratio_to_exp_matmul_floor']:>7.0f} {r['build_s']:>7.2f}", flush=True)
+                print(
+                    f"{r['N']:>6} {k:>3} {r['chunk']:>6} {batch:>3} {r['seconds_per_eval']:>8.3f} {r['seconds_per_image']:>8.3f} "
+                    f"{r['distinct_fraction']:>8.2f} {r['pairs_per_s']:>9.2e} {r['nominal_pairs_per_s']:>9.2e} "
+                    f"{r['exp_floor_s']:>7.3f} {r['matmul_floor_s']:>7.3f} {100 * r['ratio_to_exp_floor']:>5.0f} "
+                    f"{100 * r['ratio_to_exp_matmul_floor']:>7.0f} {r['build_s']:>7.2f}",
+                    flush=True,
+                )
             del machine
     scales = [3, 3, 3, 3] if args.tiny else MNIST_RESNET_CIRCULAR
     for n in args.sample_n:
@@ -188,8 +221,11 @@ def main(argv=None):
         for batch in args.sample_batch:
             r = bench_sample(images, batch, scales)
             results["samples"].append(r)
-            print(f"19-step ELS sample (MNIST_ResNet_circular), N={r['N']}, batch {batch}: {r['seconds']:.1f} s "
-                  f"({r['seconds_per_seed']:.2f} s per seed, compile included)", flush=True)
+            print(
+                f"19-step ELS sample (MNIST_ResNet_circular), N={r['N']}, batch {batch}: {r['seconds']:.1f} s "
+                f"({r['seconds_per_seed']:.2f} s per seed, compile included)",
+                flush=True,
+            )
     results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS {results['peak_rss_gb']:.2f} GB")
     if args.out:

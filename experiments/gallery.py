@@ -74,7 +74,9 @@ def main(argv=None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.config is None:
         args.config = str(DEFAULT_CONFIG)
-    return cli.call("gallery", lambda: gallery(config.resolve(config.sample_config(), args, extra), Path(args.png)) and 0)
+    return cli.call(
+        "gallery", lambda: gallery(config.resolve(config.sample_config(), args, extra), Path(args.png)) and 0
+    )
 
 
 def _relative(path: Path) -> str:

@@ -47,11 +47,15 @@ def main(argv=None):
 
     def progress(phase, done, total, k):
         current, peak = rss_gb()
-        print(f"{time.perf_counter() - start:7.1f} s  {phase:6s} step {done:2d}/{total}  k={k:2d}  "
-              f"RSS {current:.2f} GB  peak {peak:.2f} GB", flush=True)
+        print(
+            f"{time.perf_counter() - start:7.1f} s  {phase:6s} step {done:2d}/{total}  k={k:2d}  "
+            f"RSS {current:.2f} GB  peak {peak:.2f} GB",
+            flush=True,
+        )
 
-    out = sampler.sample_machine("els", seeds, images, MNIST_RESNET_CIRCULAR, keep_bytes=args.keep_bytes,
-                                 progress=progress)
+    out = sampler.sample_machine(
+        "els", seeds, images, MNIST_RESNET_CIRCULAR, keep_bytes=args.keep_bytes, progress=progress
+    )
     assert np.all(np.isfinite(np.asarray(out)))
     current, peak = rss_gb()
     print(f"N={len(images)} ({args.dataset}): {time.perf_counter() - start:.1f} s, peak RSS {peak:.2f} GB")

@@ -6,4 +6,6 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
-exec .venv/bin/python -m pytest -q elsjax tests "$@"
+.venv/bin/python -m ruff check .            # the linter and the formatter, configured in pyproject.toml
+.venv/bin/python -m ruff format --check .
+exec .venv/bin/python -m pytest -q "$@"      # testpaths: the library's doctests and tests/

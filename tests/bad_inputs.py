@@ -31,8 +31,8 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
@@ -449,7 +449,7 @@ def _what_user_gets(text: str) -> str:
         return f"{code}, stderr {_code(line)}" + (f", stdout {_code(printed)}" if printed else "")
     head, _, rest = text.partition(": ")
     if head.startswith("works, with "):
-        return f"works, with {head[len('works, with '):]}: {_code(rest)}"
+        return f"works, with {head[len('works, with ') :]}: {_code(rest)}"
     if head == "works":
         return f"works: {_code(rest)}"
     return f"{head}: {_code(rest)}"

@@ -57,7 +57,11 @@ def brute_score(kind, x, t, train, k=None):
             for c in range(w):
                 q = padded_patch(x, r, c, k, query_mode)
                 psis = np.stack(
-                    [padded_patch(img, rr, cc, k, "zeros") for img in train for rr, cc in candidates(kind, r, c, h, w, k)]
+                    [
+                        padded_patch(img, rr, cc, k, "zeros")
+                        for img in train
+                        for rr, cc in candidates(kind, r, c, h, w, k)
+                    ]
                 )
                 logits = -np.sum((q[None] - a * psis) ** 2, axis=(1, 2, 3)) / (2 * b * b)
                 mu[r, c] = softmax_mean(logits, psis[:, d, d, :])

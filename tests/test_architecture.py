@@ -10,9 +10,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "elsjax"
-COMMAND_LAYER = {"elsjax.cli", "elsjax.__main__"} | {f"elsjax.commands.{p.stem}" for p in (PACKAGE / "commands").glob("*.py")} | {
-    "elsjax.commands"
-}
+COMMAND_LAYER = (
+    {"elsjax.cli", "elsjax.__main__"}
+    | {f"elsjax.commands.{p.stem}" for p in (PACKAGE / "commands").glob("*.py")}
+    | {"elsjax.commands"}
+)
 
 
 def module_name(path: Path) -> str:
@@ -38,7 +40,9 @@ LIBRARY = sorted(p for p in PACKAGE.rglob("*.py") if module_name(p) not in COMMA
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: module_name(p))
 def test_the_library_never_imports_the_command_line(path):
     offending = {n for n in imported_modules(path) if n in COMMAND_LAYER or n.startswith("elsjax.commands.")}
-    assert not offending, f"{module_name(path)} imports {sorted(offending)}: the command line sits on top of the library"
+    assert not offending, (
+        f"{module_name(path)} imports {sorted(offending)}: the command line sits on top of the library"
+    )
 
 
 def test_the_import_walk_sees_command_imports(tmp_path):

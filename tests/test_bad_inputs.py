@@ -43,4 +43,6 @@ def test_the_doc_shows_what_the_cases_get():
     if os.environ.get("ELSJAX_WRITE_BAD_INPUTS"):
         bad_inputs.DOC.write_text(text)
     assert bad_inputs.DOC.is_file(), "docs/bad_inputs.md is missing: run python -m tests.bad_inputs --write"
-    assert bad_inputs.DOC.read_text() == text, "docs/bad_inputs.md is out of date: run python -m tests.bad_inputs --write"
+    assert bad_inputs.DOC.read_text() == text, (
+        "docs/bad_inputs.md is out of date: run python -m tests.bad_inputs --write"
+    )

@@ -111,7 +111,9 @@ def test_one_dictionary_per_k(scheduled, monkeypatch):
     train, params, run, _ = scheduled
     builds = []
     build = machines.build
-    monkeypatch.setattr(machines, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw))
+    monkeypatch.setattr(
+        machines, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
+    )
     calls = []
     run(n_seeds=3, seed=5, progress=lambda *a: calls.append(a))
     assert builds == [(3, 8), (5, 8), (7, 8), (9, 8)]
@@ -126,7 +128,9 @@ def test_ideal_net_picks_the_largest_k_at_high_t():
     # family: on the same data it prefers small k at high t (as the published circular MNIST schedule does).
     train = blob_train()
     ideal = machines.build("ideal", train)
-    c = cal.calibrate(machines.ScoreMachine.eps, ideal, kind="bbels", train=train, ks=[3, 5, 7, 9, 11], n_seeds=4, num_steps=10)
+    c = cal.calibrate(
+        machines.ScoreMachine.eps, ideal, kind="bbels", train=train, ks=[3, 5, 7, 9, 11], n_seeds=4, num_steps=10
+    )
     assert (c.per_seed[:, -5:] == 11).all(), c.per_seed
     assert c.median[-5:] == [11] * 5
 
@@ -146,8 +150,12 @@ def test_conditional_grouping_equals_each_class_alone(monkeypatch):
     net, ks = ClassMeanNet(), [3, 5, 7]
     builds = []
     build = machines.build
-    monkeypatch.setattr(machines, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw))
-    grouped = cal.calibrate(net, means, kind="bbels", train=train, ks=ks, labels=labels, conditional=True, n_seeds=6, seed=2, num_steps=6)
+    monkeypatch.setattr(
+        machines, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
+    )
+    grouped = cal.calibrate(
+        net, means, kind="bbels", train=train, ks=ks, labels=labels, conditional=True, n_seeds=6, seed=2, num_steps=6
+    )
     assert grouped.y.tolist() == [0, 1, 2, 0, 1, 2]
     assert builds == [(3, 3), (5, 3), (7, 3)] * 3  # each class's dictionaries once, with that class's 3 images
     seeds, y = cal.draw(2, 6, train.shape[1:], labels=labels, conditional=True)
@@ -155,8 +163,15 @@ def test_conditional_grouping_equals_each_class_alone(monkeypatch):
     for c in range(3):
         index = np.flatnonzero(y == c)
         alone = cal.calibrate_seeds(
-            net, means, seeds[index], kind="bbels", train=train[labels == c], labels=labels[labels == c], y=y[index],
-            ks=ks, num_steps=6,
+            net,
+            means,
+            seeds[index],
+            kind="bbels",
+            train=train[labels == c],
+            labels=labels[labels == c],
+            y=y[index],
+            ks=ks,
+            num_steps=6,
         )
         np.testing.assert_array_equal(grouped.per_seed[index], alone.per_seed)
         np.testing.assert_allclose(grouped.cosine[index], alone.cosine, rtol=0, atol=1e-6)
@@ -205,4 +220,13 @@ def test_bad_seeds():
     with pytest.raises(ValueError, match="^seeds:"):
         cal.calibrate_seeds(machines.ScoreMachine.eps, None, np.zeros((2, 9, 9, 1)), kind="ls", train=train, ks=[3])
     with pytest.raises(ValueError, match="^y:"):
-        cal.calibrate_seeds(machines.ScoreMachine.eps, None, np.zeros((2, 8, 8, 1)), kind="ls", train=train, ks=[3], labels=np.zeros(4, int), y=[0.5, 1])
+        cal.calibrate_seeds(
+            machines.ScoreMachine.eps,
+            None,
+            np.zeros((2, 8, 8, 1)),
+            kind="ls",
+            train=train,
+            ks=[3],
+            labels=np.zeros(4, int),
+            y=[0.5, 1],
+        )

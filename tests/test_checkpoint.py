@@ -118,7 +118,10 @@ def test_a_checkpoint_without_checksums_loads_with_a_warning_until_they_are_adde
     with pytest.warns(UserWarning, match="has no content checksum.*add-checksums"):
         _, before, _ = checkpoint.load_net(root)
     assert checkpoint.add_checksums(root) == meta_file
-    assert json.loads(meta_file.read_text())["checksums"] == json.loads((COMMITTED / "1800/meta/metadata").read_text())["checksums"]
+    assert (
+        json.loads(meta_file.read_text())["checksums"]
+        == json.loads((COMMITTED / "1800/meta/metadata").read_text())["checksums"]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _, after, _ = checkpoint.load_net(root)

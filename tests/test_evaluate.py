@@ -62,7 +62,9 @@ def test_grid_mismatch_is_small_but_real(setup):
     # The same machine as a plain net (20 steps from t = 1) against the machine sampler (19 steps from the seed
     # at t = 0.95): high agreement, but not identity (docs/maths.md §3).
     train, els5 = setup
-    e = ev.evaluate(machines.ScoreMachine.eps, els5, train=train, machines={"els": MACHINES["els"]}, n_seeds=4, net_steps=(20,))
+    e = ev.evaluate(
+        machines.ScoreMachine.eps, els5, train=train, machines={"els": MACHINES["els"]}, n_seeds=4, net_steps=(20,)
+    )
     r = e.per_seed["els"][20]["r"]
     assert np.all(r > 0.95) and np.all(r < 1 - 1e-6)
     assert e.summary["frac_beats_ideal"] == {} and e.summary["ideal"] is None
@@ -82,8 +84,16 @@ def test_same_seed_same_summary(setup):
     train, els5 = setup
     labels = np.arange(8) % 2
     run = lambda seed: ev.evaluate(
-        machines.ScoreMachine.eps, els5, train=train, labels=labels, conditional=True, machines={"els": MACHINES["els"]},
-        n_seeds=3, seed=seed, net_steps=(3, 4), batch_size=2,
+        machines.ScoreMachine.eps,
+        els5,
+        train=train,
+        labels=labels,
+        conditional=True,
+        machines={"els": MACHINES["els"]},
+        n_seeds=3,
+        seed=seed,
+        net_steps=(3, 4),
+        batch_size=2,
     )
     a, b = run(0), run(0)
     assert json.dumps(a.summary) == json.dumps(b.summary)
@@ -109,7 +119,9 @@ def test_net_samples_in_batches():
     parts = ev.net_samples(ClassShift(), jnp.float32(0.9), seeds, y=y, num_steps=4, batch_size=2)
     assert whole.dtype == parts.dtype == np.float32 and whole.shape == seeds.shape
     np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(whole, sampler.sample_net(ClassShift(), jnp.float32(0.9), seeds, num_steps=4, y=y), rtol=1e-6)
+    np.testing.assert_allclose(
+        whole, sampler.sample_net(ClassShift(), jnp.float32(0.9), seeds, num_steps=4, y=y), rtol=1e-6
+    )
 
 
 def metric(r, mse=None):

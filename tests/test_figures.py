@@ -21,8 +21,17 @@ def calibration(n=5, seeds=4):
     rng = np.random.default_rng(0)
     ks = (3, 5, 7, 9)
     per_seed = rng.choice(ks, size=(seeds, n))
-    return Calibration(ks, [(j + 1) / n for j in range(n)], per_seed, [3, 5, 5, 7, 9], [3, 5, 5, 7, 9],
-                       rng.uniform(size=(seeds, n, 4)).astype(np.float32), 0, None, "bbels")
+    return Calibration(
+        ks,
+        [(j + 1) / n for j in range(n)],
+        per_seed,
+        [3, 5, 5, 7, 9],
+        [3, 5, 5, 7, 9],
+        rng.uniform(size=(seeds, n, 4)).astype(np.float32),
+        0,
+        None,
+        "bbels",
+    )
 
 
 def test_calibration_plot(tmp_path):
@@ -36,8 +45,13 @@ def test_calibration_plot(tmp_path):
 
 def test_agreement_violin(tmp_path):
     rng = np.random.default_rng(1)
-    r = {"bbELS": rng.uniform(0.8, 1, 20), "LS": rng.uniform(0.5, 0.9, 20), "IS": np.r_[rng.uniform(0, 0.6, 19), np.nan],
-         "one": np.array([0.5]), "none": np.array([np.nan])}
+    r = {
+        "bbELS": rng.uniform(0.8, 1, 20),
+        "LS": rng.uniform(0.5, 0.9, 20),
+        "IS": np.r_[rng.uniform(0, 0.6, 19), np.nan],
+        "one": np.array([0.5]),
+        "none": np.array([np.nan]),
+    }
     out = figures.agreement_violin(r, tmp_path / "violin.png", title="r")
     assert is_png(out)
     with pytest.raises(ValueError, match="^per_seed_r"):

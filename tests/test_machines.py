@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import elsjax
 from brute_force import brute_score
 from conftest import relerr
+
+import elsjax
 from elsjax import machines, patches, posterior
 
 
@@ -97,7 +97,9 @@ def test_softmax_states_merge_exactly():
     rng = np.random.default_rng(1)
     keys = rng.uniform(-1, 1, (300, 12)).astype(np.float32)
     values = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
-    q = posterior.augment_queries(jnp.asarray(rng.normal(size=(5, 12)), jnp.float32), jnp.full(5, 0.8), jnp.full(5, 0.6))
+    q = posterior.augment_queries(
+        jnp.asarray(rng.normal(size=(5, 12)), jnp.float32), jnp.full(5, 0.8), jnp.full(5, 0.6)
+    )
     whole = posterior.stream(q, patches.make_dictionary(keys, values, chunk_size=64))
     left = posterior.stream(q, patches.make_dictionary(keys[:170], values[:170], chunk_size=64))
     right = posterior.stream(q, patches.make_dictionary(keys[170:], values[170:], chunk_size=64))
@@ -112,7 +114,9 @@ def test_query_blocks_equal_one_pass():
     rng = np.random.default_rng(2)
     keys = rng.uniform(-1, 1, (300, 12)).astype(np.float32)
     values = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
-    q = posterior.augment_queries(jnp.asarray(rng.normal(size=(23, 12)), jnp.float32), jnp.full(23, 0.8), jnp.full(23, 0.4))
+    q = posterior.augment_queries(
+        jnp.asarray(rng.normal(size=(23, 12)), jnp.float32), jnp.full(23, 0.8), jnp.full(23, 0.4)
+    )
     dictionary = patches.make_dictionary(keys, values, chunk_size=64)
     whole = posterior.stream(q, dictionary, query_block=None)
     blocked = posterior.stream(q, dictionary, query_block=5)
@@ -131,7 +135,9 @@ def test_machine_is_a_pytree_and_jits():
     t = jnp.array([0.3, 0.6])
     eps = jax.jit(machines.ScoreMachine.eps)(m, jnp.asarray(x), t)
     s = m.score(jnp.asarray(x), t)
-    np.testing.assert_allclose(eps, -np.sqrt(1 - np.cos(np.pi * np.array(t) / 2.016) ** 2)[:, None, None, None] * s, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        eps, -np.sqrt(1 - np.cos(np.pi * np.array(t) / 2.016) ** 2)[:, None, None, None] * s, rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("kind", ["ideal", "ls", "els", "bbels"])
@@ -180,7 +186,9 @@ def test_memory_budget_rebuilds_instead_of_keeping(monkeypatch):
     scales = [3, 3, 5, 3, 5, 3]
     builds = []
     build = machines.build
-    monkeypatch.setattr(machines, "build", lambda kind, images, k, **kw: builds.append(k) or build(kind, images, k, **kw))
+    monkeypatch.setattr(
+        machines, "build", lambda kind, images, k, **kw: builds.append(k) or build(kind, images, k, **kw)
+    )
     kept = elsjax.sampler.sample_machine("els", x, train, scales)
     assert builds == [3, 5]
     builds.clear()

@@ -47,7 +47,9 @@ def test_determination_is_not_r_squared():
     np.testing.assert_allclose(m["r"], 1.0, rtol=1e-12)
     assert np.all(m["R2"] < 0)
     ident = metrics.compare(target, target)
-    assert ident["r"].tolist() == [1.0, 1.0] and ident["R2"].tolist() == [1.0, 1.0] and ident["mse"].tolist() == [0.0, 0.0]
+    assert (
+        ident["r"].tolist() == [1.0, 1.0] and ident["R2"].tolist() == [1.0, 1.0] and ident["mse"].tolist() == [0.0, 0.0]
+    )
 
 
 def test_constant_images_give_nan_without_warning():

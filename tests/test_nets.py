@@ -45,7 +45,9 @@ def test_sinusoidal_embedding_uses_unscaled_t():
     t = jnp.array([0.25, 1.0])
     e = embedding.sinusoidal(t, 8)
     freqs = 10000.0 ** (-np.arange(4) / 3)
-    np.testing.assert_allclose(e, np.concatenate([np.sin(np.outer(t, freqs)), np.cos(np.outer(t, freqs))], 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        e, np.concatenate([np.sin(np.outer(t, freqs)), np.cos(np.outer(t, freqs))], 1), rtol=1e-6
+    )
 
 
 def test_pytorch_default_initialisation_bounds():
@@ -53,7 +55,9 @@ def test_pytorch_default_initialisation_bounds():
     bound = 1 / np.sqrt(16 * 9)  # a 3x3 conv with 16 input channels
     for leaf in jax.tree.leaves(params["convs"][0]):  # kernel and bias
         assert 0.8 * bound < float(jnp.abs(leaf).max()) <= bound
-    _, params = nets.build(nets.spec("unet", channels=1, num_classes=10, width=4, emb_dim=64, num_layers=1), key=jax.random.key(0))
+    _, params = nets.build(
+        nets.spec("unet", channels=1, num_classes=10, width=4, emb_dim=64, num_layers=1), key=jax.random.key(0)
+    )
     (classes,) = jax.tree.leaves(params["embed"]["classes"])
     assert abs(float(classes.std()) - 1.0) < 0.1  # N(0, 1), as torch.nn.Embedding
 

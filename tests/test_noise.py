@@ -58,7 +58,12 @@ def test_ddim_coefficients_match_reference(oracle):
 
 @pytest.mark.parametrize(
     "t, t_prev, coef_a, coef_b",
-    [(1.0, 0.95, 7.2403, -6.2438), (0.95, 0.90, 1.8558, -0.8624), (0.5, 0.45, 1.0738, -0.1094), (0.05, 0.0, 1.0030, -0.0781)],
+    [
+        (1.0, 0.95, 7.2403, -6.2438),
+        (0.95, 0.90, 1.8558, -0.8624),
+        (0.5, 0.45, 1.0738, -0.1094),
+        (0.05, 0.0, 1.0030, -0.0781),
+    ],
 )
 def test_spec_ddim_pairs(t, t_prev, coef_a, coef_b):
     # the table of docs/maths.md §2.1 is float64; at t = 1 float32 alpha_bar(1) = 1 - beta is off by 4.6e-4 relative (oracle README).

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 
-import ml_collections
-import numpy as np
+import datasets_for_tests as fake
 import pytest
 
-import datasets_for_tests as fake
-from elsjax import cli, config, runs, sweeps
+from elsjax import cli, runs, sweeps
 from elsjax.jobs import evaluate as evaluate_job
 
 pytestmark = pytest.mark.usefixtures("isolated")
@@ -92,7 +90,8 @@ def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_pat
     record_b = json.loads((tmp_path / "killed" / "b" / "evaluate" / "record.json").read_text())
     assert not set(record_b["computed_parts"]) & set(parts_b)
     assert (tmp_path / "killed" / "table.md").read_text() == (tmp_path / "whole" / "table.md").read_text().replace(
-        str(tmp_path / "whole"), str(tmp_path / "killed"))
+        str(tmp_path / "whole"), str(tmp_path / "killed")
+    )
 
 
 def test_evaluate_command_and_its_errors(tmp_path, capsys):
@@ -129,7 +128,9 @@ def test_calibrate_command(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "median k per step" in text
     record = json.loads((out / "record.json").read_text())
-    assert {"calibrate_net_s", "calibrate_build_s", "calibrate_compile_s", "calibrate_evaluate_s"} <= set(record["timings"])
+    assert {"calibrate_net_s", "calibrate_build_s", "calibrate_compile_s", "calibrate_evaluate_s"} <= set(
+        record["timings"]
+    )
     assert cli.main(args) == 2 and "not empty" in capsys.readouterr().err
     assert cli.main(args[:5] + ["--ks", "4"] + args[7:] + ["--overwrite"]) == 2
     assert "ks: expected an odd integer" in capsys.readouterr().err

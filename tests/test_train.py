@@ -74,7 +74,9 @@ def test_save_restore_round_trips_exactly(tmp_path):
     state, _ = run_steps(train.init(params, tx), 2, tx, eps_fn, images, labels)
     checkpoint.save(tmp_path / "ck", 2, state.params, (state.step, state.opt_state), spec=spec, meta={"note": "x"})
     fresh = train.init(nets.build(spec, key=jax.random.key(9))[1], tx)
-    params2, (step2, opt2), meta = checkpoint.restore(tmp_path / "ck", fresh.params, (fresh.step, fresh.opt_state), spec=spec)
+    params2, (step2, opt2), meta = checkpoint.restore(
+        tmp_path / "ck", fresh.params, (fresh.step, fresh.opt_state), spec=spec
+    )
     restored = train.TrainState(step2, params2, opt2)
     assert meta["note"] == "x" and meta["step"] == 2 and meta["spec"] == spec
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
@@ -146,7 +148,9 @@ def train_args(data_dir, out_dir, *more):
 
 
 def tree_digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def test_train_command_writes_a_run_directory_and_resumes_exactly(tmp_path, capsys):

@@ -15,8 +15,7 @@ Example::
 from __future__ import annotations
 
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks
-from elsjax import figures, runs
+from elsjax import checks, figures, runs
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -70,7 +69,9 @@ def run(cfg) -> dict:
     clock.lap("calibrate")
 
     runs.write_config(out_dir, cfg)
-    runs.write_json(out_dir / "calibration.json", {**result.to_dict(), "published": published, "published_name": cfg.published})
+    runs.write_json(
+        out_dir / "calibration.json", {**result.to_dict(), "published": published, "published_name": cfg.published}
+    )
     figures.calibration_plot(
         result, out_dir / "calibration.png", published=published,
         title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({subject.dataset.name}, N={len(subject.dataset.images)})",

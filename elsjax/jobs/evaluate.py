@@ -37,7 +37,9 @@ from elsjax.jobs import netdata
 __all__ = ["run", "parse_machines", "MachineSpec", "RESUMABLE_FIELDS"]
 
 # Fields that may change when an evaluation is resumed (parts record what they were computed from).
-RESUMABLE_FIELDS = frozenset({"machines", "net_steps", "progress", "png_scale", "out_dir", "batch_size", "seeds_per_part"})
+RESUMABLE_FIELDS = frozenset(
+    {"machines", "net_steps", "progress", "png_scale", "out_dir", "batch_size", "seeds_per_part"}
+)
 
 
 class MachineSpec(tuple):
@@ -197,7 +199,9 @@ def run(cfg, *, log=print) -> dict:
     ideal = next((m.name for m in specs if m.kind == "ideal"), None)
     per_seed = evaluate_lib.agreement(machine_out, net_out)
     summary = evaluate_lib.summarize(per_seed, ideal=ideal)
-    summary["machines_spec"] = {m.name: {"kind": m.kind, "scales": None if m.scales is None else list(m.scales)} for m in specs}
+    summary["machines_spec"] = {
+        m.name: {"kind": m.kind, "scales": None if m.scales is None else list(m.scales)} for m in specs
+    }
     runs.write_json(out_dir / "summary.json", summary)
     np.savez(
         out_dir / "samples.npz", seeds=noise, labels=np.full(cfg.n_seeds, -1, np.int32) if y is None else y,

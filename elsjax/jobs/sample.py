@@ -58,7 +58,9 @@ def run(cfg) -> dict:
     out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
     info = data.DATASETS[data.canonical_name(cfg.dataset)]
     if cfg.label >= info.num_classes or cfg.label < -1:
-        raise ValueError(f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)")
+        raise ValueError(
+            f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)"
+        )
 
     label = None if cfg.conditional or cfg.label < 0 else cfg.label
     dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))

@@ -44,7 +44,9 @@ def _check(cfg) -> None:
         if cfg[key] < 0:
             raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
     if not cfg.learning_rate > 0 or not 0 < cfg.lr_decay <= 1:
-        raise ValueError(f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}")
+        raise ValueError(
+            f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}"
+        )
 
 
 def _write_losses(path: Path, losses, lr0: float, decay: float) -> None:
@@ -115,12 +117,16 @@ def run(cfg, *, log=print) -> dict:
             )  # fmt: skip
 
     first = int(state.step)
-    bar = tqdm(total=cfg.num_steps, initial=first, unit="step", desc="training", disable=not cfg.progress, file=sys.stderr)
+    bar = tqdm(
+        total=cfg.num_steps, initial=first, unit="step", desc="training", disable=not cfg.progress, file=sys.stderr
+    )
     pending, last_save = [], clock.elapsed()
     guard.install()
     try:
         for step in range(first, cfg.num_steps):
-            state, loss = train_step(state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key)
+            state, loss = train_step(
+                state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key
+            )
             pending.append(loss)
             done = step + 1
             by_steps = cfg.checkpoint_every_steps and done % cfg.checkpoint_every_steps == 0
@@ -128,7 +134,7 @@ def run(cfg, *, log=print) -> dict:
             if save_now or len(pending) >= cfg.log_every or done == cfg.num_steps:
                 losses.extend(np.asarray(jnp.stack(pending)).tolist())  # one device-to-host copy per log period
                 bar.update(len(pending))
-                bar.set_postfix(loss=f"{np.mean(losses[-len(pending):]):.4f}")
+                bar.set_postfix(loss=f"{np.mean(losses[-len(pending) :]):.4f}")
                 pending = []
             if save_now:
                 clock.lap("train")
@@ -153,7 +159,9 @@ def run(cfg, *, log=print) -> dict:
 
     _write_losses(out_dir / "loss.csv", losses, cfg.learning_rate, cfg.lr_decay)
     if losses:
-        images.save_png(out_dir / "loss.png", images.line_plot(losses, title=f"{cfg.arch} on {dataset.name}: eps-MSE per step"))
+        images.save_png(
+            out_dir / "loss.png", images.line_plot(losses, title=f"{cfg.arch} on {dataset.name}: eps-MSE per step")
+        )
     samples_record = None
     if cfg.n_samples:
         noise = seeds.noise(cfg.sample_seed, cfg.n_samples, dataset.images.shape[1:])

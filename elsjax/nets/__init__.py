@@ -28,9 +28,19 @@ from elsjax import paper
 from elsjax.nets.resnet import PADDINGS, MinimalResNet
 from elsjax.nets.unet import MinimalUNet
 
-__all__ = ["ARCHITECTURES", "MinimalResNet", "MinimalUNet", "spec", "build", "abstract_params", "NetEpsFn", "param_count"]
+__all__ = [
+    "ARCHITECTURES",
+    "MinimalResNet",
+    "MinimalUNet",
+    "spec",
+    "build",
+    "abstract_params",
+    "NetEpsFn",
+    "param_count",
+]
 
 ARCHITECTURES = {"resnet": MinimalResNet, "unet": MinimalUNet}
+
 
 def spec(arch: str, *, channels: int, num_classes: int = 0, **settings) -> dict:
     """A complete, JSON-serialisable architecture description (saved with every checkpoint).

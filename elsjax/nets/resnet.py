@@ -58,13 +58,13 @@ class MinimalResNet(nnx.Module):
         if padding not in PADDINGS:
             raise ValueError(f"padding: expected one of {sorted(PADDINGS)}, got {padding!r}")
         if emb_dim != width:
-            raise ValueError(f"emb_dim: the ResNet adds the embedding to its feature maps, so it must equal width ({width}), got {emb_dim}")
+            raise ValueError(
+                f"emb_dim: the ResNet adds the embedding to its feature maps, so it must equal width ({width}), got {emb_dim}"
+            )
         mode = PADDINGS[padding]
         self.embed = Embedding(emb_dim, num_classes, rngs=rngs)
         self.up = Conv(channels, width, kernel_size, padding=mode, rngs=rngs)
-        self.mlps = nnx.List(
-            [_EmbeddingMLP(emb_dim, width, rngs=rngs) for _ in range(num_layers + 1)]
-        )
+        self.mlps = nnx.List([_EmbeddingMLP(emb_dim, width, rngs=rngs) for _ in range(num_layers + 1)])
         self.convs = nnx.List([Conv(width, width, kernel_size, padding=mode, rngs=rngs) for _ in range(num_layers)])
         self.down = Conv(width, channels, last_kernel_size, padding=mode, rngs=rngs)
 
