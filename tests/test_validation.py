@@ -5,27 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+# The tiny inputs and the two calls with overrides are shared with the bad-input table (tests/bad_inputs.py).
+from bad_inputs import LABELS, TRAIN, X, sample, score  # noqa: E402
+
 import elsjax
 from elsjax import machines
-
-RNG = np.random.default_rng(0)
-TRAIN = RNG.uniform(-1, 1, (6, 8, 8, 1)).astype(np.float32)
-LABELS = np.array([0, 0, 1, 1, 2, 2])
-X = RNG.normal(size=(2, 8, 8, 1)).astype(np.float32)
-
-
-def score(**overrides):
-    args = dict(kind="els", x=X, t=0.5, train=TRAIN, k=3)
-    args.update(overrides)
-    kind, x, t = args.pop("kind"), args.pop("x"), args.pop("t")
-    return elsjax.score(kind, x, t, **args)
-
-
-def sample(**overrides):
-    args = dict(kind="bbels", seeds=X, train=TRAIN, scales=[3, 3, 5, 5])
-    args.update(overrides)
-    kind, seeds = args.pop("kind"), args.pop("seeds")
-    return elsjax.sample(kind, seeds, **args)
 
 
 @pytest.mark.parametrize(

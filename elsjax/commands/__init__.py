@@ -1,4 +1,24 @@
 """Subcommands of the ``elsjax`` command line, one module each (registered in :data:`elsjax.cli.COMMANDS`).
 
-Each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+Each module exposes ``add_arguments(parser)`` and ``run(args) -> int``; a job's command parses its config
+(:func:`config_flags`, :func:`resolved`), calls the job in :mod:`elsjax.jobs` and prints a summary.
 """
+
+from __future__ import annotations
+
+import argparse
+
+from elsjax import config as config_lib
+
+EPILOG = "Any field can also be set as --config.FIELD=VALUE (after --config FILE, before plain flags)."
+
+
+def config_flags(parser: argparse.ArgumentParser, schema, help=None) -> None:
+    """``--config FILE`` and one flag per field of ``schema`` (see :func:`elsjax.config.add_flags`)."""
+    config_lib.add_flags(parser, schema, help=help)
+    parser.epilog = EPILOG
+
+
+def resolved(schema, args: argparse.Namespace):
+    """The job's config: ``schema``, then the config file, the ``--config.F=V`` overrides and the flags."""
+    return config_lib.resolve(schema, args, args.extra)

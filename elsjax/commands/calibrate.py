@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from elsjax import commands
 from elsjax import config as config_lib
 
 ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
@@ -11,14 +12,13 @@ COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    config_lib.add_flags(parser, config_lib.calibrate_config(), help=config_lib.EVAL_HELP)
-    parser.epilog = "Any field can also be set as --config.FIELD=VALUE (after --config FILE, before plain flags)."
+    commands.config_flags(parser, config_lib.calibrate_config(), help=config_lib.EVAL_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
     from elsjax.jobs import calibrate
 
-    cfg = config_lib.resolve(config_lib.calibrate_config(), args, args.extra)
+    cfg = commands.resolved(config_lib.calibrate_config(), args)
     record = calibrate.run(cfg)
     print(summary(record, cfg))
     return 0

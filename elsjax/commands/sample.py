@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elsjax import commands
 from elsjax import config as config_lib
 
 ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
@@ -17,14 +18,13 @@ COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    config_lib.add_flags(parser, config_lib.sample_config())
-    parser.epilog = "Any field can also be set as --config.FIELD=VALUE (after --config FILE, before plain flags)."
+    commands.config_flags(parser, config_lib.sample_config())
 
 
 def run(args: argparse.Namespace) -> int:
     from elsjax.jobs import sample
 
-    cfg = config_lib.resolve(config_lib.sample_config(), args, args.extra)
+    cfg = commands.resolved(config_lib.sample_config(), args)
     record = sample.run(cfg)
     out = Path(cfg.out_dir)
     print(f"wrote {', '.join(str(out / name) for name in sample.OUTPUT_FILES)}")

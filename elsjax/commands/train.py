@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elsjax import commands
 from elsjax import config as config_lib
 
 HELP = "train a convolutional diffusion network"
@@ -18,14 +19,13 @@ ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    config_lib.add_flags(parser, config_lib.train_config(), help=config_lib.TRAIN_HELP)
-    parser.epilog = "Any field can also be set as --config.FIELD=VALUE (after --config FILE, before plain flags)."
+    commands.config_flags(parser, config_lib.train_config(), help=config_lib.TRAIN_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
     from elsjax.jobs import train
 
-    cfg = config_lib.resolve(config_lib.train_config(), args, args.extra)
+    cfg = commands.resolved(config_lib.train_config(), args)
     record = train.run(cfg)
     out = Path(cfg.out_dir)
     timings = record["timings"]
