@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # Training images for the default run: the first 1,000 Fashion-MNIST images (about 100 per class). Class-
-# conditional bbELS on them, one seed per class, takes a few minutes on 2 CPU cores (see README_data_cli.md);
+# conditional bbELS on them, one seed per class, takes a few minutes on 2 CPU cores (README, Timings);
 # the cost is dominated by building and compiling one machine per (class, k) and grows slowly with the subset.
 DEFAULT_LIMIT = 1000
 
@@ -95,6 +95,7 @@ HELP = {
     "sample_seed": "PRNG seed of the sample seeds",
     # calibrate, evaluate
     "net": "the trained net: a checkpoint folder or an `elsjax train` run directory",
+    "net_step": "which checkpoint step of the net (0: the newest)",
     "ks": "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)",
     "published": "published scales to draw beside the result (a name from `elsjax scales`; empty: none)",
     "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, k list joined "
@@ -209,6 +210,7 @@ def calibrate_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "net": "",
+            "net_step": 0,
             "kind": "bbels",
             "ks": ",".join(str(k) for k in range(3, 18, 2)),
             "limit": 0,
@@ -235,6 +237,7 @@ def evaluate_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "net": "",
+            "net_step": 0,
             "machines": "bbels=bbels:MNIST_ResNet_zeros,ls=ls:MNIST_ResNet_zeros,ideal=ideal",
             "net_steps": "20,150",
             "limit": 0,

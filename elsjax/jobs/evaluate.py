@@ -13,7 +13,7 @@ new machines are added, and a machine whose kind or scales changed is recomputed
 
 Outputs in ``out_dir``: ``summary.json`` (``n_seeds``, ``median_r``/``median_r2``/``median_R2``/``median_mse`` per
 machine and net step count, ``frac_beats_ideal``, every per-seed value), ``samples.npz`` (seeds, classes, the net's
-and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin.png``,
+and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin_netN.png`` (per net step count N),
 ``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine).
 
 Example::
@@ -142,7 +142,7 @@ def run(cfg, *, log=print) -> dict:
     steps = parse_steps(cfg.net_steps)
     out_dir = Path(cfg.out_dir)
     resuming = runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation")
-    subject = netdata.load(cfg.net, limit=cfg.limit)
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     dataset = subject.dataset
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
@@ -168,6 +168,8 @@ def run(cfg, *, log=print) -> dict:
         net_out[n] = samples
     clock.lap("net")
 
+    # The IS has no k; it runs as many steps as the other machines (the length of their scales; 20 if none).
+    ideal_steps = next((len(m.scales) for m in specs if m.scales is not None), 20)
     machine_out, machine_seconds = {}, {}
     timer = runs.PhaseTimer()
     block = cfg.seeds_per_part
@@ -184,7 +186,7 @@ def run(cfg, *, log=print) -> dict:
                 try:
                     samples = evaluate_lib.machine_samples(
                         spec.kind, noise[start:stop], train=dataset.images,
-                        scales=spec.scales if spec.scales is not None else [3] * 20,
+                        scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
                         labels=dataset.labels, y=None if y is None else y[start:stop], convention=cfg.convention,
                         chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar),
                     )  # fmt: skip
