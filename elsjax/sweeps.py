@@ -125,13 +125,14 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     # 1. The net: the row's own, or trained from its train config (into `net` when that holds no checkpoint yet).
     net = row["net"] or str(row_dir / "train")
     trained = Path(net).exists() and checkpoint.latest_step(net) is not None
-    if not trained or (not row["net"] and not runs.is_complete(net)):
+    if not trained or not row["net"]:
         if not row["train_config"]:
             raise ValueError(f"rows: row {row['name']!r}: no checkpoint in {net} and no train_config to make one")
         cfg = _train_cfg(row)
         cfg.out_dir, cfg.progress = net, progress
-        log(f"[{row['name']}] training ({cfg.num_steps} steps)")
-        train_job.run(cfg, log=log)
+        if not _done_with(Path(net), cfg):  # a changed config is resumed or refused by the training job
+            log(f"[{row['name']}] training ({cfg.num_steps} steps)")
+            train_job.run(cfg, log=log)
     walls["train"] = _total(Path(net))
     meta = checkpoint.read_meta(net, row["net_step"] or None)
     spec, net_cfg = meta["spec"], meta.get("config") or {}
