@@ -40,6 +40,13 @@ def parse_ks(text) -> list[int]:
     return values
 
 
+def _data_label(subject) -> str:
+    n = len(subject.dataset.images)
+    if subject.conditional:
+        return f"{subject.dataset.name}, N={n}, class-conditional: about {n // subject.dataset.num_classes} per class"
+    return f"{subject.dataset.name}, N={n}"
+
+
 def run(cfg) -> dict:
     """Runs one calibration described by a :func:`elsjax.config.calibrate_config`.
 
@@ -74,7 +81,7 @@ def run(cfg) -> dict:
     )
     figures.calibration_plot(
         result, out_dir / "calibration.png", published=published,
-        title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({subject.dataset.name}, N={len(subject.dataset.images)})",
+        title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({_data_label(subject)})",
     )  # fmt: skip
     record = {
         "command": "elsjax calibrate",
