@@ -233,3 +233,57 @@ def test_bad_meshes_on_four_devices(meshes):
 def test_oracle_scores_on_a_sharded_mesh():
     result = run_check("oracle", timeout=1200)
     assert all(r["ok"] for r in result.values()), result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command line.
+
+
+def tiny_sample_argv(data_dir, out_dir, *more):
+    return ["sample", "--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "30", "--scales", "3,3,3",
+            "--kind", "els", "--n-seeds", "2", "--out-dir", str(out_dir), "--no-progress", *more]  # fmt: skip
+
+
+def test_sample_command_takes_a_mesh(isolated, tmp_path):
+    import datasets_for_tests as fake
+
+    from elsjax import cli
+
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    assert cli.main(tiny_sample_argv(data_dir, tmp_path / "run", "--mesh", "1,1")) == 0
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["mesh"] == {"seeds": 1, "entries": 1, "platform": "cpu", "processes": 1}
+    assert record["config"]["mesh"] == "1,1"
+
+
+@pytest.mark.slow
+def test_sample_command_on_two_processes_equals_one(isolated, tmp_path):
+    """``elsjax sample`` run by two processes (each building the dictionaries of its share of every class; process
+    0 writing) gives the samples of the one-process command."""
+    import datasets_for_tests as fake
+
+    from elsjax import cli
+
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    assert cli.main(tiny_sample_argv(data_dir, tmp_path / "one")) == 0
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ELSJAX_COMPILATION_CACHE": "0"}
+    argv = tiny_sample_argv(data_dir, tmp_path / "two", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2")
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "elsjax", *argv, "--process-id", str(i)], env=env, cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    with np.load(tmp_path / "one" / "samples.npz") as one, np.load(tmp_path / "two" / "samples.npz") as two:
+        assert relerr(two["samples"], one["samples"]) <= FLOAT32_ROUNDOFF
+    record = json.loads((tmp_path / "two" / "record.json").read_text())
+    assert record["mesh"] == {"seeds": 1, "entries": 2, "platform": "cpu", "processes": 2}
