@@ -302,10 +302,12 @@ def _real_entries(table, axis: int) -> int:
 
 
 def _gather(values) -> np.ndarray:
-    """Every process's ``values`` (a 1-D int64 vector), ``[processes, len]``; no communication with one process."""
+    """Every process's ``values`` (small non-negative integers), ``[processes, len]``; no communication with one
+    process."""
     values = np.asarray(values, np.int64)
     if jax.process_count() == 1:
         return values[None]
+    values = values.astype(np.int32)  # JAX's default integer width (entry counts stay far below 2**31)
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(values)).reshape(jax.process_count(), -1)

@@ -245,7 +245,7 @@ def run(cfg, *, log=print) -> dict:
 
 def _on_primary(flag: bool) -> bool:
     """Process 0's ``flag`` on every process (so that all of them compute the same parts)."""
-    return bool(sharding.broadcast(np.array(flag)))
+    return bool(sharding.broadcast(np.array(int(flag), np.int32)))
 
 
 def summary_r(per_seed, name: str, steps: int) -> np.ndarray:
