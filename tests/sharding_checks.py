@@ -105,6 +105,18 @@ def more() -> dict:
         name: relerr(elsjax.score("els", x, t, train=train, k=5, mesh=elsjax.make_mesh(*m)), one)
         for name, m in MESHES.items()
     }
+    # Calibration and evaluation: 3 seeds, padded to the 2 seed devices.
+    from elsjax import calibrate, evaluate, machines
+
+    net = machines.build("els", train, 5)
+    cal = lambda mesh: calibrate.calibrate_seeds(
+        machines.ScoreMachine.eps, net, x[:3], kind="bbels", train=train, ks=[3, 5], num_steps=3, mesh=mesh
+    )
+    one, two = cal(None), cal(elsjax.make_mesh(2, 2))
+    out["calibration"] = {"same_choices": bool(np.array_equal(one.per_seed, two.per_seed)),
+                          "cosine": float(np.abs(one.cosine - two.cosine).max())}  # fmt: skip
+    ev = lambda mesh: evaluate.machine_samples("els", x[:3], train=train, scales=[3, 3, 5], mesh=mesh)
+    out["evaluation"] = relerr(ev(elsjax.make_mesh(2, 2)), ev(None))
     plain = jax.make_mesh((4,), ("entries",))
     out["jax.make_mesh"] = relerr(
         elsjax.score("ls", x, t, train=train, k=3, mesh=plain), elsjax.score("ls", x, t, train=train, k=3)

@@ -55,11 +55,13 @@ def run_check(*args, timeout: float, env=None) -> dict:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def meshes_started():
-    """The four-device check starts with the module and runs while the other tests do (it is the longest)."""
-    proc = start_check("meshes")
+def meshes_started(request):
+    """The four-device check starts with the module and runs while the other tests do (it is the longest), if a
+    selected test needs it."""
+    wanted = any("meshes" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    proc = start_check("meshes") if wanted else None
     yield proc
-    if proc.poll() is None:
+    if proc is not None and proc.poll() is None:
         proc.kill()
         proc.communicate()
 
@@ -121,12 +123,23 @@ def test_one_device_mesh_equals_no_mesh():
 def test_sharded_machine_is_a_pytree_with_its_mesh():
     train, x = data()
     mesh = elsjax.make_mesh(1, 1)
-    m = machines.build("bbels", train, 3, mesh=mesh)
+    m = machines.build("els", train, 3, mesh=mesh)
     assert m.mesh == mesh
     leaves, treedef = jax.tree_util.tree_flatten(m)
     assert all(leaf.sharding.spec == jax.sharding.PartitionSpec(None, "entries") for leaf in leaves)
     again = jax.tree_util.tree_unflatten(treedef, leaves)
     np.testing.assert_array_equal(again.score(x, 0.5), m.score(x, 0.5))
+
+
+def test_calibration_takes_a_mesh():
+    from elsjax import calibrate
+
+    train, x = data(n=5, batch=3)
+    net = machines.build("els", train, 5)  # a "net": the ELS machine with k = 5, so the sharded k = 5 machine is it
+    cal = calibrate.calibrate_seeds(
+        machines.ScoreMachine.eps, net, x, kind="els", train=train, ks=[5], num_steps=2, mesh=elsjax.make_mesh(1, 1)
+    )
+    assert np.all(cal.cosine > 1 - 1e-6)
 
 
 def test_local_share_is_everything_with_one_process():
@@ -211,13 +224,15 @@ def test_a_conditional_sample_on_sharded_meshes_equals_one_device(meshes):
 
 
 @pytest.mark.slow
-def test_samples_gradients_default_chunks_and_plain_jax_meshes():
+def test_samples_gradients_calibration_evaluation_on_four_devices():
     more = run_check("more", timeout=900)
     assert set(more["sample"]) == {"1", "4 entries", "2 seeds x 2 entries", "3 entries (uneven)"}
     assert max(more["sample"].values()) <= FLOAT32_ROUNDOFF, more["sample"]
     assert more["grad"] <= FLOAT32_ROUNDOFF
     assert max(more["default chunks"].values()) <= FLOAT32_ROUNDOFF, more["default chunks"]
     assert more["jax.make_mesh"] <= FLOAT32_ROUNDOFF
+    assert more["calibration"]["same_choices"] and more["calibration"]["cosine"] <= 1e-5
+    assert more["evaluation"] <= FLOAT32_ROUNDOFF
 
 
 def test_bad_meshes_on_four_devices(meshes):
@@ -287,3 +302,57 @@ def test_sample_command_on_two_processes_equals_one(isolated, tmp_path):
         assert relerr(two["samples"], one["samples"]) <= FLOAT32_ROUNDOFF
     record = json.loads((tmp_path / "two" / "record.json").read_text())
     assert record["mesh"] == {"seeds": 1, "entries": 2, "platform": "cpu", "processes": 2}
+
+
+def run_two_processes(argv, cwd, timeout=600):
+    """``python -m elsjax ARGV --coordinator ... --num-processes 2 --process-id I`` for I = 0, 1; waits for both."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ELSJAX_COMPILATION_CACHE": "0"}
+    extra = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "elsjax", *argv, *extra, str(i)], env=env, cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=timeout)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+@pytest.mark.slow
+def test_calibrate_and_evaluate_commands_on_two_processes_equal_one(isolated, tmp_path):
+    import datasets_for_tests as fake
+
+    from elsjax import cli
+
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    net = tmp_path / "net"
+    train = ["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "30", "--width", "8", "--emb-dim",
+             "8", "--num-layers", "1", "--batch-size", "8", "--num-steps", "4", "--n-samples", "0",
+             "--out-dir", str(net), "--no-progress"]  # fmt: skip
+    assert cli.main(train) == 0
+    calibrate = ["calibrate", "--net", str(net), "--kind", "bbels", "--ks", "3,5", "--n-seeds", "2", "--num-steps",
+                 "3", "--no-progress", "--out-dir"]  # fmt: skip
+    assert cli.main([*calibrate, str(tmp_path / "cal1")]) == 0
+    run_two_processes([*calibrate, str(tmp_path / "cal2")], cwd=tmp_path)
+    one, two = (json.loads((tmp_path / d / "calibration.json").read_text()) for d in ("cal1", "cal2"))
+    assert two["per_seed"] == one["per_seed"]
+    np.testing.assert_allclose(two["cosine"], one["cosine"], atol=1e-5)
+
+    evaluate = ["evaluate", "--net", str(net), "--machines", "e=els:3+3+5,ideal=ideal", "--n-seeds", "3",
+                "--net-steps", "3", "--seeds-per-part", "2", "--no-progress", "--out-dir"]  # fmt: skip
+    assert cli.main([*evaluate, str(tmp_path / "ev1")]) == 0
+    run_two_processes([*evaluate, str(tmp_path / "ev2"), "--mesh", "1,2"], cwd=tmp_path)
+    with np.load(tmp_path / "ev1" / "samples.npz") as one, np.load(tmp_path / "ev2" / "samples.npz") as two:
+        for key in ("machine_e", "machine_ideal", "net_3"):
+            assert relerr(two[key], one[key]) <= FLOAT32_ROUNDOFF, key
+    record = json.loads((tmp_path / "ev2" / "record.json").read_text())
+    assert record["mesh"]["processes"] == 2 and len(record["computed_parts"]) == 5
+    run_two_processes([*evaluate, str(tmp_path / "ev2"), "--mesh", "1,2"], cwd=tmp_path)  # resumed: nothing to do
+    assert json.loads((tmp_path / "ev2" / "record.json").read_text())["computed_parts"] == []
