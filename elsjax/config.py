@@ -102,7 +102,17 @@ HELP = {
     "by '+', or a calibration.json); NAME=ideal for the IS",
     "net_steps": "DDIM steps of the net's samples, comma-separated (150: the paper's Table 1, 20: Table 2)",
     "seeds_per_part": "seeds per saved piece of a machine's samples (what an interruption can lose)",
+    # scale-out (docs/scale_out.md)
+    "mesh": "devices for the machines as SEEDS,ENTRIES (e.g. 2,4): seeds split over SEEDS devices, each dictionary "
+    "over ENTRIES (0: all remaining devices); empty: one device",
+    "coordinator": "multi-process run: HOST:PORT of process 0 (jax.distributed), or auto (Slurm, Open MPI, Cloud "
+    "TPU); empty: $ELSJAX_COORDINATOR, else one process",
+    "num_processes": "processes of a multi-process run; 0: $ELSJAX_NUM_PROCESSES, else detected",
+    "process_id": "index of this process in a multi-process run; -1: $ELSJAX_PROCESS_ID, else detected",
 }
+
+# The scale-out fields shared by the sample, calibrate and evaluate configs (see elsjax.sharding.setup).
+SCALE_OUT = {"mesh": "", "coordinator": "", "num_processes": 0, "process_id": -1}
 
 # Fields whose meaning differs for ``elsjax calibrate`` and ``elsjax evaluate``.
 EVAL_HELP = {
@@ -140,6 +150,7 @@ def sample_config() -> ml_collections.ConfigDict:
             "cache": True,
             "progress": True,
             "png_scale": 2,
+            **SCALE_OUT,
         }
     )
 
@@ -223,6 +234,7 @@ def calibrate_config() -> ml_collections.ConfigDict:
             "out_dir": "runs/calibrate",
             "overwrite": False,
             "progress": True,
+            **SCALE_OUT,
         }
     )
 
@@ -250,6 +262,7 @@ def evaluate_config() -> ml_collections.ConfigDict:
             "out_dir": "runs/evaluate",
             "progress": True,
             "png_scale": 2,
+            **SCALE_OUT,
         }
     )
 

@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "PAD_LOG_WEIGHT",
     "PatchDictionary",
+    "ImageStack",
     "Region",
     "decode",
     "encode_8bit",
@@ -64,6 +65,16 @@ class PatchDictionary(NamedTuple):
     def num_entries(self) -> int:
         """Number of entries per group, padding included."""
         return self.keys.shape[-3] * self.keys.shape[-2]
+
+
+class ImageStack(NamedTuple):
+    """Training images chunked for the LS machine: ``images [n_chunks, chunk, H, W, C]``, ``log_weights [n, chunk]``.
+
+    Padding images are zero with ``log_weight = PAD_LOG_WEIGHT``.
+    """
+
+    images: jax.Array
+    log_weights: jax.Array
 
 
 def decode(codes):
@@ -311,10 +322,13 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
     return PatchDictionary(*(a[0] for a in table))
 
 
-def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16) -> PatchDictionary:
+def _assemble(
+    sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16, to_device: bool = True
+) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
+    ``to_device=False`` returns NumPy arrays (for :mod:`elsjax.sharding`, which places the pieces itself).
     """
     for source in sources:
         if source.num_rows == 0:
@@ -348,6 +362,8 @@ def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int
             vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
         aux[g, : len(first), 1] = np.log(counts)
     shape = lambda a: a.reshape(n_groups, size // chunk, chunk, a.shape[-1])
+    if not to_device:
+        return PatchDictionary(*(shape(a) for a in (keys, aux, vals)))
     # may_alias: on CPU the device arrays share the (aligned) host buffers instead of copying them.
     return PatchDictionary(*(jax.device_put(shape(a), may_alias=True) for a in (keys, aux, vals)))
 
@@ -375,11 +391,16 @@ def _storage(images):
     return codes if codes is not None else np.asarray(images, np.float32)
 
 
-def ideal_dictionary(images, *, chunk_size: int = 256, deduplicate: bool = True) -> PatchDictionary:
-    """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2)."""
+def ideal_dictionary(
+    images, *, chunk_size: int = 256, deduplicate: bool = True, to_device: bool = True
+) -> PatchDictionary:
+    """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2).
+
+    ``to_device=False``: NumPy arrays, not yet on a device (see :mod:`elsjax.sharding`).
+    """
     stored = _storage(images)
     flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
-    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate)
+    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device)
     return PatchDictionary(*(a[0] for a in table))
 
 
@@ -427,7 +448,7 @@ def bbels_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
 
 
 def region_dictionaries(
-    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True
+    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True, to_device: bool = True
 ) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
@@ -440,6 +461,8 @@ def region_dictionaries(
     constant code: it adds nothing to ``<q, psi>`` and the same constant to every ``||psi||^2`` of the group, which
     cancels in the softmax. The code 128 (0.0039) keeps that constant negligible. Groups whose padding is not at
     fixed positions are stored in float32 with true zeros.
+
+    ``to_device=False`` returns NumPy arrays, not yet on a device (see :mod:`elsjax.sharding`).
     """
     images = np.asarray(images, np.float32)
     h, w, c = images.shape[1:]
@@ -458,5 +481,5 @@ def region_dictionaries(
             _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
-        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate))
+        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device))
     return tuple(out)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, noise
+from elsjax import machines, noise, sharding
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
@@ -168,6 +168,7 @@ def sample_machine(
     return_trajectory: bool = False,
     progress: Callable[[str, int, int, int], None] | None = None,
     keep_bytes: int | None = None,
+    mesh=None,
 ):
     """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
@@ -185,6 +186,10 @@ def sample_machine(
       keep_bytes: keep dictionaries that a later segment needs again while they take at most this many bytes in
         all (default :func:`default_keep_bytes`); others are freed and rebuilt when needed. Results do not depend
         on it.
+      mesh: None (one device) or a ``jax.sharding.Mesh`` (:func:`elsjax.make_mesh`): each dictionary is split over
+        ``"entries"`` and the seeds over ``"seeds"`` (padded by repetition to a multiple of it, the padding
+        dropped at the end); the loop runs on the sharded state. With several processes, ``images`` are this
+        process's own training images and ``seeds`` the same on every process.
 
     Returns:
       ``[B, H, W, C]`` samples (and the trajectory, if asked). The output is a posterior mean, a convex combination
@@ -192,18 +197,22 @@ def sample_machine(
       (a sample's minimum was measured at -1.0000001 with data in [-1, 1]).
     """
     report = progress or (lambda *args: None)
-    lo, hi = float(np.min(images)), float(np.max(images))
+    mesh = sharding.check_mesh(mesh)
+    lo, hi = (float(np.min(images)), float(np.max(images))) if mesh is None else sharding.global_range(images)
     keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
     grid, ks = machine_steps(scales, convention)
     if kind == "ideal":
         ks = np.zeros_like(ks)  # IS has no patch size: one segment
+    batch = np.shape(seeds)[0]
     x = jnp.asarray(seeds, jnp.float32)
+    if mesh is not None:
+        x = sharding.put_batch(x, mesh)  # split over "seeds"
     visited, built, start = [], {}, 0
     for k, steps in itertools.groupby(ks):
         length = len(list(steps))
         if k not in built:
             report("build", start, len(ks), int(k))
-            built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size)
+            built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size, mesh=mesh)
             report("built", start, len(ks), int(k))
         machine = built.pop(k)
         if k in ks[start + length :] and _nbytes(machine) + sum(map(_nbytes, built.values())) <= keep_bytes:
@@ -229,6 +238,9 @@ def sample_machine(
         start += length
         report("sample", start, len(ks), int(k))
     x = jnp.clip(x, lo, hi)
+    if mesh is not None:
+        x = x[:batch]
+        visited = [v[:, :batch] for v in visited] if return_trajectory else visited
     return (x, jnp.concatenate(visited)) if return_trajectory else x
 
 

@@ -22,3 +22,10 @@ def config_flags(parser: argparse.ArgumentParser, schema, help=None) -> None:
 def resolved(schema, args: argparse.Namespace):
     """The job's config: ``schema``, then the config file, the ``--config.F=V`` overrides and the flags."""
     return config_lib.resolve(schema, args, args.extra)
+
+
+def is_primary() -> bool:
+    """Whether this process reports a job's results: always, except in a multi-process run (process 0 only)."""
+    import jax
+
+    return jax.process_index() == 0

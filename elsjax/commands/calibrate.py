@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = commands.resolved(config_lib.calibrate_config(), args)
     record = calibrate.run(cfg)
-    print(summary(record, cfg))
+    if commands.is_primary():  # in a multi-process run, process 0 reports (and writes)
+        print(summary(record, cfg))
     return 0
 
 

@@ -10,12 +10,15 @@ Example::
 
     elsjax calibrate --net experiments/checkpoints/mnist_resnet_zeros_cpu --kind bbels --ks 3,5,7,9,11,13,15,17 \
         --published MNIST_ResNet_zeros --out-dir runs/cal_mnist
+
+Scale-out (docs/scale_out.md): ``mesh`` splits the machines' dictionaries and states over devices; with several
+processes each builds the dictionaries of its share of the training set, and process 0 writes the outputs.
 """
 
 from __future__ import annotations
 
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks, figures, runs
+from elsjax import checks, figures, runs, sharding
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -54,7 +57,9 @@ def run(cfg) -> dict:
       The record written to ``record.json``.
     """
     clock = runs.Stopwatch()
-    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
+    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
+    primary = sharding.is_primary()  # process 0 writes the outputs
+    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
     ks = parse_ks(cfg.ks)
     checks.kind(cfg.kind)
     checks.candidates("ks", ks, "bbels", (10**9, 10**9))  # odd, >= 3, distinct; ELS's k <= H once the data is known
@@ -62,18 +67,23 @@ def run(cfg) -> dict:
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     clock.lap("load")
 
-    bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress)
+    bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress and primary)
     timer = runs.PhaseTimer(then=bar)
+    train, labels = sharding.local_share(subject.dataset.images, subject.dataset.labels)
+    # The classes of the seeds come from the whole training set's labels, whatever this process's share holds.
+    num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
     try:
         result = calibrate_lib.calibrate(
-            subject.eps_fn, subject.params, kind=cfg.kind, train=subject.dataset.images, ks=ks,
-            labels=subject.dataset.labels, conditional=subject.conditional, n_seeds=cfg.n_seeds, seed=cfg.seed,
-            num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None, batch_size=cfg.batch_size or None,
-            progress=timer,
+            subject.eps_fn, subject.params, kind=cfg.kind, train=train, ks=ks, labels=labels,
+            conditional=subject.conditional, num_classes=num_classes,
+            n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
+            batch_size=cfg.batch_size or None, progress=timer, mesh=mesh,
         )  # fmt: skip
     finally:
         bar.close()
     clock.lap("calibrate")
+    if not primary:
+        return {"command": "elsjax calibrate", "median": result.median, "mode": result.mode}
 
     runs.write_config(out_dir, cfg)
     runs.write_json(
@@ -90,5 +100,6 @@ def run(cfg) -> dict:
         "published": published,
         "net": subject.describe(cfg.net),
         "data": subject.dataset.describe(),
+        "mesh": sharding.describe(mesh),
     }
     return runs.write_record(out_dir, record, config=cfg, timings={**clock.laps(), **timer.laps("calibrate_")})
