@@ -189,13 +189,21 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
 
 
 def _done_with(run_dir: Path, cfg) -> bool:
-    """Whether ``run_dir`` holds a finished run of ``cfg`` (up to the progress bar): then the stage is skipped."""
+    """Whether ``run_dir`` holds a finished run of ``cfg`` (up to where and how it ran): then the stage is skipped."""
     if not runs.is_complete(run_dir):
         return False
     saved = json.loads((Path(run_dir) / "config.json").read_text())
-    return {k: v for k, v in saved.items() if k != "progress"} == {
-        k: v for k, v in cfg.to_dict().items() if k != "progress"
-    }
+    return _settings(saved) == _settings(cfg.to_dict())
+
+
+# Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep
+# whose nets live outside it (as in experiments/sweeps/cpu_scale.py) can be moved, e.g. committed under
+# experiments/results, and continued there. (A net trained inside the sweep is named by its path, which moves too.)
+_LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite"})
+
+
+def _settings(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _LOCATION_FIELDS}
 
 
 def _total(run_dir: Path):
