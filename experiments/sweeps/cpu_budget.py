@@ -15,7 +15,7 @@ STEPS = (1200, 2400, 3600)  # of 3,600 (train_mnist_resnet_n2000_cpu.py); 600 an
 def get_config():
     config = load_file(Path(__file__).with_name("cpu_scale.py"))
     (row,) = [r for r in config.rows if r["name"] == "mnist_resnet_zeros"]
-    config.out_dir = "runs/sweep_cpu_budget"
+    config.out_dir = "experiments/results/cpu_budget"
     config.rows = [
         {**row, "name": f"mnist_resnet_zeros_step{step}", "net_step": step, "evaluate_seeds": 20} for step in STEPS
     ]
