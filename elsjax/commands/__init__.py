@@ -29,3 +29,22 @@ def is_primary() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def job_command(schema_fn, job: str, summary, help=None):
+    """``(add_arguments, run)`` of a command that resolves ``schema_fn()``'s config, runs ``elsjax.jobs.JOB.run`` and
+    prints ``summary(record, cfg)`` (in a multi-process run, process 0 only)."""
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        config_flags(parser, schema_fn(), help=help)
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        cfg = resolved(schema_fn(), args)
+        record = importlib.import_module(f"elsjax.jobs.{job}").run(cfg)
+        if is_primary():
+            print(summary(record, cfg))
+        return 0
+
+    return add_arguments, run
