@@ -281,23 +281,7 @@ def test_sample_command_on_two_processes_equals_one(isolated, tmp_path):
 
     data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
     assert cli.main(tiny_sample_argv(data_dir, tmp_path / "one")) == 0
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ELSJAX_COMPILATION_CACHE": "0"}
-    argv = tiny_sample_argv(data_dir, tmp_path / "two", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2")
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "elsjax", *argv, "--process-id", str(i)], env=env, cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]  # fmt: skip
-    try:
-        for p in procs:
-            _, err = p.communicate(timeout=300)
-            assert p.returncode == 0, err[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+    run_two_processes(tiny_sample_argv(data_dir, tmp_path / "two"), cwd=tmp_path, timeout=300)
     with np.load(tmp_path / "one" / "samples.npz") as one, np.load(tmp_path / "two" / "samples.npz") as two:
         assert relerr(two["samples"], one["samples"]) <= FLOAT32_ROUNDOFF
     record = json.loads((tmp_path / "two" / "record.json").read_text())
