@@ -60,6 +60,7 @@ ROW_DEFAULTS = {
     "seed": 0,  # of the calibration's seeds; the evaluation uses seed + 1 (other noise than the calibration's)
     "seeds_per_part": 10,
     "limit": 0,  # the machines' training set: 0 = the net's own
+    "calibrate_limit": 0,  # the calibration's training set, if other than `limit` (the paper's: the first 5,000)
 }
 
 
@@ -143,7 +144,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     for machine, ks in ((kind, row["ks"]), ("ls", row["ls_ks"])):
         cal_dir = row_dir / f"calibrate_{machine}"
         cfg = config_lib.calibrate_config()
-        cfg.update(dict(net=net, net_step=row["net_step"], kind=machine, ks=ks, limit=row["limit"],
+        cfg.update(dict(net=net, net_step=row["net_step"], kind=machine, ks=ks,
+                        limit=row["calibrate_limit"] or row["limit"],
                         n_seeds=row["calibrate_seeds"], seed=row["seed"], num_steps=row["calibrate_steps"],
                         published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
         if not _done_with(cal_dir, cfg):

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import datasets_for_tests as fake
 import pytest
 
 from elsjax import cli, runs, sweeps
+from elsjax import config as config_lib
+from elsjax import scales as scales_lib
 from elsjax.jobs import evaluate as evaluate_job
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -31,7 +36,7 @@ def tiny_sweep(tmp_path, out_dir, names=("a", "b")):
     cfg.rows = [
         dict(name=name, train_config=str(train_file), train_overrides={"seed": i}, ks="3,5", ls_ks="3,5",
              published="3,3,5,5", calibrate_seeds=2, calibrate_steps=4, evaluate_seeds=3, net_steps="4,2",
-             seeds_per_part=2)
+             seeds_per_part=2, calibrate_limit=20)
         for i, name in enumerate(names)
     ]  # fmt: skip
     return cfg
@@ -50,6 +55,9 @@ def test_sweep_runs_rows_and_writes_the_table(tmp_path):
     assert set(summary["median_r"]["bbels"]) == {"4", "2"} and set(summary["frac_beats_ideal"]) == {
         "bbels", "ls", "bbels_published", "ls_published"}  # fmt: skip
     calibration = json.loads((row / "calibrate_bbels" / "calibration.json").read_text())
+    # The calibration ran on the first 20 training images (calibrate_limit), the evaluation on the net's own 30.
+    assert json.loads((row / "calibrate_bbels" / "config.json").read_text())["limit"] == 20
+    assert json.loads((row / "evaluate" / "config.json").read_text())["limit"] == 0
     assert len(calibration["median"]) == 4 and set(calibration["median"]) <= {3, 5}
     for name in ("comparison.png", "r_violin_net4.png", "r_violin_net2.png", "samples.npz"):
         assert (row / "evaluate" / name).stat().st_size > 0
@@ -140,3 +148,13 @@ def test_calibrate_command(tmp_path, capsys):
     assert cli.main(args) == 2 and "not empty" in capsys.readouterr().err
     assert cli.main(args[:5] + ["--ks", "4"] + args[7:] + ["--overwrite"]) == 2
     assert "ks: expected an odd integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("experiments/sweeps/*.py")), ids=lambda p: p.stem)
+def test_committed_sweep_files_load(path):
+    rows = sweeps._rows(config_lib.load_file(path))
+    assert rows
+    for row in rows:
+        assert row["net"] or (REPO / row["train_config"]).is_file(), row["name"]
+        if row["published"]:
+            scales_lib.resolve(row["published"])
