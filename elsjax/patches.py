@@ -31,6 +31,7 @@ __all__ = [
     "Region",
     "decode",
     "encode_8bit",
+    "to_device",
     "patches_at",
     "distinct_rows",
     "make_dictionary",
@@ -311,10 +312,13 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
     return PatchDictionary(*(a[0] for a in table))
 
 
-def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16) -> PatchDictionary:
+def _assemble(
+    sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16, device: bool = True
+) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
+    ``device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
     """
     for source in sources:
         if source.num_rows == 0:
@@ -348,8 +352,15 @@ def _assemble(sources, values, *, chunk_size: int, deduplicate: bool, block: int
             vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
         aux[g, : len(first), 1] = np.log(counts)
     shape = lambda a: a.reshape(n_groups, size // chunk, chunk, a.shape[-1])
+    if not device:
+        return PatchDictionary(*(shape(a) for a in (keys, aux, vals)))
     # may_alias: on CPU the device arrays share the (aligned) host buffers instead of copying them.
-    return PatchDictionary(*(jax.device_put(shape(a), may_alias=True) for a in (keys, aux, vals)))
+    return to_device(PatchDictionary(*(shape(a) for a in (keys, aux, vals))))
+
+
+def to_device(dictionary: PatchDictionary) -> PatchDictionary:
+    """A host dictionary's arrays on the default device; on CPU the device arrays share the (aligned) host buffers."""
+    return PatchDictionary(*(jax.device_put(a, may_alias=True) for a in dictionary))
 
 
 def _aligned_zeros(shape, dtype, alignment: int = 64):
@@ -375,11 +386,16 @@ def _storage(images):
     return codes if codes is not None else np.asarray(images, np.float32)
 
 
-def ideal_dictionary(images, *, chunk_size: int = 256, deduplicate: bool = True) -> PatchDictionary:
-    """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2)."""
+def ideal_dictionary(
+    images, *, chunk_size: int = 256, deduplicate: bool = True, device: bool = True
+) -> PatchDictionary:
+    """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2).
+
+    ``device=False`` returns host (NumPy) arrays; :func:`to_device` moves them.
+    """
     stored = _storage(images)
     flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
-    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate)
+    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, device=device)
     return PatchDictionary(*(a[0] for a in table))
 
 
@@ -427,7 +443,7 @@ def bbels_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
 
 
 def region_dictionaries(
-    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True
+    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True, device: bool = True
 ) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
@@ -440,6 +456,8 @@ def region_dictionaries(
     constant code: it adds nothing to ``<q, psi>`` and the same constant to every ``||psi||^2`` of the group, which
     cancels in the softmax. The code 128 (0.0039) keeps that constant negligible. Groups whose padding is not at
     fixed positions are stored in float32 with true zeros.
+
+    ``device=False`` returns host (NumPy) arrays; :func:`to_device` moves them.
     """
     images = np.asarray(images, np.float32)
     h, w, c = images.shape[1:]
@@ -458,5 +476,5 @@ def region_dictionaries(
             _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
-        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate))
+        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, device=device))
     return tuple(out)
