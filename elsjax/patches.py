@@ -18,7 +18,12 @@ Patch vectors are flattened in ``(row, column, channel)`` order, matching :func:
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import contextvars
 import math
+import os
+import threading
 from typing import NamedTuple
 
 import jax
@@ -27,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "PAD_LOG_WEIGHT",
+    "SHARED_SHAPE_BITS",
     "PatchDictionary",
     "Region",
     "decode",
@@ -39,12 +45,60 @@ __all__ = [
     "els_regions",
     "bbels_regions",
     "region_dictionaries",
+    "shared_shapes",
+    "bucket",
 ]
 
 # Finite (not -inf) so that reduced-precision splitting of the matmul on accelerators can never produce NaN.
 PAD_LOG_WEIGHT = -1e30
 _CODE_SCALE = np.float32(2.0 / 255.0)
 _PAD_CODE = 128  # stands in for the zero padding of uint8 dictionaries (see region_dictionaries)
+
+# Significant bits kept when shared_shapes() rounds a one-group table's chunk count up (4: at most 1/8 more chunks,
+# 4.5% on average over the per-class dictionaries of MNIST and Fashion-MNIST; see experiments/results/fixed_costs.md).
+SHARED_SHAPE_BITS = 4
+_SHAPE_BITS: contextvars.ContextVar[int | None] = contextvars.ContextVar("elsjax_shape_bits", default=None)
+
+
+@contextlib.contextmanager
+def shared_shapes(bits: int | None = SHARED_SHAPE_BITS):
+    """Within this context, dictionaries are padded to a few shapes so that different data share compiled programs.
+
+    Each compiled program serves one dictionary shape, and the exact deduplication gives every class (and every
+    training set) its own size, so a job that builds the dictionaries of several classes compiles one program per
+    (class, k). Inside ``shared_shapes()`` every table uses full chunks (``chunk_size`` entries) and its chunk count
+    is rounded up by :func:`bucket`: to ``bits`` significant bits for one-group tables (ELS, IS, the bbELS centre:
+    the costly ones), to a power of two for tables of several groups (bbELS borders and corners, whose queries are
+    few). Padding entries have ``log_weight = PAD_LOG_WEIGHT``: a padding chunk leaves the softmax state bit for bit
+    unchanged, so results are identical; it only costs its share of the evaluation. ``bits=None`` turns it off.
+
+    Example:
+      >>> import numpy as np
+      >>> keys = np.arange(68, dtype=np.float32).reshape(34, 2)  # 17 chunks of 2
+      >>> with shared_shapes():
+      ...     make_dictionary(keys, keys[:, :1], chunk_size=2).keys.shape
+      (18, 2, 2)
+    """
+    token = _SHAPE_BITS.set(bits)
+    try:
+        yield
+    finally:
+        _SHAPE_BITS.reset(token)
+
+
+def bucket(n: int, bits: int) -> int:
+    """``n`` rounded up to ``bits`` significant binary digits (``bucket(9, 2) == 12``, ``bucket(100, 4) == 104``)."""
+    step = 1 << max(0, int(n).bit_length() - bits)
+    return -(-int(n) // step) * step
+
+
+def _layout(m: int, chunk_size: int, n_groups: int) -> tuple[int, int]:
+    """``(chunk, n_chunks)`` of a table of ``n_groups`` groups of at most ``m`` distinct entries each."""
+    bits = _SHAPE_BITS.get()
+    if bits is None:
+        chunk = min(chunk_size, _round_up(m, 8))
+        return chunk, math.ceil(m / chunk)
+    return chunk_size, bucket(math.ceil(m / chunk_size), bits if n_groups == 1 else 1)
 
 
 class PatchDictionary(NamedTuple):
@@ -141,9 +195,15 @@ class _ArrayRows:
         self.num_rows, self.dim = self.array.shape
         self.dtype = self.array.dtype
 
+    def ranges(self, block: int):
+        return _blocks(self.num_rows, block)
+
+    def rows(self, lo: int, hi: int):
+        return self.array[lo:hi]
+
     def blocks(self, block: int):
-        for lo, hi in _blocks(self.num_rows, block):
-            yield lo, hi, self.array[lo:hi]
+        for lo, hi in self.ranges(block):
+            yield lo, hi, self.rows(lo, hi)
 
 
 class _PatchRows:
@@ -159,14 +219,21 @@ class _PatchRows:
         self.grid = self.windows.shape[:3]
         self.num_rows, self.dim = int(np.prod(self.grid)), int(np.prod(windows.shape[3:]))
         self.dtype = windows.dtype
+        self.per_image = self.num_rows // self.grid[0]
+
+    def ranges(self, block: int):
+        """Row ranges of whole images, about ``block`` rows each."""
+        step = max(1, block // self.per_image) * self.per_image
+        return _blocks(self.num_rows, step)
+
+    def rows(self, lo: int, hi: int):
+        """Rows ``lo:hi`` (whole images), read from the strided view without a gather."""
+        n0, n1 = lo // self.per_image, hi // self.per_image
+        return np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
 
     def blocks(self, block: int):
-        """Contiguous rows, whole images at a time, read from the strided view without a gather."""
-        per_image = self.num_rows // self.grid[0]
-        step = max(1, block // per_image)
-        for n0 in range(0, self.grid[0], step):
-            n1 = min(n0 + step, self.grid[0])
-            yield n0 * per_image, n1 * per_image, np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
+        for lo, hi in self.ranges(block):
+            yield lo, hi, self.rows(lo, hi)
 
 
 def _patch_windows(images, k: int, pad_value=0):
@@ -176,8 +243,34 @@ def _patch_windows(images, k: int, pad_value=0):
     return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
 
 
+# Rows per block of a build's passes (hashing, writing and checking, norms): a block's temporaries stay small, and
+# blocks are the units of work of the build's threads.
+BUILD_BLOCK = 1 << 16
+
+
 def _blocks(num_rows: int, block: int):
     return [(start, min(start + block, num_rows)) for start in range(0, num_rows, block)]
+
+
+def build_threads() -> int:
+    """Threads a dictionary build uses (``ELSJAX_BUILD_THREADS``, default: the CPUs this process may use)."""
+    value = os.environ.get("ELSJAX_BUILD_THREADS", "")
+    if value.strip():
+        return max(1, int(value))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _parallel(fn, items) -> list:
+    """``[fn(item) for item in items]`` on :func:`build_threads` threads (NumPy releases the GIL in its loops).
+
+    Each item is computed by the same code whatever the thread, so results do not depend on the thread count.
+    """
+    items = list(items)
+    threads = min(build_threads(), len(items))
+    if threads <= 1:
+        return [fn(item) for item in items]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
 
 
 def _row_hashes(source, block: int):
@@ -186,15 +279,21 @@ def _row_hashes(source, block: int):
     width = _round_up(row_bytes, 8)
     prime = np.uint64(0x100000001B3)
     hashes = np.empty(source.num_rows, np.uint64)
-    for lo, hi, rows in source.blocks(block):
+
+    def hash_block(bounds):
+        lo, hi = bounds
+        rows = source.rows(lo, hi)
         buffer = np.zeros((hi - lo, width), np.uint8)
         buffer[:, :row_bytes] = rows.view(np.uint8).reshape(hi - lo, row_bytes)
         words = buffer.view(np.uint64)
         h = np.full(hi - lo, 0xCBF29CE484222325, np.uint64)
         for j in range(words.shape[1]):
-            h = (h ^ words[:, j]) * prime  # wraps modulo 2^64
+            h ^= words[:, j]
+            h *= prime  # wraps modulo 2^64
             h ^= h >> np.uint64(29)  # a product only moves bits up: fold the high bits back down
         hashes[lo:hi] = h
+
+    _parallel(hash_block, source.ranges(block))
     return hashes
 
 
@@ -202,44 +301,71 @@ def _hash_groups(hashes):
     """Groups row indices by 64-bit hash: ``(first [U], counts [U], group_of [M])``.
 
     Groups are numbered in the order of their first row (``first`` increases), and ``group_of[i]`` is row ``i``'s
-    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that. Work in row order is random
-    access into arrays of M entries (the slow part at tens of millions of rows), so there are only two such passes.
+    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that.
+
+    Rows are sorted by ``(high hash bits | row index)`` packed in one uint64 (``np.sort``, SIMD, about 10x faster
+    than an argsort), so that a run of equal high bits lists its rows in index order and its first row comes first.
+    The rare runs whose full hashes differ (high bits equal by chance) are split by full hash. Work in row order is
+    random access into arrays of M entries (the slow part at tens of millions of rows), so it is kept to one gather
+    and one scatter; counts come from run lengths, group numbers from one cumulative sum.
     """
     m = len(hashes)
     index = np.int32 if m < 2**31 else np.int64
     idx_bits = max(1, (m - 1).bit_length())
-    if idx_bits <= 28:
-        # Sorting (high hash bits | row index) as one uint64 with np.sort (SIMD) is about 10x faster than an
-        # argsort; rows that share the high bits come out in index order, and the full hash splits them below.
-        shift = np.uint64(idx_bits)
-        packed = (hashes >> shift) << shift | np.arange(m, dtype=np.uint64)
-        packed.sort()
-        order = (packed & np.uint64((1 << idx_bits) - 1)).astype(index)
-        del packed
-        sorted_hashes = hashes[order]
-        new_run = (sorted_hashes[1:] ^ sorted_hashes[:-1]) >> shift != 0
-    else:
+    if idx_bits > 40:  # fewer than 24 hash bits left to sort on: sort the full hashes instead
         order = np.argsort(hashes, kind="stable").astype(index)
         sorted_hashes = hashes[order]
-        new_run = sorted_hashes[1:] != sorted_hashes[:-1]
-    run_start = np.flatnonzero(np.concatenate([[True], new_run]))
-    run_of = np.repeat(np.arange(len(run_start), dtype=index), np.diff(np.append(run_start, m)))
-    first = order[run_start]  # within a run, rows are in index order
-    # Rows whose full hash differs from their run's first row (high bits equal by chance) get groups of their own.
-    split = np.flatnonzero(sorted_hashes != sorted_hashes[run_start[run_of]])
-    if split.size:
-        rows = order[split]  # index order within a run, and different runs never share a full hash
-        _, head, inverse = np.unique(hashes[rows], return_index=True, return_inverse=True)
-        run_of[split] = len(first) + inverse
-        first = np.concatenate([first, rows[head]])
+        new_run = np.empty(m, bool)
+        new_run[0] = True
+        np.not_equal(sorted_hashes[1:], sorted_hashes[:-1], out=new_run[1:])
+        split = np.zeros(0, np.int64)
+    else:
+        low = np.uint64((1 << idx_bits) - 1)
+        packed = hashes & ~low
+        packed |= np.arange(m, dtype=np.uint64)
+        packed.sort()
+        new_run = np.empty(m, bool)
+        new_run[0] = True
+        step = packed[1:] ^ packed[:-1]
+        np.greater(step, low, out=new_run[1:])  # the high bits changed
+        del step
+        packed &= low
+        order = packed.astype(index)
+        del packed
+        sorted_hashes = hashes[order]
+        changed = sorted_hashes[1:] != sorted_hashes[:-1]
+        changed &= ~new_run[1:]
+        split = np.flatnonzero(changed) + 1  # the full hash changes inside a run of equal high bits
+        del changed
     del sorted_hashes
+    run_start = np.flatnonzero(new_run)
+    del new_run
+    lengths = np.diff(run_start, append=m)
+    first = order[run_start]  # within a run, rows are in index order
+    firsts, counts = first, lengths
+    if split.size:
+        # Split each such run by full hash: distinct runs never share one, and np.unique keeps the first row first.
+        runs = np.unique(np.searchsorted(run_start, split, side="right") - 1)
+        rows = np.concatenate([order[run_start[r] : run_start[r] + lengths[r]] for r in runs])
+        _, head, inverse, sub_counts = np.unique(
+            hashes[rows], return_index=True, return_inverse=True, return_counts=True
+        )
+        keep = np.ones(len(run_start), bool)
+        keep[runs] = False
+        firsts = np.concatenate([first[keep], rows[head]])
+        counts = np.concatenate([lengths[keep], sub_counts])
     # Number the groups by first row without a sort: a group's number is how many first rows precede its own.
     is_first = np.zeros(m, bool)
-    is_first[first] = True
-    number = (np.cumsum(is_first, dtype=index) - 1)[first]
+    is_first[firsts] = True
+    number = np.cumsum(is_first, dtype=index)
+    number -= 1
+    out_counts = np.empty(len(firsts), np.int64)
+    out_counts[number[firsts]] = counts
     group_of = np.empty(m, index)
-    group_of[order] = number[run_of]
-    return np.flatnonzero(is_first), np.bincount(group_of, minlength=len(first)), group_of
+    group_of[order] = np.repeat(number[first], lengths)
+    if split.size:
+        group_of[rows] = number[rows[head]][inverse.ravel()]
+    return np.flatnonzero(is_first), out_counts, group_of
 
 
 def _exact_groups(source, block: int):
@@ -265,19 +391,33 @@ def _groups(source, block: int, deduplicate: bool = True):
 def _fill_group(source, first, group_of, keys, block: int) -> bool:
     """Writes each group's first row to ``keys[:U]`` in one pass over the rows, checking every row against it.
 
+    Blocks of rows are handled on :func:`build_threads` threads; a block's rows are checked once every earlier
+    block has written its groups (a row's group starts in its own block or an earlier one).
+
     Returns False if some row differs from its group's first row (a 64-bit hash collision).
     """
-    done = 0
-    for lo, hi, rows in source.blocks(block):
-        end = np.searchsorted(first, hi)  # first increases: the groups that start in this block
-        keys[done:end] = rows[first[done:end] - lo]
-        done = end
-        if group_of is not None and not np.array_equal(rows, keys[group_of[lo:hi]]):
-            return False
-    return True
+    ranges = source.ranges(block)
+    ends = np.searchsorted(first, [hi for _, hi in ranges])  # first increases: the groups that start in each block
+    starts = np.concatenate([[0], ends[:-1]])
+    filled = [threading.Event() for _ in ranges]
+    progress = threading.local()
+
+    def fill_and_check(i):
+        lo, hi = ranges[i]
+        rows = source.rows(lo, hi)
+        keys[starts[i] : ends[i]] = rows[first[starts[i] : ends[i]] - lo]
+        filled[i].set()
+        if group_of is None:
+            return True
+        for j in range(getattr(progress, "done", 0), i):  # each thread waits for every earlier block once
+            filled[j].wait()
+        progress.done = i
+        return np.array_equal(rows, keys[group_of[lo:hi]])
+
+    return all(_parallel(fill_and_check, range(len(ranges))))
 
 
-def distinct_rows(rows, *, block: int = 1 << 16):
+def distinct_rows(rows, *, block: int | None = None):
     """Exact deduplication: the first index of each distinct row of ``rows [M, D]`` and how often it occurs.
 
     Rows are hashed to 64 bits and grouped by hash, and every row is then compared bitwise with its group's first
@@ -288,6 +428,7 @@ def distinct_rows(rows, *, block: int = 1 << 16):
     Returns:
       ``(first [U] int64, counts [U] int64)``, ``first`` in increasing order.
     """
+    block = block or BUILD_BLOCK
     source = rows if isinstance(rows, (_ArrayRows, _PatchRows)) else _ArrayRows(rows)
     first, counts, group_of = _groups(source, block)
     if not _fill_group(source, first, group_of, np.empty((len(first), source.dim), source.dtype), block):
@@ -313,13 +454,14 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
 
 
 def _assemble(
-    sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16, device: bool = True
+    sources, values, *, chunk_size: int, deduplicate: bool, block: int | None = None, device: bool = True
 ) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
     ``device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
     """
+    block = block or BUILD_BLOCK
     for source in sources:
         if source.num_rows == 0:
             raise ValueError("dictionary: no patches (empty training set or class)")
@@ -327,8 +469,8 @@ def _assemble(
     n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
     while True:  # runs once, twice after a 64-bit hash collision
         m = max(len(first) for first, _, _ in groups)
-        chunk = min(chunk_size, _round_up(m, 8))
-        size = math.ceil(m / chunk) * chunk
+        chunk, n_chunks = _layout(m, chunk_size, n_groups)
+        size = n_chunks * chunk
         keys = _aligned_zeros((n_groups, size, dim), dtype)
         collided = [
             g
@@ -343,13 +485,20 @@ def _assemble(
     vals = _aligned_zeros((n_groups, size, n_values), dtype)
     aux = _aligned_zeros((n_groups, size, 2), np.float32)
     aux[..., 1] = PAD_LOG_WEIGHT
+
+    def norms_and_values(item):
+        g, lo, hi = item
+        first = groups[g][0]
+        rows = keys[g, lo:hi]
+        floats = decode(rows) if dtype == np.uint8 else rows
+        # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
+        aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)
+        vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
+
+    _parallel(
+        norms_and_values, [(g, lo, hi) for g, (f, _, _) in enumerate(groups) for lo, hi in _blocks(len(f), block)]
+    )
     for g, (first, counts, _) in enumerate(groups):
-        for lo, hi in _blocks(len(first), block):
-            rows = keys[g, lo:hi]
-            floats = decode(rows) if dtype == np.uint8 else rows
-            # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
-            aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)
-            vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
         aux[g, : len(first), 1] = np.log(counts)
     shape = lambda a: a.reshape(n_groups, size // chunk, chunk, a.shape[-1])
     if not device:
