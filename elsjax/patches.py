@@ -243,6 +243,9 @@ def _patch_windows(images, k: int, pad_value=0):
     return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
 
 
+# Rows from which the grouping is split over the build threads (below it, threads cost more than they save).
+PARALLEL_GROUPING_ROWS = 1 << 21
+
 # Rows per block of a build's passes (hashing, writing and checking, norms): a block's temporaries stay small, and
 # blocks are the units of work of the build's threads.
 BUILD_BLOCK = 1 << 16
@@ -303,6 +306,47 @@ def _hash_groups(hashes):
     Groups are numbered in the order of their first row (``first`` increases), and ``group_of[i]`` is row ``i``'s
     group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that.
 
+    Large inputs are split by the top bits of the hash into one part per build thread (equal hashes fall in one
+    part), each part grouped on its own thread by :func:`_hash_groups_serial`, and the groups numbered together.
+    """
+    m = len(hashes)
+    threads = build_threads()
+    if threads <= 1 or m < PARALLEL_GROUPING_ROWS:
+        return _hash_groups_serial(hashes)
+    bits = (threads - 1).bit_length()
+    part = (hashes >> np.uint64(64 - bits)).astype(np.uint8)
+    rows_of = _parallel(lambda p: np.flatnonzero(part == p), range(1 << bits))
+
+    def group_part(rows):
+        first, counts, group_of = _hash_groups_serial(hashes[rows])  # local row numbers keep the global order
+        return rows[first], counts, group_of
+
+    parts = _parallel(group_part, rows_of)
+    is_first = np.zeros(m, bool)
+    for first, _, _ in parts:
+        is_first[first] = True
+    index = np.int32 if m < 2**31 else np.int64
+    number = np.cumsum(is_first, dtype=index)
+    number -= 1
+    counts = np.empty(int(number[-1]) + 1, np.int64)
+    group_of = np.empty(m, index)
+
+    def place(item):
+        rows, (first, part_counts, part_group_of) = item
+        numbers = number[first]
+        counts[numbers] = part_counts
+        group_of[rows] = numbers[part_group_of]
+
+    _parallel(place, zip(rows_of, parts))
+    return np.flatnonzero(is_first), counts, group_of
+
+
+def _hash_groups_serial(hashes):
+    """:func:`_hash_groups` on one thread.
+
+    Groups are numbered in the order of their first row (``first`` increases), and ``group_of[i]`` is row ``i``'s
+    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that.
+
     Rows are sorted by ``(high hash bits | row index)`` packed in one uint64 (``np.sort``, SIMD, about 10x faster
     than an argsort), so that a run of equal high bits lists its rows in index order and its first row comes first.
     The rare runs whose full hashes differ (high bits equal by chance) are split by full hash. Work in row order is
@@ -311,6 +355,8 @@ def _hash_groups(hashes):
     """
     m = len(hashes)
     index = np.int32 if m < 2**31 else np.int64
+    if m == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, index)
     idx_bits = max(1, (m - 1).bit_length())
     if idx_bits > 40:  # fewer than 24 hash bits left to sort on: sort the full hashes instead
         order = np.argsort(hashes, kind="stable").astype(index)
@@ -326,13 +372,13 @@ def _hash_groups(hashes):
         packed.sort()
         new_run = np.empty(m, bool)
         new_run[0] = True
-        step = packed[1:] ^ packed[:-1]
-        np.greater(step, low, out=new_run[1:])  # the high bits changed
-        del step
+        buffer = np.empty(m, np.uint64)
+        np.bitwise_xor(packed[1:], packed[:-1], out=buffer[1:])
+        np.greater(buffer[1:], low, out=new_run[1:])  # the high bits changed
         packed &= low
         order = packed.astype(index)
         del packed
-        sorted_hashes = hashes[order]
+        sorted_hashes = np.take(hashes, order, out=buffer)
         changed = sorted_hashes[1:] != sorted_hashes[:-1]
         changed &= ~new_run[1:]
         split = np.flatnonzero(changed) + 1  # the full hash changes inside a run of equal high bits

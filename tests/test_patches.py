@@ -141,6 +141,7 @@ def test_build_equals_previous_build_bit_for_bit(monkeypatch, threads):
     """Many blocks on several threads (or one) build the same keys, counts and values as the previous build."""
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", threads)
     monkeypatch.setattr(patches, "BUILD_BLOCK", 700)  # many blocks per source, in any thread order
+    monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)  # the grouping split by hash over the threads
     assert build_digest(mnist_like(n=40, h=16, w=16, seed=7)) == PREVIOUS_BUILD["8bit"]
     assert build_digest(mnist_like(n=40, h=16, w=16, seed=8) * np.float32(0.5)) == PREVIOUS_BUILD["float"]
 
@@ -149,6 +150,7 @@ def test_threaded_build_equals_serial_with_hash_collisions(monkeypatch):
     """A weak hash (every row in one sort run) takes the split path; the threaded build still matches."""
     train = mnist_like(n=30, h=14, w=14, seed=3)
     monkeypatch.setattr(patches, "BUILD_BLOCK", 300)
+    monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", "1")
     want = machines.build("bbels", train, k=5).tables
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", "4")
