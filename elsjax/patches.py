@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import contextvars
+import hashlib
 import math
 import os
 import threading
@@ -588,10 +589,14 @@ def ideal_dictionary(
 
     ``device=False`` returns host (NumPy) arrays; :func:`to_device` moves them.
     """
-    stored = _storage(images)
-    flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
-    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, device=device)
-    return PatchDictionary(*(a[0] for a in table))
+
+    def build():
+        stored = _storage(images)
+        flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
+        table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, device=device)
+        return (PatchDictionary(*(a[0] for a in table)),)
+
+    return _cached(("ideal", chunk_size, deduplicate), images, build, device)[0]
 
 
 class Region(NamedTuple):
@@ -655,6 +660,32 @@ def region_dictionaries(
     ``device=False`` returns host (NumPy) arrays; :func:`to_device` moves them.
     """
     images = np.asarray(images, np.float32)
+    key = ("regions", k, _regions_key(regions), chunk_size, deduplicate)
+    build = lambda: _region_dictionaries(images, k, regions, chunk_size, deduplicate, device)
+    return _cached(key, images, build, device)
+
+
+def _cached(key: tuple, images, build, device: bool):
+    """``build()``, or the same dictionaries from the enclosing :func:`elsjax.dictcache.reuse`."""
+    from elsjax import dictcache
+
+    cache = dictcache.active()
+    if cache is None:
+        return build()
+    key = (dictcache.digest(np.asarray(images, np.float32)), *key, _SHAPE_BITS.get(), device)
+    return cache.get_or_build(key, build, to_device=to_device if device else None)
+
+
+def _regions_key(regions) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for region in regions:
+        for a in region:
+            a = np.ascontiguousarray(a, np.int64)
+            digest.update(f"{a.shape}".encode() + a.tobytes())
+    return digest.hexdigest()
+
+
+def _region_dictionaries(images, k, regions, chunk_size, deduplicate, device) -> tuple[PatchDictionary, ...]:
     h, w, c = images.shape[1:]
     d = k // 2
     codes = encode_8bit(images)
