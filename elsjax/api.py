@@ -13,12 +13,13 @@ jit-compiled ``score`` (the layer that composes everywhere).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, sampler
+from elsjax import checks, machines, patches, sampler
 
 __all__ = ["score", "sample"]
 
@@ -103,10 +104,13 @@ def sample(
     if keep_bytes is not None and (not isinstance(keep_bytes, (int, np.integer)) or keep_bytes < 0):
         raise ValueError(f"keep_bytes: expected a non-negative integer or None, got {keep_bytes!r}")
     out = jnp.zeros(seeds.shape, jnp.float32)
-    for index, images in checks.class_groups(seeds.shape[0], train, labels, y):
-        samples = sampler.sample_machine(
-            kind, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
-            progress=progress, keep_bytes=keep_bytes,
-        )  # fmt: skip
-        out = out.at[index].set(samples)
+    groups = checks.class_groups(seeds.shape[0], train, labels, y)
+    # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
+    with patches.shared_shapes() if len(groups) > 1 else contextlib.nullcontext():
+        for index, images in groups:
+            samples = sampler.sample_machine(
+                kind, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
+                progress=progress, keep_bytes=keep_bytes,
+            )  # fmt: skip
+            out = out.at[index].set(samples)
     return out

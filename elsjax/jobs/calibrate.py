@@ -14,8 +14,10 @@ Example::
 
 from __future__ import annotations
 
+import os
+
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks, figures, runs
+from elsjax import checks, dictcache, figures, runs
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -58,12 +60,13 @@ def run(cfg) -> dict:
     bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress)
     timer = runs.PhaseTimer(then=bar)
     try:
-        result = calibrate_lib.calibrate(
-            subject.eps_fn, subject.params, kind=cfg.kind, train=subject.dataset.images, ks=ks,
-            labels=subject.dataset.labels, conditional=subject.conditional, n_seeds=cfg.n_seeds, seed=cfg.seed,
-            num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None, batch_size=cfg.batch_size or None,
-            progress=timer,
-        )  # fmt: skip
+        with dictcache.reuse(dictcache.active(), directory=os.environ.get(dictcache.ENV_DIR) or None):
+            result = calibrate_lib.calibrate(
+                subject.eps_fn, subject.params, kind=cfg.kind, train=subject.dataset.images, ks=ks,
+                labels=subject.dataset.labels, conditional=subject.conditional, n_seeds=cfg.n_seeds, seed=cfg.seed,
+                num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None, batch_size=cfg.batch_size or None,
+                progress=timer,
+            )  # fmt: skip
     finally:
         bar.close()
     clock.lap("calibrate")
