@@ -5,8 +5,10 @@ before it, are :mod:`elsjax.noise` -> :mod:`elsjax.patches` -> :mod:`elsjax.post
 -> :mod:`elsjax.sampler` (the README's module map lists the whole stack, up to the jobs and the command line).
 """
 
-from elsjax import machines, noise, patches, posterior, sampler, scales, seeds
-from elsjax.api import sample, score
+from elsjax import machines, noise, patches, posterior, sampler, scales, seeds, sharding
+from elsjax.api import make_mesh, sample, score
 
-__all__ = ["score", "sample", "machines", "noise", "patches", "posterior", "sampler", "scales", "seeds"]
+__all__ = [
+    "score", "sample", "make_mesh", "machines", "noise", "patches", "posterior", "sampler", "scales", "seeds", "sharding",
+]  # fmt: skip
 __version__ = "0.1.0"

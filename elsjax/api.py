@@ -9,6 +9,10 @@ on the host (:mod:`elsjax.checks`); traced ones (inside ``jax.jit``, ``jax.grad`
 shape only and passed through. The training images, labels and classes must be concrete: a dictionary is built
 on the host. To trace through a fixed machine, build it once with :func:`elsjax.machines.build` and call its
 jit-compiled ``score`` (the layer that composes everywhere).
+
+Both take ``mesh=``: None (the default) runs on one device exactly as before; a ``jax.sharding.Mesh`` from
+:func:`elsjax.make_mesh` splits every dictionary over its ``"entries"`` axis and the batch over ``"seeds"``
+(:mod:`elsjax.sharding`, docs/scale_out.md).
 """
 
 from __future__ import annotations
@@ -19,12 +23,24 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, patches, sampler
+from elsjax import checks, machines, patches, sampler, sharding
+from elsjax.sharding import make_mesh
 
-__all__ = ["score", "sample"]
+__all__ = ["score", "sample", "make_mesh"]
 
 
-def score(kind: str, x, t, *, train, k: int | None = None, labels=None, y=None, chunk_size: int | None = None):
+def score(
+    kind: str,
+    x,
+    t,
+    *,
+    train,
+    k: int | None = None,
+    labels=None,
+    y=None,
+    chunk_size: int | None = None,
+    mesh=None,
+):
     """The score of a machine at a batch of noisy images.
 
     Args:
@@ -36,6 +52,10 @@ def score(kind: str, x, t, *, train, k: int | None = None, labels=None, y=None, 
       labels: training labels ``[N]`` (needed for ``y``).
       y: class per image ``[B]``, or None for the unconditional machine.
       chunk_size: dictionary entries per streamed chunk (default per machine).
+      mesh: None (one device), or a ``jax.sharding.Mesh`` from :func:`elsjax.make_mesh`: each dictionary split
+        over ``"entries"``, the images over ``"seeds"`` (which must divide ``B``). With several processes
+        (:func:`elsjax.sharding.initialize`), ``train`` and ``labels`` are this process's own share of the
+        training set and ``x``, ``t``, ``y`` the same on every process.
 
     Returns:
       The score ``[B, H, W, C]``, a ``jax.Array``.
@@ -56,11 +76,16 @@ def score(kind: str, x, t, *, train, k: int | None = None, labels=None, y=None, 
     x = checks.images("x", x, train.shape[1:])
     t = checks.times(t, x.shape[0])
     k = checks.patch_size("k", k, kind, train.shape[1:3])
-    out = jnp.zeros(x.shape, jnp.float32)
+    mesh = _check_mesh(mesh, x.shape[0], "x")
+    out = _Output(x.shape, mesh, traced=checks.is_traced(x, t))
     for index, images in checks.class_groups(x.shape[0], train, labels, y):
-        machine = machines.build(kind, images, k, chunk_size=chunk_size)
-        out = out.at[index].set(machine.score(jnp.asarray(x)[index], jnp.asarray(t)[index]))
-    return out
+        machine = machines.build(kind, images, k, chunk_size=chunk_size, mesh=mesh)
+        xs, ts = jnp.asarray(x)[index], jnp.asarray(t)[index]
+        if mesh is None:
+            out.set(index, machine.score(xs, ts))
+        else:  # each class group split over "seeds" (padded to a multiple of it)
+            out.set(index, machine.score(sharding.put_batch(xs, mesh), sharding.put_batch(ts, mesh))[: len(index)])
+    return out.result()
 
 
 def sample(
@@ -75,6 +100,7 @@ def sample(
     chunk_size: int | None = None,
     progress=None,
     keep_bytes: int | None = None,
+    mesh=None,
 ):
     """Samples from a machine on the reference grid: 19 DDIM steps from t = 0.95 to the clean output.
 
@@ -91,6 +117,9 @@ def sample(
       progress: optional callback, see :func:`elsjax.sampler.sample_machine` (called once per class group).
       keep_bytes: memory for dictionaries that non-monotone scales need again (see
         :func:`elsjax.sampler.sample_machine`); 0 rebuilds every time, the smallest peak memory.
+      mesh: None (one device), or a ``jax.sharding.Mesh`` from :func:`elsjax.make_mesh`: dictionaries split over
+        ``"entries"``, seeds over ``"seeds"`` (which must divide ``B``; each class group is padded to a multiple
+        of it). With several processes, ``train`` and ``labels`` are this process's share of the training set.
 
     Returns:
       ``[B, H, W, C]`` samples, a ``jax.Array``, inside the training pixel range.
@@ -103,14 +132,39 @@ def sample(
         raise ValueError(f"convention: expected one of {sampler.CONVENTIONS}, got {convention!r}")
     if keep_bytes is not None and (not isinstance(keep_bytes, (int, np.integer)) or keep_bytes < 0):
         raise ValueError(f"keep_bytes: expected a non-negative integer or None, got {keep_bytes!r}")
-    out = jnp.zeros(seeds.shape, jnp.float32)
+    mesh = _check_mesh(mesh, seeds.shape[0], "seeds")
+    out = _Output(seeds.shape, mesh, traced=checks.is_traced(seeds))
     groups = checks.class_groups(seeds.shape[0], train, labels, y)
     # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
     with patches.shared_shapes() if len(groups) > 1 else contextlib.nullcontext():
         for index, images in groups:
             samples = sampler.sample_machine(
                 kind, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
-                progress=progress, keep_bytes=keep_bytes,
+                progress=progress, keep_bytes=keep_bytes, mesh=mesh,
             )  # fmt: skip
-            out = out.at[index].set(samples)
-    return out
+            out.set(index, samples)
+    return out.result()
+
+
+def _check_mesh(mesh, batch: int, what: str):
+    mesh = sharding.check_mesh(mesh)
+    if mesh is not None:
+        sharding.check_batch(batch, mesh, what)
+    return mesh
+
+
+class _Output:
+    """The caller's batch put back together from class groups: on the device, or (sharded results) on the host."""
+
+    def __init__(self, shape, mesh, traced: bool):
+        self.host = mesh is not None and not traced  # a sharded result may live on other processes' devices too
+        self.value = np.zeros(shape, np.float32) if self.host else jnp.zeros(shape, jnp.float32)
+
+    def set(self, index, value):
+        if self.host:
+            self.value[index] = sharding.to_host(value)
+        else:
+            self.value = self.value.at[index].set(value)
+
+    def result(self):
+        return jnp.asarray(self.value)

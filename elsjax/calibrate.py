@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, noise, patches, sampler
+from elsjax import checks, machines, noise, patches, sampler, sharding
 from elsjax import seeds as seeds_lib
 
 __all__ = [
@@ -236,6 +236,7 @@ def calibrate(
     chunk_size: int | None = None,
     batch_size: int | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
+    mesh=None,
 ) -> Calibration:
     """Calibrates a machine's k schedule against a net (docs/maths.md §7) from seeds drawn by :func:`draw`.
 
@@ -261,6 +262,9 @@ def calibrate(
         trajectory and noise estimates), then per (class group, k) ``"build"`` (the dictionary), ``"compile"``
         (the machine's program) and ``"evaluate"`` (all states scored); ``done`` of ``total`` counts (class group,
         k) pairs. :class:`elsjax.runs.PhaseTimer` turns these calls into a split of the wall time.
+      mesh: None (one device) or a mesh from :func:`elsjax.make_mesh`: every machine's dictionary is split over
+        ``"entries"`` and its batch of states over ``"seeds"`` (padded to a multiple of it); the net runs on one
+        device. With several processes ``train`` and ``labels`` are this process's share of the training set.
 
     Returns:
       A :class:`Calibration`.
@@ -287,6 +291,7 @@ def calibrate(
         batch_size=batch_size,
         progress=progress,
         seed=seed,
+        mesh=mesh,
     )
 
 
@@ -305,10 +310,11 @@ def calibrate_seeds(
     batch_size: int | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
     seed: int | None = None,
+    mesh=None,
 ) -> Calibration:
     """:func:`calibrate` from given starting noise ``seeds [B, H, W, C]`` (x at t = 1) and classes ``y [B]`` or None.
 
-    ``seed`` is only recorded in the result. See :func:`calibrate` for the other arguments.
+    ``seed`` is only recorded in the result. See :func:`calibrate` for the other arguments (``mesh`` too).
 
     Example:
       >>> import numpy as np
@@ -326,6 +332,7 @@ def calibrate_seeds(
     n = checks.integer("num_steps", num_steps, 1)
     if batch_size is not None:
         batch_size = checks.integer("batch_size", batch_size, 1)
+    mesh = sharding.check_mesh(mesh)
     groups = checks.class_groups(x1.shape[0], train, labels, y)
     if y is not None:
         y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by checks.class_groups
@@ -343,6 +350,8 @@ def calibrate_seeds(
     y_states = None if y is None else np.tile(y, n)
     net = in_batches(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
     del traj
+    if jax.process_count() > 1:  # every process runs the net; the machines must see the very same states
+        states, net = sharding.broadcast((states, net))
     report("net", 0, total, 0)
 
     # 2. Per class group and per k: one dictionary, one batched evaluation over all (step, seed) states of the group.
@@ -354,10 +363,12 @@ def calibrate_seeds(
             rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
             xs, ts, target = states[rows], t_states[rows], net[rows]
             for col, k in enumerate(machine_ks):
-                machine = machines.build(kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size)
+                machine = machines.build(
+                    kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size, mesh=mesh
+                )
                 report("build", done, total, int(k))
                 compiled = functools.partial(report, "compile", done, total, int(k))
-                eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled)
+                eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh)
                 del machine
                 gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
                 cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
@@ -390,16 +401,19 @@ def _machine_eps(machine, x, t):
     return machines.ScoreMachine.eps(machine, x, t)
 
 
-def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None):
+def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=None):
     """``fn`` over the leading axis in batches of ``batch_size`` (the last padded by repetition: one compilation).
 
     With ``static`` (a machine), ``fn(static, *batch)`` is compiled ahead of the first batch (``jax.jit(fn)
     .lower(...).compile()``) and ``on_compiled`` is called after, so that a caller can time compilation apart.
     Programs are kept by ``fn`` and argument shapes (:data:`PROGRAMS` of them): machines of one shape (classes
-    padded by :func:`elsjax.patches.shared_shapes`) share one.
+    padded by :func:`elsjax.patches.shared_shapes`) share one. With ``mesh``, each batch is padded to a multiple of
+    its ``"seeds"`` axis and split over it.
     """
     total = len(arrays[0])
     size = total if batch_size is None else min(batch_size, total)
+    if mesh is not None:
+        size = -(-size // sharding.axis_size(mesh, sharding.SEEDS)) * sharding.axis_size(mesh, sharding.SEEDS)
     out, compiled = None, None
     for start in range(0, total, size):
         stop = min(start + size, total)
@@ -408,12 +422,14 @@ def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None):
             None if a is None else jnp.asarray(np.concatenate([a[start:stop], np.repeat(a[stop - 1 : stop], pad, 0)]))
             for a in arrays
         ]
+        if mesh is not None:
+            batch = [None if a is None else sharding.put_batch(a, mesh) for a in batch]
         if static is not None:
             if compiled is None:
                 compiled = _compiled(fn, static, batch)
                 if on_compiled is not None:
                     on_compiled()
-            result = np.asarray(compiled(static, *batch))[: stop - start]
+            result = sharding.to_host(compiled(static, *batch))[: stop - start]
         else:
             result = np.asarray(fn(*batch))[: stop - start]
         if out is None:

@@ -316,6 +316,11 @@ def load_net(directory, step: int | None = None, *, verify: bool = True):
 
     meta = read_meta(directory, step)
     eps_fn, target = nets.abstract_params(meta["spec"])
+    if jax.process_count() > 1:
+        # In a multi-process run (docs/scale_out.md) every process restores the whole net onto its own first device;
+        # without a target sharding orbax would restore onto the saving process's device (another process's here).
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=local), target)
     params, _, meta = restore(directory, target, spec=meta["spec"], step=meta["step"], verify=verify)
     return eps_fn, params, meta
 

@@ -36,6 +36,10 @@ __all__ = [
 
 KINDS = ("ideal", "ls", "els", "bbels")
 
+# Training pixels may exceed [-1, 1] by float32 rounding (8-bit data decoded as v * float32(2/255) - 1 gives
+# 1.0000002 for v = 255); anything further out is data in another range.
+RANGE_SLACK = 1e-6
+
 
 def is_traced(*values) -> bool:
     """Whether any value is a JAX tracer (inside ``jit``, ``grad`` or ``vmap``): then only shapes can be checked."""
@@ -111,7 +115,7 @@ def train_images(value, name: str = "train"):
     arr = float_array(name, value, 4)
     layout(name, arr.shape)
     lo, hi = float(arr.min()), float(arr.max())
-    if lo < -1.0 or hi > 1.0:
+    if lo < -1.0 - RANGE_SLACK or hi > 1.0 + RANGE_SLACK:
         raise ValueError(
             f"{name}: pixel values must lie in [-1, 1] (got [{lo:.3g}, {hi:.3g}]; scale u in [0,1] as 2u - 1)"
         )

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # Training images for the default run: the first 1,000 Fashion-MNIST images (about 100 per class). Class-
-# conditional bbELS on them, one seed per class, takes a few minutes on 2 CPU cores (see README_data_cli.md);
+# conditional bbELS on them, one seed per class, takes a few minutes on 2 CPU cores (README, Timings);
 # the cost is dominated by building and compiling one machine per (class, k) and grows slowly with the subset.
 DEFAULT_LIMIT = 1000
 
@@ -95,13 +95,24 @@ HELP = {
     "sample_seed": "PRNG seed of the sample seeds",
     # calibrate, evaluate
     "net": "the trained net: a checkpoint folder or an `elsjax train` run directory",
+    "net_step": "which checkpoint step of the net (0: the newest)",
     "ks": "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)",
     "published": "published scales to draw beside the result (a name from `elsjax scales`; empty: none)",
     "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, k list joined "
     "by '+', or a calibration.json); NAME=ideal for the IS",
     "net_steps": "DDIM steps of the net's samples, comma-separated (150: the paper's Table 1, 20: Table 2)",
     "seeds_per_part": "seeds per saved piece of a machine's samples (what an interruption can lose)",
+    # scale-out (docs/scale_out.md)
+    "mesh": "devices for the machines as SEEDS,ENTRIES (e.g. 2,4): seeds split over SEEDS devices, each dictionary "
+    "over ENTRIES (0: all remaining devices); empty: one device",
+    "coordinator": "multi-process run: HOST:PORT of process 0 (jax.distributed), or auto (Slurm, Open MPI, Cloud "
+    "TPU); empty: $ELSJAX_COORDINATOR, else one process",
+    "num_processes": "processes of a multi-process run; 0: $ELSJAX_NUM_PROCESSES, else detected",
+    "process_id": "index of this process in a multi-process run; -1: $ELSJAX_PROCESS_ID, else detected",
 }
+
+# The scale-out fields shared by the sample, calibrate and evaluate configs (see elsjax.sharding.setup).
+SCALE_OUT = {"mesh": "", "coordinator": "", "num_processes": 0, "process_id": -1}
 
 # Fields whose meaning differs for ``elsjax calibrate`` and ``elsjax evaluate``.
 EVAL_HELP = {
@@ -139,6 +150,7 @@ def sample_config() -> ml_collections.ConfigDict:
             "cache": True,
             "progress": True,
             "png_scale": 2,
+            **SCALE_OUT,
         }
     )
 
@@ -209,6 +221,7 @@ def calibrate_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "net": "",
+            "net_step": 0,
             "kind": "bbels",
             "ks": ",".join(str(k) for k in range(3, 18, 2)),
             "limit": 0,
@@ -221,6 +234,7 @@ def calibrate_config() -> ml_collections.ConfigDict:
             "out_dir": "runs/calibrate",
             "overwrite": False,
             "progress": True,
+            **SCALE_OUT,
         }
     )
 
@@ -235,6 +249,7 @@ def evaluate_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "net": "",
+            "net_step": 0,
             "machines": "bbels=bbels:MNIST_ResNet_zeros,ls=ls:MNIST_ResNet_zeros,ideal=ideal",
             "net_steps": "20,150",
             "limit": 0,
@@ -247,6 +262,7 @@ def evaluate_config() -> ml_collections.ConfigDict:
             "out_dir": "runs/evaluate",
             "progress": True,
             "png_scale": 2,
+            **SCALE_OUT,
         }
     )
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from elsjax import api, checks, metrics, sampler
+from elsjax import api, checks, metrics, sampler, sharding
 from elsjax.calibrate import draw, in_batches
 from elsjax.machines import KINDS
 
@@ -107,6 +107,7 @@ def machine_samples(
     convention: str = "reference",
     chunk_size: int | None = None,
     progress=None,
+    mesh=None,
 ) -> np.ndarray:
     """A machine's samples from ``seeds`` (treated as x at t = 0.95): :func:`elsjax.sample` on the machine grid.
 
@@ -122,6 +123,8 @@ def machine_samples(
       convention: ``"reference"`` or ``"corrected"``, see :func:`elsjax.sample`.
       chunk_size: dictionary entries per streamed chunk.
       progress: see :func:`elsjax.sampler.sample_machine`.
+      mesh: None (one device) or a mesh from :func:`elsjax.make_mesh` (see :func:`elsjax.sample`); the seeds are
+        padded (by repetition) to a multiple of its ``"seeds"`` axis and the padding dropped.
 
     Returns:
       float32 ``[B, H, W, C]``.
@@ -136,7 +139,12 @@ def machine_samples(
         if kind != "ideal":
             raise ValueError(f"scales: the {kind!r} machine needs a k schedule")
         scales = [0] * DEFAULT_STEPS
-    return api.sample(
+    mesh = sharding.check_mesh(mesh)
+    batch = np.shape(seeds)[0]
+    if mesh is not None:
+        seeds = sharding.pad_batch(np.asarray(seeds), sharding.axis_size(mesh, sharding.SEEDS))
+        y = None if y is None else sharding.pad_batch(np.asarray(y), sharding.axis_size(mesh, sharding.SEEDS))
+    out = api.sample(
         kind,
         seeds,
         train=train,
@@ -146,7 +154,9 @@ def machine_samples(
         convention=convention,
         chunk_size=chunk_size,
         progress=progress,
-    ).astype(np.float32)
+        mesh=mesh,
+    )
+    return out.astype(np.float32) if mesh is None else out.astype(np.float32)[:batch]
 
 
 def agreement(machine_outputs: Mapping[str, np.ndarray], net_outputs: Mapping[int, np.ndarray]) -> dict:
@@ -281,6 +291,7 @@ def evaluate(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     progress: Callable | None = None,
+    mesh=None,
 ) -> Evaluation:
     """The paper's evaluation of a net against score machines (docs/maths.md §8), from seeds drawn by
     :func:`elsjax.calibrate.draw`.
@@ -304,6 +315,8 @@ def evaluate(
       progress: optional ``progress(part, phase, done, total, k)``: part ``"net_<steps>"`` (phase ``"sample"``,
         done 1 of 1, k 0) after each net run; a machine name with :func:`elsjax.sampler.sample_machine`'s
         ``(phase, done, total, k)`` during its sampling.
+      mesh: None (one device) or a mesh from :func:`elsjax.make_mesh` for the machines (see
+        :func:`machine_samples`); the net runs on one device.
 
     Returns:
       An :class:`Evaluation`.
@@ -333,6 +346,7 @@ def evaluate(
             convention=convention,
             chunk_size=chunk_size,
             progress=(lambda *args, _name=name: report(_name, *args)) if progress else None,
+            mesh=mesh,
         )
     per_seed = agreement(outputs, net)
     return Evaluation(seeds, y, net, outputs, per_seed, summarize(per_seed, ideal=ideal))

@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import checks, noise, posterior
+from elsjax import checks, noise, posterior, sharding
 from elsjax.patches import (
     PAD_LOG_WEIGHT,
+    ImageStack,
     PatchDictionary,
     bbels_regions,
     els_regions,
@@ -65,14 +65,9 @@ def default_patch_chunk() -> int:
     return PATCH_CHUNK.get(jax.default_backend(), PATCH_CHUNK_ACCELERATOR)
 
 
-class ImageStack(NamedTuple):
-    """Training images chunked for the LS machine: ``images [n_chunks, chunk, H, W, C]``, ``log_weights [n, chunk]``."""
-
-    images: jax.Array
-    log_weights: jax.Array
-
-
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["tables"], meta_fields=["kind", "k", "image_shape"])
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["tables"], meta_fields=["kind", "k", "image_shape", "mesh"]
+)
 @dataclasses.dataclass(frozen=True)
 class ScoreMachine:
     """A score machine with its precomputed dictionaries.
@@ -83,12 +78,15 @@ class ScoreMachine:
       kind: one of :data:`KINDS`.
       k: patch size (0 for IS).
       image_shape: ``(H, W, C)``.
+      mesh: None (one device), or the ``jax.sharding.Mesh`` the tables are split over (:mod:`elsjax.sharding`):
+        their entries over ``"entries"``, the images of a batch over ``"seeds"``.
     """
 
     tables: tuple[PatchDictionary | ImageStack, ...]
     kind: str
     k: int
     image_shape: tuple[int, int, int]
+    mesh: jax.sharding.Mesh | None = None
 
     def denoise(self, x, t):
         """The posterior mean ``mu`` (the machine's clean-image estimate) at ``x [B, H, W, C]``, ``t`` scalar or ``[B]``."""
@@ -109,7 +107,7 @@ class ScoreMachine:
 
 
 def build(
-    kind: str, images, k: int | None = None, *, chunk_size: int | None = None, deduplicate: bool = True
+    kind: str, images, k: int | None = None, *, chunk_size: int | None = None, deduplicate: bool = True, mesh=None
 ) -> ScoreMachine:
     """Precomputes a machine's dictionaries from training images ``[N, H, W, C]`` (already class-filtered).
 
@@ -119,6 +117,9 @@ def build(
       k: odd patch size (ignored by ``"ideal"``).
       chunk_size: entries per streamed chunk (patches, or images for IS and LS).
       deduplicate: store each distinct patch once with its count (exact; IS, ELS and bbELS).
+      mesh: None (one device), or a ``jax.sharding.Mesh`` (:func:`elsjax.make_mesh`): the dictionaries are split
+        over its ``"entries"`` axis and replicated over ``"seeds"``. With several processes, ``images`` are this
+        process's own training images (:func:`elsjax.sharding.local_part`): it builds and holds only their share.
 
     Returns:
       The :class:`ScoreMachine`.
@@ -135,31 +136,35 @@ def build(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
     ):
         raise ValueError(f"chunk_size: expected a positive integer or None, got {chunk_size!r}")
+    mesh = sharding.check_mesh(mesh)
+    on_device = mesh is None  # a sharded build stays on the host until sharding.shard_tables places its pieces
     if kind == "ideal":
-        tables = (ideal_dictionary(images, chunk_size=chunk_size or 256, deduplicate=deduplicate),)
+        tables = (ideal_dictionary(images, chunk_size=chunk_size or 256, deduplicate=deduplicate, to_device=on_device),)
         k = 0
     elif kind == "ls":
-        tables = (_image_stack(images, chunk_size or IMAGE_CHUNK),)
+        tables = (_image_stack(images, chunk_size or IMAGE_CHUNK, to_device=on_device),)
     else:
         regions = (els_regions if kind == "els" else bbels_regions)(h, w, k)
         tables = tuple(
             region_dictionaries(
-                images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate
+                images, k, regions, chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate,
+                to_device=on_device,
             )
-        )
-    return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c))
+        )  # fmt: skip
+    if mesh is not None:
+        tables = sharding.shard_tables(tables, mesh)
+    return ScoreMachine(tables=tables, kind=kind, k=int(k), image_shape=(h, w, c), mesh=mesh)
 
 
-def _image_stack(images, chunk: int) -> ImageStack:
+def _image_stack(images, chunk: int, to_device: bool = True) -> ImageStack:
     n = images.shape[0]
     chunk = min(chunk, n)
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
     log_w = np.concatenate([np.zeros(n), np.full(pad, PAD_LOG_WEIGHT)]).astype(np.float32)
     images = np.pad(images, ((0, pad), (0, 0), (0, 0), (0, 0)))
-    return ImageStack(
-        jnp.asarray(images.reshape((n_chunks, chunk) + images.shape[1:])), jnp.asarray(log_w.reshape(n_chunks, chunk))
-    )
+    put = jnp.asarray if to_device else np.asarray
+    return ImageStack(put(images.reshape((n_chunks, chunk) + images.shape[1:])), put(log_w.reshape(n_chunks, chunk)))
 
 
 def _times(t, x):
@@ -170,14 +175,28 @@ def _times(t, x):
 
 @jax.jit
 def _denoise(machine: ScoreMachine, x, t):
+    if machine.mesh is not None:
+        # The same maths per device, on its shard of every table and of the batch; the partial softmax states are
+        # merged across "entries" before the division (sharding.merge_across).
+        mean = functools.partial(_mean, machine.kind, machine.k, machine.image_shape)
+        return sharding.map_entries(mean, machine.mesh, machine.tables, x, t)
+    return _mean(machine.kind, machine.k, machine.image_shape, machine.tables, x, t)
+
+
+def _mean(kind: str, k: int, image_shape, tables, x, t, combine=None):
+    """The posterior mean; ``combine`` (sharded machines) maps each partial softmax state to the merged one."""
     a, b = noise.signal_noise_std(t)
-    if machine.kind == "ideal":
-        return _ideal_mean(machine.tables[0], x, a, b)
-    if machine.kind == "ls":
-        return _local_mean(machine.tables[0], x, a, b, machine.k)
-    padding = "circular" if machine.kind == "els" else "zeros"
-    regions = (els_regions if machine.kind == "els" else bbels_regions)(*machine.image_shape[:2], machine.k)
-    return _patch_mean(machine.tables, regions, x, a, b, machine.k, padding)
+    if kind == "ideal":
+        return _ideal_mean(tables[0], x, a, b, combine)
+    if kind == "ls":
+        return _local_mean(tables[0], x, a, b, k, combine)
+    padding = "circular" if kind == "els" else "zeros"
+    regions = (els_regions if kind == "els" else bbels_regions)(*image_shape[:2], k)
+    return _patch_mean(tables, regions, x, a, b, k, padding, combine)
+
+
+def _merged(state, combine):
+    return state if combine is None else combine(state)
 
 
 @jax.jit
@@ -213,12 +232,12 @@ def _bcast(v):
     return v[:, None, None, None]
 
 
-def _ideal_mean(dictionary: PatchDictionary, x, a, b):
+def _ideal_mean(dictionary: PatchDictionary, x, a, b, combine=None):
     queries = posterior.augment_queries(x.reshape(x.shape[0], -1), a, b)
-    return posterior.finalize(posterior.stream(queries, dictionary)).reshape(x.shape)
+    return posterior.finalize(_merged(posterior.stream(queries, dictionary), combine)).reshape(x.shape)
 
 
-def _patch_mean(tables, regions, x, a, b, k: int, padding: str):
+def _patch_mean(tables, regions, x, a, b, k: int, padding: str, combine=None):
     n_img, h, w, c = x.shape
     rows, cols = np.arange(h), np.arange(w)
     queries = jax.vmap(patches_at, in_axes=(0, None, None, None, None))(x, k, rows, cols, padding)
@@ -230,7 +249,7 @@ def _patch_mean(tables, regions, x, a, b, k: int, padding: str):
         group_q = queries[:, region.pixels].transpose(1, 0, 2, 3).reshape(n_groups, n_img * q_per_group, -1)
         a_q, b_q = jnp.repeat(a, q_per_group), jnp.repeat(b, q_per_group)
         aug = jax.vmap(posterior.augment_queries, in_axes=(0, None, None))(group_q, a_q, b_q)
-        state = jax.vmap(posterior.stream)(aug, dictionary)
+        state = _merged(jax.vmap(posterior.stream)(aug, dictionary), combine)
         mean = jax.vmap(posterior.finalize)(state).reshape(n_groups, n_img, q_per_group, c)
         mu = mu.at[:, region.pixels.reshape(-1)].set(mean.transpose(1, 0, 2, 3).reshape(n_img, -1, c))
     return mu.reshape(x.shape)
@@ -249,7 +268,7 @@ def _window_sum(v, k: int):
     return v
 
 
-def _local_mean(stack: ImageStack, x, a, b, k: int):
+def _local_mean(stack: ImageStack, x, a, b, k: int, combine=None):
     """LS: exact per-pixel logits by box-summing the squared-difference map (no expansion, so no cancellation)."""
     n_img, h, w, c = x.shape
     inv_two_var = 0.5 / (b * b)
@@ -271,4 +290,4 @@ def _local_mean(stack: ImageStack, x, a, b, k: int):
 
     state = posterior.init_state(n_img * h * w, c)
     state, _ = lax.scan(body, state, (stack.images, stack.log_weights))
-    return posterior.finalize(state).reshape(x.shape)
+    return posterior.finalize(_merged(state, combine)).reshape(x.shape)

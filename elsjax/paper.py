@@ -2,8 +2,10 @@
 
 Everything elsjax calls "the paper's" derives from here: :func:`elsjax.nets.spec` fills missing architecture
 settings from :data:`NETS`, :func:`elsjax.config.train_config` and :func:`elsjax.config.paper_train_config` take the
-optimiser, batch size and epochs from :data:`TRAINING`, and the sweeps print :data:`TABLE1` and :data:`TABLE2`
-beside measured numbers. Sources: Kamb & Ganguli (ICML 2025) §5, §C.1-C.2 and the authors' code
+optimiser, batch size and epochs from :data:`TRAINING`, :func:`elsjax.config.calibrate_config` its seeds and steps
+from :data:`CALIBRATION` (its subset and candidates default to the net's own training set and k = 3..17, the
+ResNets' receptive field; a sweep row sets them), and the sweeps print :data:`TABLE1` and :data:`TABLE2` beside
+measured numbers. Sources: Kamb & Ganguli (ICML 2025) §5, §C.1-C.2 and the authors' code
 (docs/maths.md §7-§9).
 
 Example:

@@ -35,10 +35,11 @@ __all__ = [
     "PAD_LOG_WEIGHT",
     "SHARED_SHAPE_BITS",
     "PatchDictionary",
+    "ImageStack",
     "Region",
     "decode",
     "encode_8bit",
-    "to_device",
+    "device_put",
     "patches_at",
     "distinct_rows",
     "make_dictionary",
@@ -120,6 +121,16 @@ class PatchDictionary(NamedTuple):
     def num_entries(self) -> int:
         """Number of entries per group, padding included."""
         return self.keys.shape[-3] * self.keys.shape[-2]
+
+
+class ImageStack(NamedTuple):
+    """Training images chunked for the LS machine: ``images [n_chunks, chunk, H, W, C]``, ``log_weights [n, chunk]``.
+
+    Padding images are zero with ``log_weight = PAD_LOG_WEIGHT``.
+    """
+
+    images: jax.Array
+    log_weights: jax.Array
 
 
 def decode(codes):
@@ -501,12 +512,12 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
 
 
 def _assemble(
-    sources, values, *, chunk_size: int, deduplicate: bool, block: int | None = None, device: bool = True
+    sources, values, *, chunk_size: int, deduplicate: bool, block: int | None = None, to_device: bool = True
 ) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
-    ``device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
+    ``to_device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
     """
     block = block or BUILD_BLOCK
     for source in sources:
@@ -548,13 +559,13 @@ def _assemble(
     for g, (first, counts, _) in enumerate(groups):
         aux[g, : len(first), 1] = np.log(counts)
     shape = lambda a: a.reshape(n_groups, size // chunk, chunk, a.shape[-1])
-    if not device:
+    if not to_device:
         return PatchDictionary(*(shape(a) for a in (keys, aux, vals)))
     # may_alias: on CPU the device arrays share the (aligned) host buffers instead of copying them.
-    return to_device(PatchDictionary(*(shape(a) for a in (keys, aux, vals))))
+    return device_put(PatchDictionary(*(shape(a) for a in (keys, aux, vals))))
 
 
-def to_device(dictionary: PatchDictionary) -> PatchDictionary:
+def device_put(dictionary: PatchDictionary) -> PatchDictionary:
     """A host dictionary's arrays on the default device; on CPU the device arrays share the (aligned) host buffers."""
     return PatchDictionary(*(jax.device_put(a, may_alias=True) for a in dictionary))
 
@@ -583,20 +594,23 @@ def _storage(images):
 
 
 def ideal_dictionary(
-    images, *, chunk_size: int = 256, deduplicate: bool = True, device: bool = True
+    images, *, chunk_size: int = 256, deduplicate: bool = True, to_device: bool = True
 ) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2).
 
-    ``device=False`` returns host (NumPy) arrays; :func:`to_device` moves them.
+    ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
+    pieces itself); :func:`device_put` moves them.
     """
 
     def build():
         stored = _storage(images)
         flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
-        table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, device=device)
+        table = _assemble(
+            [flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device
+        )
         return (PatchDictionary(*(a[0] for a in table)),)
 
-    return _cached(("ideal", chunk_size, deduplicate), images, build, device)[0]
+    return _cached(("ideal", chunk_size, deduplicate), images, build, to_device)[0]
 
 
 class Region(NamedTuple):
@@ -643,7 +657,7 @@ def bbels_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
 
 
 def region_dictionaries(
-    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True, device: bool = True
+    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True, to_device: bool = True
 ) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
@@ -657,23 +671,24 @@ def region_dictionaries(
     cancels in the softmax. The code 128 (0.0039) keeps that constant negligible. Groups whose padding is not at
     fixed positions are stored in float32 with true zeros.
 
-    ``device=False`` returns host (NumPy) arrays; :func:`to_device` moves them.
+    ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
+    pieces itself); :func:`device_put` moves them.
     """
     images = np.asarray(images, np.float32)
     key = ("regions", k, _regions_key(regions), chunk_size, deduplicate)
-    build = lambda: _region_dictionaries(images, k, regions, chunk_size, deduplicate, device)
-    return _cached(key, images, build, device)
+    build = lambda: _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device)
+    return _cached(key, images, build, to_device)
 
 
-def _cached(key: tuple, images, build, device: bool):
+def _cached(key: tuple, images, build, to_device: bool):
     """``build()``, or the same dictionaries from the enclosing :func:`elsjax.dictcache.reuse`."""
     from elsjax import dictcache
 
     cache = dictcache.active()
     if cache is None:
         return build()
-    key = (dictcache.digest(np.asarray(images, np.float32)), *key, _SHAPE_BITS.get(), device)
-    return cache.get_or_build(key, build, to_device=to_device if device else None)
+    key = (dictcache.digest(np.asarray(images, np.float32)), *key, _SHAPE_BITS.get(), to_device)
+    return cache.get_or_build(key, build, to_device=device_put if to_device else None)
 
 
 def _regions_key(regions) -> str:
@@ -685,7 +700,7 @@ def _regions_key(regions) -> str:
     return digest.hexdigest()
 
 
-def _region_dictionaries(images, k, regions, chunk_size, deduplicate, device) -> tuple[PatchDictionary, ...]:
+def _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device) -> tuple[PatchDictionary, ...]:
     h, w, c = images.shape[1:]
     d = k // 2
     codes = encode_8bit(images)
@@ -702,5 +717,5 @@ def _region_dictionaries(images, k, regions, chunk_size, deduplicate, device) ->
             _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
-        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, device=device))
+        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device))
     return tuple(out)

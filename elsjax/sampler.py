@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, noise, patches
+from elsjax import machines, noise, patches, sharding
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
@@ -169,6 +169,7 @@ def sample_machine(
     return_trajectory: bool = False,
     progress: Callable[[str, int, int, int], None] | None = None,
     keep_bytes: int | None = None,
+    mesh=None,
 ):
     """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
@@ -188,6 +189,10 @@ def sample_machine(
         schedule's distinct k are built before the first step while an upper bound of their size (every patch
         distinct) fits in it, each one's program compiling on a background thread while the next is built.
         Results do not depend on it.
+      mesh: None (one device) or a ``jax.sharding.Mesh`` (:func:`elsjax.make_mesh`): each dictionary is split over
+        ``"entries"`` and the seeds over ``"seeds"`` (padded by repetition to a multiple of it, the padding
+        dropped at the end); the loop runs on the sharded state. With several processes, ``images`` are this
+        process's own training images and ``seeds`` the same on every process.
 
     Returns:
       ``[B, H, W, C]`` samples (and the trajectory, if asked). The output is a posterior mean, a convex combination
@@ -195,12 +200,16 @@ def sample_machine(
       (a sample's minimum was measured at -1.0000001 with data in [-1, 1]).
     """
     report = progress or (lambda *args: None)
-    lo, hi = float(np.min(images)), float(np.max(images))
+    mesh = sharding.check_mesh(mesh)
+    lo, hi = (float(np.min(images)), float(np.max(images))) if mesh is None else sharding.global_range(images)
     keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
     grid, ks = machine_steps(scales, convention)
     if kind == "ideal":
         ks = np.zeros_like(ks)  # IS has no patch size: one segment
+    batch = np.shape(seeds)[0]
     x = jnp.asarray(seeds, jnp.float32)
+    if mesh is not None:
+        x = sharding.put_batch(x, mesh)  # split over "seeds"
     visited, built, start = [], {}, 0
     # Ahead of time: each dictionary's program compiles on a background thread while the next dictionary is built.
     ahead = None if isinstance(x, jax.core.Tracer) else concurrent.futures.ThreadPoolExecutor(1)
@@ -208,7 +217,7 @@ def sample_machine(
 
     def build(k, done):
         report("build", done, len(ks), int(k))
-        built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size)
+        built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size, mesh=mesh)
         report("built", done, len(ks), int(k))
         if ahead is not None:
             compiling[k] = ahead.submit(_compile, built[k], x, grid, return_trajectory)
@@ -252,6 +261,9 @@ def sample_machine(
     if ahead is not None:
         ahead.shutdown()
     x = jnp.clip(x, lo, hi)
+    if mesh is not None:
+        x = x[:batch]
+        visited = [v[:, :batch] for v in visited] if return_trajectory else visited
     return (x, jnp.concatenate(visited)) if return_trajectory else x
 
 

@@ -11,7 +11,8 @@ mapping per row (:data:`ROW_DEFAULTS` lists the fields). A row runs, each stage 
 3. ``evaluate/``: the net's samples at each step count and, from the same seeds, the calibrated (E)LS and LS, the
    same machines with the row's published scales, and the IS; the medians and per-seed values (docs/maths.md §8).
 
-A stage whose ``record.json`` exists is skipped; the evaluation saves its work in parts and resumes from them. So
+A stage whose run directory holds a finished run (``record.json``) of the same config is skipped (a changed
+calibration config reruns the calibration); the evaluation saves its work in parts and resumes from them. So
 killing a sweep and running it again completes only the missing work, and gives the same table. After every row
 the tables are rewritten: ``table.md`` (the layout of the paper's tables, the paper's number beside each measured
 one, the machine, the net's training budget and the wall time per row) and ``table.json``.
@@ -19,7 +20,7 @@ one, the machine, the net's training budget and the wall time per row) and ``tab
 Example::
 
     elsjax sweep --config experiments/sweeps/cpu_scale.py                   # every row
-    elsjax sweep --config experiments/sweeps/cpu_scale.py --rows fmnist_resnet_zeros_conditional
+    elsjax sweep --config experiments/sweeps/cpu_scale.py --only fmnist_resnet_zeros_conditional
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ROW_DEFAULTS = {
     "train_config": "",  # a train config file (experiments/configs/...), used when `net` is empty
     "train_overrides": {},  # fields of that config to change (e.g. num_steps)
     "net": "",  # an existing net (checkpoint or run directory): no training
+    "net_step": 0,  # which of its checkpoints (0: the newest), e.g. for agreement against training budget
     "kind": "",  # the (E)LS machine: "" = bbels for zero padding, els for circular
     "ks": "3,5,7,9,11,13,15,17",  # (E)LS calibration candidates
     "ls_ks": "3,5,7,9,11,13,15,17",  # LS calibration candidates
@@ -120,18 +122,19 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     row_dir = out_dir / row["name"]
     walls = {}
 
-    # 1. The net.
-    if row["net"]:
-        net = row["net"]
-    else:
-        net = str(row_dir / "train")
-        if not runs.is_complete(net):
-            cfg = _train_cfg(row)
-            cfg.out_dir, cfg.progress = net, progress
+    # 1. The net: the row's own, or trained from its train config (into `net` when that holds no checkpoint yet).
+    net = row["net"] or str(row_dir / "train")
+    trained = Path(net).exists() and checkpoint.latest_step(net) is not None
+    if not trained or not row["net"]:
+        if not row["train_config"]:
+            raise ValueError(f"rows: row {row['name']!r}: no checkpoint in {net} and no train_config to make one")
+        cfg = _train_cfg(row)
+        cfg.out_dir, cfg.progress = net, progress
+        if not _done_with(Path(net), cfg):  # a changed config is resumed or refused by the training job
             log(f"[{row['name']}] training ({cfg.num_steps} steps)")
             train_job.run(cfg, log=log)
-        walls["train"] = _total(Path(net))
-    meta = checkpoint.read_meta(net)
+    walls["train"] = _total(Path(net))
+    meta = checkpoint.read_meta(net, row["net_step"] or None)
     spec, net_cfg = meta["spec"], meta.get("config") or {}
     kind = row["kind"] or ("els" if spec.get("padding") == "circular" else "bbels")
 
@@ -139,11 +142,11 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     calibrations = {}
     for machine, ks in ((kind, row["ks"]), ("ls", row["ls_ks"])):
         cal_dir = row_dir / f"calibrate_{machine}"
-        if not runs.is_complete(cal_dir):
-            cfg = config_lib.calibrate_config()
-            cfg.update(dict(net=net, kind=machine, ks=ks, limit=row["limit"], n_seeds=row["calibrate_seeds"],
-                            seed=row["seed"], num_steps=row["calibrate_steps"], published=row["published"],
-                            out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
+        cfg = config_lib.calibrate_config()
+        cfg.update(dict(net=net, net_step=row["net_step"], kind=machine, ks=ks, limit=row["limit"],
+                        n_seeds=row["calibrate_seeds"], seed=row["seed"], num_steps=row["calibrate_steps"],
+                        published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
+        if not _done_with(cal_dir, cfg):
             log(f"[{row['name']}] calibrating {machine} over k in {ks}")
             calibrate_job.run(cfg)
         calibrations[machine] = cal_dir / "calibration.json"
@@ -157,10 +160,10 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     machines.append("ideal=ideal")
     eval_dir = row_dir / "evaluate"
     cfg = config_lib.evaluate_config()
-    cfg.update(dict(net=net, machines=",".join(machines), net_steps=row["net_steps"], limit=row["limit"],
+    cfg.update(dict(net=net, net_step=row["net_step"], machines=",".join(machines), net_steps=row["net_steps"], limit=row["limit"],
                     n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1, seeds_per_part=row["seeds_per_part"],
                     out_dir=str(eval_dir), progress=progress))  # fmt: skip
-    if not runs.is_complete(eval_dir) or json.loads((eval_dir / "config.json").read_text()) != cfg.to_dict():
+    if not _done_with(eval_dir, cfg):
         log(f"[{row['name']}] evaluating {row['evaluate_seeds']} seeds")
         evaluate_job.run(cfg, log=log)
     walls["evaluate"] = _total(eval_dir)
@@ -183,6 +186,24 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     }
     runs.write_json(row_dir / "row.json", record)
     return record
+
+
+def _done_with(run_dir: Path, cfg) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``cfg`` (up to where and how it ran): then the stage is skipped."""
+    if not runs.is_complete(run_dir):
+        return False
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    return _settings(saved) == _settings(cfg.to_dict())
+
+
+# Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep
+# whose nets live outside it (as in experiments/sweeps/cpu_scale.py) can be moved, e.g. committed under
+# experiments/results, and continued there. (A net trained inside the sweep is named by its path, which moves too.)
+_LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite"})
+
+
+def _settings(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _LOCATION_FIELDS}
 
 
 def _total(run_dir: Path):

@@ -7,7 +7,7 @@ shape. This benchmark times, each in a fresh Python process (so that nothing is 
 * ``cold``: :func:`elsjax.sampler.sample_machine` as a user calls it, its wall time (the first call of the
   process, compilation included), then the same call again in the same process (``warm``: programs compiled);
 * ``split``: the same schedule run phase by phase with the library's own pieces: the host build
-  (``patches.region_dictionaries(..., device=False)``), the transfer (``patches.to_device``), the trace and the
+  (``patches.region_dictionaries(..., to_device=False)``), the transfer (``patches.device_put``), the trace and the
   compilation of the sampler's loop ahead of time (``sampler.sample_loop.lower(...).compile()``), and the segment's
   evaluations (the compiled loop, waited for). Dictionaries are kept or rebuilt as the sampler would.
 
@@ -140,9 +140,9 @@ def worker_split(args) -> dict:
         row = {"k": k, "steps": length, "build_s": 0.0, "transfer_s": 0.0, "trace_s": 0.0, "compile_s": 0.0}
         if k not in built:
             t0 = time.perf_counter()
-            host = patches.region_dictionaries(images, k, regions_of(h, w, k), chunk_size=chunk, device=False)
+            host = patches.region_dictionaries(images, k, regions_of(h, w, k), chunk_size=chunk, to_device=False)
             t1 = time.perf_counter()
-            tables = tuple(jax.block_until_ready(patches.to_device(d)) for d in host)
+            tables = tuple(jax.block_until_ready(patches.device_put(d)) for d in host)
             t2 = time.perf_counter()
             built[k] = machines.ScoreMachine(tables=tables, kind=args.kind, k=k, image_shape=(h, w, c))
             row["build_s"], row["transfer_s"] = t1 - t0, t2 - t1

@@ -22,3 +22,29 @@ def config_flags(parser: argparse.ArgumentParser, schema, help=None) -> None:
 def resolved(schema, args: argparse.Namespace):
     """The job's config: ``schema``, then the config file, the ``--config.F=V`` overrides and the flags."""
     return config_lib.resolve(schema, args, args.extra)
+
+
+def is_primary() -> bool:
+    """Whether this process reports a job's results: always, except in a multi-process run (process 0 only)."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def job_command(schema_fn, job: str, summary, help=None):
+    """``(add_arguments, run)`` of a command that resolves ``schema_fn()``'s config, runs ``elsjax.jobs.JOB.run`` and
+    prints ``summary(record, cfg)`` (in a multi-process run, process 0 only)."""
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        config_flags(parser, schema_fn(), help=help)
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        cfg = resolved(schema_fn(), args)
+        record = importlib.import_module(f"elsjax.jobs.{job}").run(cfg)
+        if is_primary():
+            print(summary(record, cfg))
+        return 0
+
+    return add_arguments, run

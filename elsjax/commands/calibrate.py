@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
 from elsjax import commands
 from elsjax import config as config_lib
 
 ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
 COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.cli.enable_compilation_cache)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands.config_flags(parser, config_lib.calibrate_config(), help=config_lib.EVAL_HELP)
-
-
-def run(args: argparse.Namespace) -> int:
-    from elsjax.jobs import calibrate
-
-    cfg = commands.resolved(config_lib.calibrate_config(), args)
-    record = calibrate.run(cfg)
-    print(summary(record, cfg))
-    return 0
 
 
 def summary(record: dict, cfg) -> str:
@@ -31,3 +16,6 @@ def summary(record: dict, cfg) -> str:
     lines.append(f"wrote {cfg.out_dir}/: calibration.json, calibration.png, config.json, record.json")
     lines.append(f"time: {record['timings']['total_s']:.1f} s")
     return "\n".join(lines)
+
+
+add_arguments, run = commands.job_command(config_lib.calibrate_config, "calibrate", summary, help=config_lib.EVAL_HELP)

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
 from elsjax import commands
 from elsjax import config as config_lib
 
 ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
 COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.cli.enable_compilation_cache)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands.config_flags(parser, config_lib.evaluate_config(), help=config_lib.EVAL_HELP)
-
-
-def run(args: argparse.Namespace) -> int:
-    from elsjax.jobs import evaluate
-
-    cfg = commands.resolved(config_lib.evaluate_config(), args)
-    record = evaluate.run(cfg)
-    print(summary(record, cfg))
-    return 0
 
 
 def summary(record: dict, cfg) -> str:
@@ -35,3 +20,6 @@ def summary(record: dict, cfg) -> str:
     lines.append(f"wrote {cfg.out_dir}/: summary.json, samples.npz, comparison.png, r_violin_net*.png, record.json")
     lines.append(f"time: {record['timings']['total_s']:.1f} s")
     return "\n".join(lines)
+
+
+add_arguments, run = commands.job_command(config_lib.evaluate_config, "evaluate", summary, help=config_lib.EVAL_HELP)

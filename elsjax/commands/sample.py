@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = commands.resolved(config_lib.sample_config(), args)
     record = sample.run(cfg)
+    if not commands.is_primary():  # in a multi-process run, process 0 reports (and writes)
+        return 0
     out = Path(cfg.out_dir)
     print(f"wrote {', '.join(str(out / name) for name in sample.OUTPUT_FILES)}")
     print(f"data: {record['data']['source']}, {record['data']['subset']} ({record['data']['num_images']} images)")

@@ -10,6 +10,9 @@ Example::
 
     elsjax calibrate --net experiments/checkpoints/mnist_resnet_zeros_cpu --kind bbels --ks 3,5,7,9,11,13,15,17 \
         --published MNIST_ResNet_zeros --out-dir runs/cal_mnist
+
+Scale-out (docs/scale_out.md): ``mesh`` splits the machines' dictionaries and states over devices; with several
+processes each builds the dictionaries of its share of the training set, and process 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks, dictcache, figures, runs
+from elsjax import checks, dictcache, figures, runs, sharding
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -42,6 +45,13 @@ def parse_ks(text) -> list[int]:
     return values
 
 
+def _data_label(subject) -> str:
+    n = len(subject.dataset.images)
+    if subject.conditional:
+        return f"{subject.dataset.name}, N={n}, class-conditional: about {n // subject.dataset.num_classes} per class"
+    return f"{subject.dataset.name}, N={n}"
+
+
 def run(cfg) -> dict:
     """Runs one calibration described by a :func:`elsjax.config.calibrate_config`.
 
@@ -49,27 +59,34 @@ def run(cfg) -> dict:
       The record written to ``record.json``.
     """
     clock = runs.Stopwatch()
-    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
+    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
+    primary = sharding.is_primary()  # process 0 writes the outputs
+    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
     ks = parse_ks(cfg.ks)
     checks.kind(cfg.kind)
     checks.candidates("ks", ks, "bbels", (10**9, 10**9))  # odd, >= 3, distinct; ELS's k <= H once the data is known
     published = scales_lib.resolve(cfg.published) if cfg.published else None
-    subject = netdata.load(cfg.net, limit=cfg.limit)
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     clock.lap("load")
 
-    bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress)
+    bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress and primary)
     timer = runs.PhaseTimer(then=bar)
+    train, labels = sharding.local_share(subject.dataset.images, subject.dataset.labels)
+    # The classes of the seeds come from the whole training set's labels, whatever this process's share holds.
+    num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
     try:
         with dictcache.reuse(dictcache.active(), directory=os.environ.get(dictcache.ENV_DIR) or None):
             result = calibrate_lib.calibrate(
-                subject.eps_fn, subject.params, kind=cfg.kind, train=subject.dataset.images, ks=ks,
-                labels=subject.dataset.labels, conditional=subject.conditional, n_seeds=cfg.n_seeds, seed=cfg.seed,
-                num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None, batch_size=cfg.batch_size or None,
-                progress=timer,
+                subject.eps_fn, subject.params, kind=cfg.kind, train=train, ks=ks, labels=labels,
+                conditional=subject.conditional, num_classes=num_classes,
+                n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
+                batch_size=cfg.batch_size or None, progress=timer, mesh=mesh,
             )  # fmt: skip
     finally:
         bar.close()
     clock.lap("calibrate")
+    if not primary:
+        return {"command": "elsjax calibrate", "median": result.median, "mode": result.mode}
 
     runs.write_config(out_dir, cfg)
     runs.write_json(
@@ -77,7 +94,7 @@ def run(cfg) -> dict:
     )
     figures.calibration_plot(
         result, out_dir / "calibration.png", published=published,
-        title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({subject.dataset.name}, N={len(subject.dataset.images)})",
+        title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({_data_label(subject)})",
     )  # fmt: skip
     record = {
         "command": "elsjax calibrate",
@@ -86,5 +103,6 @@ def run(cfg) -> dict:
         "published": published,
         "net": subject.describe(cfg.net),
         "data": subject.dataset.describe(),
+        "mesh": sharding.describe(mesh),
     }
     return runs.write_record(out_dir, record, config=cfg, timings={**clock.laps(), **timer.laps("calibrate_")})

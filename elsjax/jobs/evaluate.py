@@ -13,13 +13,17 @@ new machines are added, and a machine whose kind or scales changed is recomputed
 
 Outputs in ``out_dir``: ``summary.json`` (``n_seeds``, ``median_r``/``median_r2``/``median_R2``/``median_mse`` per
 machine and net step count, ``frac_beats_ideal``, every per-seed value), ``samples.npz`` (seeds, classes, the net's
-and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin.png``,
+and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin_netN.png`` (per net step count N),
 ``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine).
 
 Example::
 
     elsjax evaluate --net experiments/checkpoints/mnist_resnet_zeros_cpu --n-seeds 50 \
         --machines bbels=bbels:MNIST_ResNet_zeros,ls=ls:MNIST_ResNet_zeros,ideal=ideal --out-dir runs/eval_mnist
+
+Scale-out (docs/scale_out.md): ``mesh`` splits the machines' dictionaries and seeds over devices. With several
+processes each builds the dictionaries of its share of the training set; process 0 alone reads and writes the run
+directory (and the net's samples), and tells the others which machine parts are still to compute.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elsjax import checks, dictcache, figures, runs, seeds
+from elsjax import checks, dictcache, figures, runs, seeds, sharding
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
@@ -40,6 +44,7 @@ __all__ = ["run", "parse_machines", "MachineSpec", "RESUMABLE_FIELDS"]
 # Fields that may change when an evaluation is resumed (parts record what they were computed from).
 RESUMABLE_FIELDS = frozenset(
     {"machines", "net_steps", "progress", "png_scale", "out_dir", "batch_size", "seeds_per_part"}
+    | {"mesh", "coordinator", "num_processes", "process_id"}  # where it runs changes only float32 rounding
 )
 
 
@@ -138,16 +143,20 @@ def run(cfg, *, log=print) -> dict:
       The record written to ``record.json``.
     """
     clock = runs.Stopwatch()
+    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
+    primary = sharding.is_primary()  # process 0 reads and writes the run directory
     _check(cfg)
     specs = parse_machines(cfg.machines)
     steps = parse_steps(cfg.net_steps)
     out_dir = Path(cfg.out_dir)
-    resuming = runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation")
-    subject = netdata.load(cfg.net, limit=cfg.limit)
+    resuming = primary and runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation")
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     dataset = subject.dataset
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
-    runs.write_config(out_dir, cfg)
+    train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
+    if primary:
+        runs.write_config(out_dir, cfg)
     parts = out_dir / "parts"
     base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
                 "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
@@ -157,7 +166,7 @@ def run(cfg, *, log=print) -> dict:
 
     computed = []
     net_out = {}
-    for n in steps:
+    for n in steps if primary else ():  # the net's samples are only needed by the metrics, on process 0
         path, tag = parts / f"net_{n}.npz", {**base_tag, "net_steps": n}
         samples = _load_part(path, tag)
         if samples is None:
@@ -169,6 +178,8 @@ def run(cfg, *, log=print) -> dict:
         net_out[n] = samples
     clock.lap("net")
 
+    # The IS has no k; it runs as many steps as the other machines (the length of their scales; 20 if none).
+    ideal_steps = next((len(m.scales) for m in specs if m.scales is not None), 20)
     machine_out, machine_seconds = {}, {}
     timer = runs.PhaseTimer()
     block = cfg.seeds_per_part
@@ -181,23 +192,28 @@ def run(cfg, *, log=print) -> dict:
                 path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
                 tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
                        "seeds": [start, stop]}  # fmt: skip
-                samples = _load_part(path, tag)
-                if samples is None:
-                    bar = runs.StepBar(0, enabled=cfg.progress, desc=f"{spec.name} seeds {start}-{stop - 1}")
+                samples = _load_part(path, tag) if primary else None
+                if not _on_primary(samples is not None):  # every process computes what process 0 lacks
+                    bar = runs.StepBar(
+                        0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}"
+                    )
                     try:
                         samples = evaluate_lib.machine_samples(
-                            spec.kind, noise[start:stop], train=dataset.images,
-                            scales=spec.scales if spec.scales is not None else [3] * 20,
-                            labels=dataset.labels, y=None if y is None else y[start:stop], convention=cfg.convention,
-                            chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar),
+                            spec.kind, noise[start:stop], train=train,
+                            scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
+                            labels=labels, y=None if y is None else y[start:stop], convention=cfg.convention,
+                            chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh,
                         )  # fmt: skip
                     finally:
                         bar.close()
-                    _save_part(path, samples, tag)
+                    if primary:
+                        _save_part(path, samples, tag)
                     computed.append(path.name)
                 pieces.append(samples)
-            machine_out[spec.name] = np.concatenate(pieces)
+            machine_out[spec.name] = np.concatenate(pieces) if primary else None
             machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
+    if not primary:
+        return {"command": "elsjax evaluate", "computed_parts": computed, "timings": clock.laps()}
 
     ideal = next((m.name for m in specs if m.kind == "ideal"), None)
     per_seed = evaluate_lib.agreement(machine_out, net_out)
@@ -229,8 +245,14 @@ def run(cfg, *, log=print) -> dict:
         "net": subject.describe(cfg.net),
         "data": dataset.describe(),
         "seeds": seeds.describe(cfg.seed, noise.shape),
+        "mesh": sharding.describe(mesh),
     }
     return runs.write_record(out_dir, record, config=cfg, timings=timings)
+
+
+def _on_primary(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (so that all of them compute the same parts)."""
+    return bool(sharding.broadcast(np.array(int(flag), np.int32)))
 
 
 def summary_r(per_seed, name: str, steps: int) -> np.ndarray:

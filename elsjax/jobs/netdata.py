@@ -45,11 +45,12 @@ class NetAndData(NamedTuple):
         }
 
 
-def load(net, *, limit: int = 0) -> NetAndData:
+def load(net, *, step: int = 0, limit: int = 0) -> NetAndData:
     """Loads a net (checkpoint folder or ``elsjax train`` run directory) and its training set.
 
     Args:
       net: the checkpoint or run directory.
+      step: which checkpoint step (0: the newest).
       limit: 0 for the net's own training subset; N for the first N images of the net's split instead.
 
     Raises:
@@ -57,7 +58,9 @@ def load(net, *, limit: int = 0) -> NetAndData:
     """
     if not net:
         raise ValueError("net: give the trained net (a checkpoint folder or an `elsjax train` run directory)")
-    eps_fn, params, meta = checkpoint.load_net(net)
+    if step < 0:
+        raise ValueError(f"net_step: expected 0 (the newest checkpoint) or a step, got {step}")
+    eps_fn, params, meta = checkpoint.load_net(net, step or None)
     train_cfg = meta.get("config")
     if not train_cfg or "dataset" not in train_cfg:
         raise ValueError(f"net: the checkpoint in {net} records no training config, so its training set is unknown")

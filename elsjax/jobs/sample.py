@@ -11,6 +11,10 @@ Outputs in ``out_dir``:
 Example (a tiny user-directory dataset; see ``tests/test_cli.py``)::
 
     elsjax sample --dataset mnist --data-dir DIR --limit 40 --scales 3,3,3,3 --n-seeds 2 --out-dir runs/tiny
+
+Scale-out (docs/scale_out.md): ``mesh`` splits the dictionaries and the seeds over devices; with several processes
+(``coordinator``, ``num_processes``, ``process_id``) each process builds the dictionaries of its share of every
+class, and process 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from elsjax import config as config_lib
-from elsjax import data, runs, seeds
+from elsjax import data, runs, seeds, sharding
 
 __all__ = ["run", "OUTPUT_FILES"]
 
@@ -53,9 +57,12 @@ def run(cfg) -> dict:
     from elsjax import scales as scales_lib
 
     clock = runs.Stopwatch()
+    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
+    primary = sharding.is_primary()  # process 0 writes the outputs
     _check(cfg)
+    sharding.check_batch(cfg.n_seeds, mesh, "n_seeds")
     scales = scales_lib.resolve(cfg.scales)
-    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
+    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
     info = data.DATASETS[data.canonical_name(cfg.dataset)]
     if cfg.label >= info.num_classes or cfg.label < -1:
         raise ValueError(
@@ -73,23 +80,27 @@ def run(cfg) -> dict:
         if missing:
             raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
     groups = 1 if y is None else len(np.unique(y))
-    bar = runs.StepBar(groups * (len(scales) - 1), enabled=cfg.progress)
+    train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
+    bar = runs.StepBar(groups * (len(scales) - 1), enabled=cfg.progress and primary)
     try:
         samples = elsjax.sample(
-            cfg.kind, noise, train=dataset.images, scales=scales, labels=dataset.labels, y=y,
-            convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar,
+            cfg.kind, noise, train=train, scales=scales, labels=labels, y=y,
+            convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar, mesh=mesh,
         )  # fmt: skip
     finally:
         bar.close()
     clock.lap("sample")
-
-    runs.write_config(out_dir, cfg)
-    runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.seed, png_scale=cfg.png_scale)
     record = {
         "command": "elsjax sample",
         "scales": scales,
         "seeds": seeds.describe(cfg.seed, noise.shape),
         "labels": None if y is None else y.tolist(),
         "data": dataset.describe(),
+        "mesh": sharding.describe(mesh),
     }
+    if not primary:
+        return {**record, "timings": clock.laps()}
+
+    runs.write_config(out_dir, cfg)
+    runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.seed, png_scale=cfg.png_scale)
     return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())

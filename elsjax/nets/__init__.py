@@ -123,6 +123,6 @@ def __getattr__(name):
     if name == "EpsFn":
         import warnings
 
-        warnings.warn("elsjax.nets.NetEpsFn was renamed elsjax.nets.NetEpsFn", DeprecationWarning, stacklevel=2)
+        warnings.warn("elsjax.nets.EpsFn was renamed elsjax.nets.NetEpsFn", DeprecationWarning, stacklevel=2)
         return NetEpsFn
     raise AttributeError(f"module 'elsjax.nets' has no attribute {name!r}")

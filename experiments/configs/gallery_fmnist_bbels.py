@@ -1,19 +1,15 @@
-"""The gallery run (experiments/gallery.py): class-conditional bbELS on Fashion-MNIST, one seed per class.
-
-The first 1,000 training images, the published FashionMNIST_ResNet_zeros_conditional schedule, seed 1.
+"""The gallery run (experiments/gallery.py): the quick-start run (``sample_fmnist_bbels.py``: class-conditional
+bbELS on the first 1,000 Fashion-MNIST images, published FashionMNIST_ResNet_zeros_conditional scales, one seed per
+class) with seed 1.
 """
 
-from elsjax.config import sample_config
+from pathlib import Path
+
+from elsjax.config import load_file
 
 
 def get_config():
-    config = sample_config()
-    config.kind = "bbels"
-    config.dataset = "fashion_mnist"
-    config.scales = "FashionMNIST_ResNet_zeros_conditional"
-    config.conditional = True
-    config.limit = 1000
-    config.n_seeds = 10
+    config = load_file(Path(__file__).with_name("sample_fmnist_bbels.py"))
     config.seed = 1
     config.out_dir = "runs/gallery"
     config.overwrite = True

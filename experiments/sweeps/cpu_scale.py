@@ -20,7 +20,7 @@ CHECKPOINTS = "experiments/checkpoints"
 
 def get_config():
     config = sweep_config()
-    config.out_dir = "runs/sweep_cpu_scale"
+    config.out_dir = "experiments/results/cpu_scale"  # committed: a run continues from the finished stages
     config.rows = [
         dict(name="fmnist_resnet_zeros_conditional", net=f"{CHECKPOINTS}/fmnist_resnet_zeros_conditional_cpu",
              train_config="experiments/configs/train_fmnist_resnet_cpu.py", ks=RESNET_KS, ls_ks=RESNET_KS,

@@ -1,0 +1,22 @@
+"""Agreement against the net's training budget: the CPU-scale MNIST ResNet (zeros, first 2,000 digits) at several
+checkpoints of one training run, each with its own calibration, evaluated like the rows of ``cpu_scale.py`` but with
+20 seeds (the point is the trend, not the level).
+
+    elsjax sweep --config experiments/sweeps/cpu_budget.py --out-dir experiments/results/cpu_budget
+"""
+
+from pathlib import Path
+
+from elsjax.config import load_file
+
+STEPS = (1200, 2400, 3600)  # of 3,600 (train_mnist_resnet_n2000_cpu.py); 600 and 3000 are kept too
+
+
+def get_config():
+    config = load_file(Path(__file__).with_name("cpu_scale.py"))
+    (row,) = [r for r in config.rows if r["name"] == "mnist_resnet_zeros"]
+    config.out_dir = "experiments/results/cpu_budget"
+    config.rows = [
+        {**row, "name": f"mnist_resnet_zeros_step{step}", "net_step": step, "evaluate_seeds": 20} for step in STEPS
+    ]
+    return config
