@@ -17,12 +17,13 @@ Both take ``mesh=``: None (the default) runs on one device exactly as before; a 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, sampler, sharding
+from elsjax import checks, machines, patches, sampler, sharding
 from elsjax.sharding import make_mesh
 
 __all__ = ["score", "sample", "make_mesh"]
@@ -133,12 +134,15 @@ def sample(
         raise ValueError(f"keep_bytes: expected a non-negative integer or None, got {keep_bytes!r}")
     mesh = _check_mesh(mesh, seeds.shape[0], "seeds")
     out = _Output(seeds.shape, mesh, traced=checks.is_traced(seeds))
-    for index, images in checks.class_groups(seeds.shape[0], train, labels, y):
-        samples = sampler.sample_machine(
-            kind, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
-            progress=progress, keep_bytes=keep_bytes, mesh=mesh,
-        )  # fmt: skip
-        out.set(index, samples)
+    groups = checks.class_groups(seeds.shape[0], train, labels, y)
+    # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
+    with patches.shared_shapes() if len(groups) > 1 else contextlib.nullcontext():
+        for index, images in groups:
+            samples = sampler.sample_machine(
+                kind, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
+                progress=progress, keep_bytes=keep_bytes, mesh=mesh,
+            )  # fmt: skip
+            out.set(index, samples)
     return out.result()
 
 

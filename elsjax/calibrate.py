@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import gc
 from collections.abc import Callable, Sequence
@@ -36,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, noise, sampler, sharding
+from elsjax import checks, machines, noise, patches, sampler, sharding
 from elsjax import seeds as seeds_lib
 
 __all__ = [
@@ -355,21 +357,23 @@ def calibrate_seeds(
     # 2. Per class group and per k: one dictionary, one batched evaluation over all (step, seed) states of the group.
     cos = np.full((n, n_seeds, len(ks)), np.nan)  # grid-row order: row i is t = (n - i) / n
     done = 0
-    for index, images in groups:
-        rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
-        xs, ts, target = states[rows], t_states[rows], net[rows]
-        for col, k in enumerate(machine_ks):
-            machine = machines.build(
-                kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size, mesh=mesh
-            )
-            report("build", done, total, int(k))
-            compiled = functools.partial(report, "compile", done, total, int(k))
-            eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh)
-            del machine
-            gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
-            cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
-            done += 1
-            report("evaluate", done, total, int(k))
+    # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
+    with patches.shared_shapes() if len(groups) > 1 else contextlib.nullcontext():
+        for index, images in groups:
+            rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
+            xs, ts, target = states[rows], t_states[rows], net[rows]
+            for col, k in enumerate(machine_ks):
+                machine = machines.build(
+                    kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size, mesh=mesh
+                )
+                report("build", done, total, int(k))
+                compiled = functools.partial(report, "compile", done, total, int(k))
+                eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh)
+                del machine
+                gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
+                cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
+                done += 1
+                report("evaluate", done, total, int(k))
     if kind == "ideal":
         cos[:] = cos[:, :, :1]
     cos = cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n
@@ -402,7 +406,9 @@ def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=No
 
     With ``static`` (a machine), ``fn(static, *batch)`` is compiled ahead of the first batch (``jax.jit(fn)
     .lower(...).compile()``) and ``on_compiled`` is called after, so that a caller can time compilation apart.
-    With ``mesh``, each batch is padded to a multiple of its ``"seeds"`` axis and split over it.
+    Programs are kept by ``fn`` and argument shapes (:data:`PROGRAMS` of them): machines of one shape (classes
+    padded by :func:`elsjax.patches.shared_shapes`) share one. With ``mesh``, each batch is padded to a multiple of
+    its ``"seeds"`` axis and split over it.
     """
     total = len(arrays[0])
     size = total if batch_size is None else min(batch_size, total)
@@ -420,7 +426,7 @@ def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=No
             batch = [None if a is None else sharding.put_batch(a, mesh) for a in batch]
         if static is not None:
             if compiled is None:
-                compiled = jax.jit(fn).lower(static, *batch).compile()
+                compiled = _compiled(fn, static, batch)
                 if on_compiled is not None:
                     on_compiled()
             result = sharding.to_host(compiled(static, *batch))[: stop - start]
@@ -430,3 +436,20 @@ def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=No
             out = np.empty((total,) + result.shape[1:], result.dtype)
         out[start:stop] = result
     return out
+
+
+PROGRAMS = 32  # compiled programs kept by in_batches (most recently used)
+_programs: collections.OrderedDict = collections.OrderedDict()
+
+
+def _compiled(fn, static, batch):
+    """``jax.jit(fn).lower(static, *batch).compile()``, kept by ``fn`` and the arguments' structure and shapes."""
+    leaves, tree = jax.tree_util.tree_flatten((static, *batch))
+    key = (fn, tree, tuple((np.shape(a), np.dtype(a.dtype).str) for a in leaves))
+    if key in _programs:
+        _programs.move_to_end(key)
+        return _programs[key]
+    program = _programs[key] = jax.jit(fn).lower(static, *batch).compile()
+    while len(_programs) > PROGRAMS:
+        _programs.popitem(last=False)
+    return program

@@ -18,7 +18,13 @@ Patch vectors are flattened in ``(row, column, channel)`` order, matching :func:
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import contextvars
+import hashlib
 import math
+import os
+import threading
 from typing import NamedTuple
 
 import jax
@@ -27,11 +33,13 @@ import numpy as np
 
 __all__ = [
     "PAD_LOG_WEIGHT",
+    "SHARED_SHAPE_BITS",
     "PatchDictionary",
     "ImageStack",
     "Region",
     "decode",
     "encode_8bit",
+    "device_put",
     "patches_at",
     "distinct_rows",
     "make_dictionary",
@@ -39,12 +47,60 @@ __all__ = [
     "els_regions",
     "bbels_regions",
     "region_dictionaries",
+    "shared_shapes",
+    "bucket",
 ]
 
 # Finite (not -inf) so that reduced-precision splitting of the matmul on accelerators can never produce NaN.
 PAD_LOG_WEIGHT = -1e30
 _CODE_SCALE = np.float32(2.0 / 255.0)
 _PAD_CODE = 128  # stands in for the zero padding of uint8 dictionaries (see region_dictionaries)
+
+# Significant bits kept when shared_shapes() rounds a one-group table's chunk count up (4: at most 1/8 more chunks,
+# 4.5% on average over the per-class dictionaries of MNIST and Fashion-MNIST; see experiments/results/fixed_costs.md).
+SHARED_SHAPE_BITS = 4
+_SHAPE_BITS: contextvars.ContextVar[int | None] = contextvars.ContextVar("elsjax_shape_bits", default=None)
+
+
+@contextlib.contextmanager
+def shared_shapes(bits: int | None = SHARED_SHAPE_BITS):
+    """Within this context, dictionaries are padded to a few shapes so that different data share compiled programs.
+
+    Each compiled program serves one dictionary shape, and the exact deduplication gives every class (and every
+    training set) its own size, so a job that builds the dictionaries of several classes compiles one program per
+    (class, k). Inside ``shared_shapes()`` every table uses full chunks (``chunk_size`` entries) and its chunk count
+    is rounded up by :func:`bucket`: to ``bits`` significant bits for one-group tables (ELS, IS, the bbELS centre:
+    the costly ones), to a power of two for tables of several groups (bbELS borders and corners, whose queries are
+    few). Padding entries have ``log_weight = PAD_LOG_WEIGHT``: a padding chunk leaves the softmax state bit for bit
+    unchanged, so results are identical; it only costs its share of the evaluation. ``bits=None`` turns it off.
+
+    Example:
+      >>> import numpy as np
+      >>> keys = np.arange(68, dtype=np.float32).reshape(34, 2)  # 17 chunks of 2
+      >>> with shared_shapes():
+      ...     make_dictionary(keys, keys[:, :1], chunk_size=2).keys.shape
+      (18, 2, 2)
+    """
+    token = _SHAPE_BITS.set(bits)
+    try:
+        yield
+    finally:
+        _SHAPE_BITS.reset(token)
+
+
+def bucket(n: int, bits: int) -> int:
+    """``n`` rounded up to ``bits`` significant binary digits (``bucket(9, 2) == 12``, ``bucket(100, 4) == 104``)."""
+    step = 1 << max(0, int(n).bit_length() - bits)
+    return -(-int(n) // step) * step
+
+
+def _layout(m: int, chunk_size: int, n_groups: int) -> tuple[int, int]:
+    """``(chunk, n_chunks)`` of a table of ``n_groups`` groups of at most ``m`` distinct entries each."""
+    bits = _SHAPE_BITS.get()
+    if bits is None:
+        chunk = min(chunk_size, _round_up(m, 8))
+        return chunk, math.ceil(m / chunk)
+    return chunk_size, bucket(math.ceil(m / chunk_size), bits if n_groups == 1 else 1)
 
 
 class PatchDictionary(NamedTuple):
@@ -151,9 +207,15 @@ class _ArrayRows:
         self.num_rows, self.dim = self.array.shape
         self.dtype = self.array.dtype
 
+    def ranges(self, block: int):
+        return _blocks(self.num_rows, block)
+
+    def rows(self, lo: int, hi: int):
+        return self.array[lo:hi]
+
     def blocks(self, block: int):
-        for lo, hi in _blocks(self.num_rows, block):
-            yield lo, hi, self.array[lo:hi]
+        for lo, hi in self.ranges(block):
+            yield lo, hi, self.rows(lo, hi)
 
 
 class _PatchRows:
@@ -169,14 +231,21 @@ class _PatchRows:
         self.grid = self.windows.shape[:3]
         self.num_rows, self.dim = int(np.prod(self.grid)), int(np.prod(windows.shape[3:]))
         self.dtype = windows.dtype
+        self.per_image = self.num_rows // self.grid[0]
+
+    def ranges(self, block: int):
+        """Row ranges of whole images, about ``block`` rows each."""
+        step = max(1, block // self.per_image) * self.per_image
+        return _blocks(self.num_rows, step)
+
+    def rows(self, lo: int, hi: int):
+        """Rows ``lo:hi`` (whole images), read from the strided view without a gather."""
+        n0, n1 = lo // self.per_image, hi // self.per_image
+        return np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
 
     def blocks(self, block: int):
-        """Contiguous rows, whole images at a time, read from the strided view without a gather."""
-        per_image = self.num_rows // self.grid[0]
-        step = max(1, block // per_image)
-        for n0 in range(0, self.grid[0], step):
-            n1 = min(n0 + step, self.grid[0])
-            yield n0 * per_image, n1 * per_image, np.moveaxis(self.windows[n0:n1], 3, -1).reshape(-1, self.dim)
+        for lo, hi in self.ranges(block):
+            yield lo, hi, self.rows(lo, hi)
 
 
 def _patch_windows(images, k: int, pad_value=0):
@@ -186,8 +255,37 @@ def _patch_windows(images, k: int, pad_value=0):
     return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
 
 
+# Rows from which the grouping is split over the build threads (below it, threads cost more than they save).
+PARALLEL_GROUPING_ROWS = 1 << 21
+
+# Rows per block of a build's passes (hashing, writing and checking, norms): a block's temporaries stay small, and
+# blocks are the units of work of the build's threads.
+BUILD_BLOCK = 1 << 16
+
+
 def _blocks(num_rows: int, block: int):
     return [(start, min(start + block, num_rows)) for start in range(0, num_rows, block)]
+
+
+def build_threads() -> int:
+    """Threads a dictionary build uses (``ELSJAX_BUILD_THREADS``, default: the CPUs this process may use)."""
+    value = os.environ.get("ELSJAX_BUILD_THREADS", "")
+    if value.strip():
+        return max(1, int(value))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _parallel(fn, items) -> list:
+    """``[fn(item) for item in items]`` on :func:`build_threads` threads (NumPy releases the GIL in its loops).
+
+    Each item is computed by the same code whatever the thread, so results do not depend on the thread count.
+    """
+    items = list(items)
+    threads = min(build_threads(), len(items))
+    if threads <= 1:
+        return [fn(item) for item in items]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
 
 
 def _row_hashes(source, block: int):
@@ -196,15 +294,21 @@ def _row_hashes(source, block: int):
     width = _round_up(row_bytes, 8)
     prime = np.uint64(0x100000001B3)
     hashes = np.empty(source.num_rows, np.uint64)
-    for lo, hi, rows in source.blocks(block):
+
+    def hash_block(bounds):
+        lo, hi = bounds
+        rows = source.rows(lo, hi)
         buffer = np.zeros((hi - lo, width), np.uint8)
         buffer[:, :row_bytes] = rows.view(np.uint8).reshape(hi - lo, row_bytes)
         words = buffer.view(np.uint64)
         h = np.full(hi - lo, 0xCBF29CE484222325, np.uint64)
         for j in range(words.shape[1]):
-            h = (h ^ words[:, j]) * prime  # wraps modulo 2^64
+            h ^= words[:, j]
+            h *= prime  # wraps modulo 2^64
             h ^= h >> np.uint64(29)  # a product only moves bits up: fold the high bits back down
         hashes[lo:hi] = h
+
+    _parallel(hash_block, source.ranges(block))
     return hashes
 
 
@@ -212,44 +316,114 @@ def _hash_groups(hashes):
     """Groups row indices by 64-bit hash: ``(first [U], counts [U], group_of [M])``.
 
     Groups are numbered in the order of their first row (``first`` increases), and ``group_of[i]`` is row ``i``'s
-    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that. Work in row order is random
-    access into arrays of M entries (the slow part at tens of millions of rows), so there are only two such passes.
+    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that.
+
+    Large inputs are split by the top bits of the hash into one part per build thread (equal hashes fall in one
+    part), each part grouped on its own thread by :func:`_hash_groups_serial`, and the groups numbered together.
+    """
+    m = len(hashes)
+    threads = build_threads()
+    if threads <= 1 or m < PARALLEL_GROUPING_ROWS:
+        return _hash_groups_serial(hashes)
+    bits = (threads - 1).bit_length()
+    part = (hashes >> np.uint64(64 - bits)).astype(np.uint8)
+    rows_of = _parallel(lambda p: np.flatnonzero(part == p), range(1 << bits))
+
+    def group_part(rows):
+        first, counts, group_of = _hash_groups_serial(hashes[rows])  # local row numbers keep the global order
+        return rows[first], counts, group_of
+
+    parts = _parallel(group_part, rows_of)
+    is_first = np.zeros(m, bool)
+    for first, _, _ in parts:
+        is_first[first] = True
+    index = np.int32 if m < 2**31 else np.int64
+    number = np.cumsum(is_first, dtype=index)
+    number -= 1
+    counts = np.empty(int(number[-1]) + 1, np.int64)
+    group_of = np.empty(m, index)
+
+    def place(item):
+        rows, (first, part_counts, part_group_of) = item
+        numbers = number[first]
+        counts[numbers] = part_counts
+        group_of[rows] = numbers[part_group_of]
+
+    _parallel(place, zip(rows_of, parts))
+    return np.flatnonzero(is_first), counts, group_of
+
+
+def _hash_groups_serial(hashes):
+    """:func:`_hash_groups` on one thread.
+
+    Groups are numbered in the order of their first row (``first`` increases), and ``group_of[i]`` is row ``i``'s
+    group. Equal hashes need not mean equal rows; :func:`_fill_group` checks that.
+
+    Rows are sorted by ``(high hash bits | row index)`` packed in one uint64 (``np.sort``, SIMD, about 10x faster
+    than an argsort), so that a run of equal high bits lists its rows in index order and its first row comes first.
+    The rare runs whose full hashes differ (high bits equal by chance) are split by full hash. Work in row order is
+    random access into arrays of M entries (the slow part at tens of millions of rows), so it is kept to one gather
+    and one scatter; counts come from run lengths, group numbers from one cumulative sum.
     """
     m = len(hashes)
     index = np.int32 if m < 2**31 else np.int64
+    if m == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, index)
     idx_bits = max(1, (m - 1).bit_length())
-    if idx_bits <= 28:
-        # Sorting (high hash bits | row index) as one uint64 with np.sort (SIMD) is about 10x faster than an
-        # argsort; rows that share the high bits come out in index order, and the full hash splits them below.
-        shift = np.uint64(idx_bits)
-        packed = (hashes >> shift) << shift | np.arange(m, dtype=np.uint64)
-        packed.sort()
-        order = (packed & np.uint64((1 << idx_bits) - 1)).astype(index)
-        del packed
-        sorted_hashes = hashes[order]
-        new_run = (sorted_hashes[1:] ^ sorted_hashes[:-1]) >> shift != 0
-    else:
+    if idx_bits > 40:  # fewer than 24 hash bits left to sort on: sort the full hashes instead
         order = np.argsort(hashes, kind="stable").astype(index)
         sorted_hashes = hashes[order]
-        new_run = sorted_hashes[1:] != sorted_hashes[:-1]
-    run_start = np.flatnonzero(np.concatenate([[True], new_run]))
-    run_of = np.repeat(np.arange(len(run_start), dtype=index), np.diff(np.append(run_start, m)))
-    first = order[run_start]  # within a run, rows are in index order
-    # Rows whose full hash differs from their run's first row (high bits equal by chance) get groups of their own.
-    split = np.flatnonzero(sorted_hashes != sorted_hashes[run_start[run_of]])
-    if split.size:
-        rows = order[split]  # index order within a run, and different runs never share a full hash
-        _, head, inverse = np.unique(hashes[rows], return_index=True, return_inverse=True)
-        run_of[split] = len(first) + inverse
-        first = np.concatenate([first, rows[head]])
+        new_run = np.empty(m, bool)
+        new_run[0] = True
+        np.not_equal(sorted_hashes[1:], sorted_hashes[:-1], out=new_run[1:])
+        split = np.zeros(0, np.int64)
+    else:
+        low = np.uint64((1 << idx_bits) - 1)
+        packed = hashes & ~low
+        packed |= np.arange(m, dtype=np.uint64)
+        packed.sort()
+        new_run = np.empty(m, bool)
+        new_run[0] = True
+        buffer = np.empty(m, np.uint64)
+        np.bitwise_xor(packed[1:], packed[:-1], out=buffer[1:])
+        np.greater(buffer[1:], low, out=new_run[1:])  # the high bits changed
+        packed &= low
+        order = packed.astype(index)
+        del packed
+        sorted_hashes = np.take(hashes, order, out=buffer)
+        changed = sorted_hashes[1:] != sorted_hashes[:-1]
+        changed &= ~new_run[1:]
+        split = np.flatnonzero(changed) + 1  # the full hash changes inside a run of equal high bits
+        del changed
     del sorted_hashes
+    run_start = np.flatnonzero(new_run)
+    del new_run
+    lengths = np.diff(run_start, append=m)
+    first = order[run_start]  # within a run, rows are in index order
+    firsts, counts = first, lengths
+    if split.size:
+        # Split each such run by full hash: distinct runs never share one, and np.unique keeps the first row first.
+        runs = np.unique(np.searchsorted(run_start, split, side="right") - 1)
+        rows = np.concatenate([order[run_start[r] : run_start[r] + lengths[r]] for r in runs])
+        _, head, inverse, sub_counts = np.unique(
+            hashes[rows], return_index=True, return_inverse=True, return_counts=True
+        )
+        keep = np.ones(len(run_start), bool)
+        keep[runs] = False
+        firsts = np.concatenate([first[keep], rows[head]])
+        counts = np.concatenate([lengths[keep], sub_counts])
     # Number the groups by first row without a sort: a group's number is how many first rows precede its own.
     is_first = np.zeros(m, bool)
-    is_first[first] = True
-    number = (np.cumsum(is_first, dtype=index) - 1)[first]
+    is_first[firsts] = True
+    number = np.cumsum(is_first, dtype=index)
+    number -= 1
+    out_counts = np.empty(len(firsts), np.int64)
+    out_counts[number[firsts]] = counts
     group_of = np.empty(m, index)
-    group_of[order] = number[run_of]
-    return np.flatnonzero(is_first), np.bincount(group_of, minlength=len(first)), group_of
+    group_of[order] = np.repeat(number[first], lengths)
+    if split.size:
+        group_of[rows] = number[rows[head]][inverse.ravel()]
+    return np.flatnonzero(is_first), out_counts, group_of
 
 
 def _exact_groups(source, block: int):
@@ -275,19 +449,33 @@ def _groups(source, block: int, deduplicate: bool = True):
 def _fill_group(source, first, group_of, keys, block: int) -> bool:
     """Writes each group's first row to ``keys[:U]`` in one pass over the rows, checking every row against it.
 
+    Blocks of rows are handled on :func:`build_threads` threads; a block's rows are checked once every earlier
+    block has written its groups (a row's group starts in its own block or an earlier one).
+
     Returns False if some row differs from its group's first row (a 64-bit hash collision).
     """
-    done = 0
-    for lo, hi, rows in source.blocks(block):
-        end = np.searchsorted(first, hi)  # first increases: the groups that start in this block
-        keys[done:end] = rows[first[done:end] - lo]
-        done = end
-        if group_of is not None and not np.array_equal(rows, keys[group_of[lo:hi]]):
-            return False
-    return True
+    ranges = source.ranges(block)
+    ends = np.searchsorted(first, [hi for _, hi in ranges])  # first increases: the groups that start in each block
+    starts = np.concatenate([[0], ends[:-1]])
+    filled = [threading.Event() for _ in ranges]
+    progress = threading.local()
+
+    def fill_and_check(i):
+        lo, hi = ranges[i]
+        rows = source.rows(lo, hi)
+        keys[starts[i] : ends[i]] = rows[first[starts[i] : ends[i]] - lo]
+        filled[i].set()
+        if group_of is None:
+            return True
+        for j in range(getattr(progress, "done", 0), i):  # each thread waits for every earlier block once
+            filled[j].wait()
+        progress.done = i
+        return np.array_equal(rows, keys[group_of[lo:hi]])
+
+    return all(_parallel(fill_and_check, range(len(ranges))))
 
 
-def distinct_rows(rows, *, block: int = 1 << 16):
+def distinct_rows(rows, *, block: int | None = None):
     """Exact deduplication: the first index of each distinct row of ``rows [M, D]`` and how often it occurs.
 
     Rows are hashed to 64 bits and grouped by hash, and every row is then compared bitwise with its group's first
@@ -298,6 +486,7 @@ def distinct_rows(rows, *, block: int = 1 << 16):
     Returns:
       ``(first [U] int64, counts [U] int64)``, ``first`` in increasing order.
     """
+    block = block or BUILD_BLOCK
     source = rows if isinstance(rows, (_ArrayRows, _PatchRows)) else _ArrayRows(rows)
     first, counts, group_of = _groups(source, block)
     if not _fill_group(source, first, group_of, np.empty((len(first), source.dim), source.dtype), block):
@@ -323,13 +512,14 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
 
 
 def _assemble(
-    sources, values, *, chunk_size: int, deduplicate: bool, block: int = 1 << 16, to_device: bool = True
+    sources, values, *, chunk_size: int, deduplicate: bool, block: int | None = None, to_device: bool = True
 ) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
-    ``to_device=False`` returns NumPy arrays (for :mod:`elsjax.sharding`, which places the pieces itself).
+    ``to_device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
     """
+    block = block or BUILD_BLOCK
     for source in sources:
         if source.num_rows == 0:
             raise ValueError("dictionary: no patches (empty training set or class)")
@@ -337,8 +527,8 @@ def _assemble(
     n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
     while True:  # runs once, twice after a 64-bit hash collision
         m = max(len(first) for first, _, _ in groups)
-        chunk = min(chunk_size, _round_up(m, 8))
-        size = math.ceil(m / chunk) * chunk
+        chunk, n_chunks = _layout(m, chunk_size, n_groups)
+        size = n_chunks * chunk
         keys = _aligned_zeros((n_groups, size, dim), dtype)
         collided = [
             g
@@ -353,19 +543,31 @@ def _assemble(
     vals = _aligned_zeros((n_groups, size, n_values), dtype)
     aux = _aligned_zeros((n_groups, size, 2), np.float32)
     aux[..., 1] = PAD_LOG_WEIGHT
+
+    def norms_and_values(item):
+        g, lo, hi = item
+        first = groups[g][0]
+        rows = keys[g, lo:hi]
+        floats = decode(rows) if dtype == np.uint8 else rows
+        # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
+        aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)
+        vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
+
+    _parallel(
+        norms_and_values, [(g, lo, hi) for g, (f, _, _) in enumerate(groups) for lo, hi in _blocks(len(f), block)]
+    )
     for g, (first, counts, _) in enumerate(groups):
-        for lo, hi in _blocks(len(first), block):
-            rows = keys[g, lo:hi]
-            floats = decode(rows) if dtype == np.uint8 else rows
-            # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
-            aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)
-            vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
         aux[g, : len(first), 1] = np.log(counts)
     shape = lambda a: a.reshape(n_groups, size // chunk, chunk, a.shape[-1])
     if not to_device:
         return PatchDictionary(*(shape(a) for a in (keys, aux, vals)))
     # may_alias: on CPU the device arrays share the (aligned) host buffers instead of copying them.
-    return PatchDictionary(*(jax.device_put(shape(a), may_alias=True) for a in (keys, aux, vals)))
+    return device_put(PatchDictionary(*(shape(a) for a in (keys, aux, vals))))
+
+
+def device_put(dictionary: PatchDictionary) -> PatchDictionary:
+    """A host dictionary's arrays on the default device; on CPU the device arrays share the (aligned) host buffers."""
+    return PatchDictionary(*(jax.device_put(a, may_alias=True) for a in dictionary))
 
 
 def _aligned_zeros(shape, dtype, alignment: int = 64):
@@ -396,12 +598,19 @@ def ideal_dictionary(
 ) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2).
 
-    ``to_device=False``: NumPy arrays, not yet on a device (see :mod:`elsjax.sharding`).
+    ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
+    pieces itself); :func:`device_put` moves them.
     """
-    stored = _storage(images)
-    flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
-    table = _assemble([flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device)
-    return PatchDictionary(*(a[0] for a in table))
+
+    def build():
+        stored = _storage(images)
+        flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
+        table = _assemble(
+            [flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device
+        )
+        return (PatchDictionary(*(a[0] for a in table)),)
+
+    return _cached(("ideal", chunk_size, deduplicate), images, build, to_device)[0]
 
 
 class Region(NamedTuple):
@@ -462,9 +671,36 @@ def region_dictionaries(
     cancels in the softmax. The code 128 (0.0039) keeps that constant negligible. Groups whose padding is not at
     fixed positions are stored in float32 with true zeros.
 
-    ``to_device=False`` returns NumPy arrays, not yet on a device (see :mod:`elsjax.sharding`).
+    ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
+    pieces itself); :func:`device_put` moves them.
     """
     images = np.asarray(images, np.float32)
+    key = ("regions", k, _regions_key(regions), chunk_size, deduplicate)
+    build = lambda: _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device)
+    return _cached(key, images, build, to_device)
+
+
+def _cached(key: tuple, images, build, to_device: bool):
+    """``build()``, or the same dictionaries from the enclosing :func:`elsjax.dictcache.reuse`."""
+    from elsjax import dictcache
+
+    cache = dictcache.active()
+    if cache is None:
+        return build()
+    key = (dictcache.digest(np.asarray(images, np.float32)), *key, _SHAPE_BITS.get(), to_device)
+    return cache.get_or_build(key, build, to_device=device_put if to_device else None)
+
+
+def _regions_key(regions) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for region in regions:
+        for a in region:
+            a = np.ascontiguousarray(a, np.int64)
+            digest.update(f"{a.shape}".encode() + a.tobytes())
+    return digest.hexdigest()
+
+
+def _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device) -> tuple[PatchDictionary, ...]:
     h, w, c = images.shape[1:]
     d = k // 2
     codes = encode_8bit(images)

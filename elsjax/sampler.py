@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import itertools
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, noise, sharding
+from elsjax import machines, noise, patches, sharding
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
@@ -184,8 +185,10 @@ def sample_machine(
         dictionary is built, ``"built"`` after it, and ``"sample"`` after each segment of steps (for progress bars
         and timings).
       keep_bytes: keep dictionaries that a later segment needs again while they take at most this many bytes in
-        all (default :func:`default_keep_bytes`); others are freed and rebuilt when needed. Results do not depend
-        on it.
+        all (default :func:`default_keep_bytes`); others are freed and rebuilt when needed. The dictionaries of the
+        schedule's distinct k are built before the first step while an upper bound of their size (every patch
+        distinct) fits in it, each one's program compiling on a background thread while the next is built.
+        Results do not depend on it.
       mesh: None (one device) or a ``jax.sharding.Mesh`` (:func:`elsjax.make_mesh`): each dictionary is split over
         ``"entries"`` and the seeds over ``"seeds"`` (padded by repetition to a multiple of it, the padding
         dropped at the end); the loop runs on the sharded state. With several processes, ``images`` are this
@@ -208,12 +211,30 @@ def sample_machine(
     if mesh is not None:
         x = sharding.put_batch(x, mesh)  # split over "seeds"
     visited, built, start = [], {}, 0
+    # Ahead of time: each dictionary's program compiles on a background thread while the next dictionary is built.
+    ahead = None if isinstance(x, jax.core.Tracer) else concurrent.futures.ThreadPoolExecutor(1)
+    compiling = {}
+
+    def build(k, done):
+        report("build", done, len(ks), int(k))
+        built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size, mesh=mesh)
+        report("built", done, len(ks), int(k))
+        if ahead is not None:
+            compiling[k] = ahead.submit(_compile, built[k], x, grid, return_trajectory)
+
+    if ahead is not None:  # the schedule's distinct k in order of first use, while they fit in keep_bytes
+        budget, itemsize = keep_bytes, 1 if patches.encode_8bit(images) is not None else 4
+        for k in dict.fromkeys(ks):
+            budget -= _bytes_bound(kind, np.shape(images), int(k), itemsize)
+            if budget < 0:
+                break
+            build(k, 0)
     for k, steps in itertools.groupby(ks):
         length = len(list(steps))
         if k not in built:
-            report("build", start, len(ks), int(k))
-            built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size, mesh=mesh)
-            report("built", start, len(ks), int(k))
+            build(k, start)
+        if k in compiling:
+            compiling.pop(k).result()
         machine = built.pop(k)
         if k in ks[start + length :] and _nbytes(machine) + sum(map(_nbytes, built.values())) <= keep_bytes:
             built[k] = machine  # needed again and within the budget; anything else is freed after this segment
@@ -237,6 +258,8 @@ def sample_machine(
         visited.append(traj[:length] if return_trajectory else None)
         start += length
         report("sample", start, len(ks), int(k))
+    if ahead is not None:
+        ahead.shutdown()
     x = jnp.clip(x, lo, hi)
     if mesh is not None:
         x = x[:batch]
@@ -246,3 +269,23 @@ def sample_machine(
 
 def _nbytes(tree) -> int:
     return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _compile(machine, x, grid, return_trajectory: bool) -> None:
+    """Compiles (and caches) the loop's program for ``machine``'s shapes by running zero steps of it."""
+    out = sample_loop(
+        machines.ScoreMachine.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0),
+        return_trajectory=return_trajectory,
+    )  # fmt: skip
+    jax.block_until_ready(out)
+
+
+def _bytes_bound(kind: str, shape, k: int, itemsize: int) -> int:
+    """An upper bound of a machine's dictionary bytes (every patch distinct); ``itemsize`` 1 for 8-bit data."""
+    n, h, w, c = shape
+    if kind == "ideal":
+        return n * (2 * h * w * c * itemsize + 8)
+    if kind == "ls":
+        return n * (h * w * c * 4 + 4)
+    positions = (h - k + 1) * (w - k + 1) if kind == "els" else h * w
+    return n * positions * ((k * k * c + c) * itemsize + 8)

@@ -35,7 +35,7 @@ from pathlib import Path
 import ml_collections
 
 from elsjax import config as config_lib
-from elsjax import paper, runs
+from elsjax import dictcache, paper, runs
 from elsjax import scales as scales_lib
 
 __all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "table", "STAGES"]
@@ -279,7 +279,8 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
     rows = _rows(cfg)
     records = []
     for row in rows:
-        records.append(run_row(row, out_dir, progress=cfg.progress, log=log))
+        with dictcache.reuse(directory=os.environ.get(dictcache.ENV_DIR) or None):  # the row's jobs share dictionaries
+            records.append(run_row(row, out_dir, progress=cfg.progress, log=log))
         runs.write_json(out_dir / "table.json", records)
         (out_dir / "table.md").write_text(table(records, machine=machine))
         if on_row is not None:

@@ -30,3 +30,12 @@ def test_sample_memory_runs_tiny(capsys):
     assert load("sample_memory").main(["--tiny", "--keep-bytes", "0"]) > 0
     out = capsys.readouterr().out
     assert "build  step  0/19  k= 3" in out and "peak RSS" in out
+
+
+def test_fixed_costs_runs_tiny(tmp_path):
+    out = tmp_path / "fixed_costs.json"
+    load("fixed_costs").main(["--tiny", "--out", str(out)])
+    run = json.loads(out.read_text())["runs"][0]
+    assert [r["k"] for r in run["split"]["segments"]] == [3, 5, 3]  # the tiny schedule's segments
+    s = run["summary"]
+    assert s["sum_compile_s"] > 0 and s["sum_eval_s"] > 0 and s["cold_s"] > 0 and 0 < s["fixed_share"] < 1

@@ -110,3 +110,72 @@ def test_dictionary_after_hash_collision_equals_normal(monkeypatch):
     got = machines.build("bbels", train, k=5).tables
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_array_equal(g, w)
+
+
+def build_digest(train):
+    """sha256 of every table's keys, counts and values for IS, ELS (k = 3, 5) and bbELS (k = 3, 5)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for kind, ks in (("ideal", [None]), ("els", [3, 5]), ("bbels", [3, 5])):
+        for k in ks:
+            for table in machines.build(kind, train, k).tables:
+                keys, aux, values = (np.asarray(a) for a in table)
+                log_w = aux[..., 1].astype(np.float64)
+                counts = np.where(log_w > -1e29, np.rint(np.exp(np.maximum(log_w, 0))), 0).astype(np.int64)
+                for a in (keys, counts, values):
+                    digest.update(f"{a.shape}{a.dtype}".encode())
+                    digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+# Digests of the dictionaries built by the single-threaded build before the threaded one (commit 63fb55f).
+PREVIOUS_BUILD = {
+    "8bit": "9ca65cdb2a09aa9ff08d3c54415031da1f1702e4dcef57293e7b2d3ad6f0b3f8",
+    "float": "2024485583ce2b4ac5511afa9c6f98ae81310a7042ab715d20d1d1ccadaa807b",
+}
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_build_equals_previous_build_bit_for_bit(monkeypatch, threads):
+    """Many blocks on several threads (or one) build the same keys, counts and values as the previous build."""
+    monkeypatch.setenv("ELSJAX_BUILD_THREADS", threads)
+    monkeypatch.setattr(patches, "BUILD_BLOCK", 700)  # many blocks per source, in any thread order
+    monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)  # the grouping split by hash over the threads
+    assert build_digest(mnist_like(n=40, h=16, w=16, seed=7)) == PREVIOUS_BUILD["8bit"]
+    assert build_digest(mnist_like(n=40, h=16, w=16, seed=8) * np.float32(0.5)) == PREVIOUS_BUILD["float"]
+
+
+def test_threaded_build_equals_serial_with_hash_collisions(monkeypatch):
+    """A weak hash (every row in one sort run) takes the split path; the threaded build still matches."""
+    train = mnist_like(n=30, h=14, w=14, seed=3)
+    monkeypatch.setattr(patches, "BUILD_BLOCK", 300)
+    monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)
+    monkeypatch.setenv("ELSJAX_BUILD_THREADS", "1")
+    want = machines.build("bbels", train, k=5).tables
+    monkeypatch.setenv("ELSJAX_BUILD_THREADS", "4")
+    real = patches._row_hashes
+    monkeypatch.setattr(patches, "_row_hashes", lambda source, block: real(source, block) & np.uint64(0xFFFF))
+    got = machines.build("bbels", train, k=5).tables
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("kind, sizes", [("ideal", (50, 40)), ("els", (30, 26)), ("bbels", (30, 26))])
+def test_shared_shapes_pad_and_change_no_result(kind, sizes):
+    """Inside shared_shapes() classes of different sizes share one shape, and scores are identical bit for bit."""
+    a, b = (mnist_like(n=n, seed=n) for n in sizes)
+    x = np.random.default_rng(4).normal(size=(2, 12, 12, 1)).astype(np.float32)
+    t = jnp.array([0.05, 0.6])
+    with patches.shared_shapes(bits=1):
+        shared_a, shared_b = (machines.build(kind, d, 3, chunk_size=16) for d in (a, b))
+    plain_a = machines.build(kind, a, 3, chunk_size=16)
+    shape = lambda m: [leaf.shape for leaf in jax.tree_util.tree_leaves(m)]
+    assert shape(shared_a) == shape(shared_b) != shape(machines.build(kind, b, 3, chunk_size=16))
+    assert shared_a.tables[0].num_entries >= plain_a.tables[0].num_entries
+    np.testing.assert_array_equal(shared_a.score(x, t), plain_a.score(x, t))
+
+
+def test_bucket():
+    assert [patches.bucket(n, 2) for n in (1, 2, 3, 4, 5, 7, 9, 13)] == [1, 2, 3, 4, 6, 8, 12, 16]
+    assert [patches.bucket(n, 4) for n in (15, 16, 17, 100, 1000)] == [15, 16, 18, 104, 1024]

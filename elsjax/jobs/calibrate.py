@@ -17,8 +17,10 @@ processes each builds the dictionaries of its share of the training set, and pro
 
 from __future__ import annotations
 
+import os
+
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks, figures, runs, sharding
+from elsjax import checks, dictcache, figures, runs, sharding
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -73,12 +75,13 @@ def run(cfg) -> dict:
     # The classes of the seeds come from the whole training set's labels, whatever this process's share holds.
     num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
     try:
-        result = calibrate_lib.calibrate(
-            subject.eps_fn, subject.params, kind=cfg.kind, train=train, ks=ks, labels=labels,
-            conditional=subject.conditional, num_classes=num_classes,
-            n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
-            batch_size=cfg.batch_size or None, progress=timer, mesh=mesh,
-        )  # fmt: skip
+        with dictcache.reuse(dictcache.active(), directory=os.environ.get(dictcache.ENV_DIR) or None):
+            result = calibrate_lib.calibrate(
+                subject.eps_fn, subject.params, kind=cfg.kind, train=train, ks=ks, labels=labels,
+                conditional=subject.conditional, num_classes=num_classes,
+                n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
+                batch_size=cfg.batch_size or None, progress=timer, mesh=mesh,
+            )  # fmt: skip
     finally:
         bar.close()
     clock.lap("calibrate")

@@ -29,11 +29,12 @@ directory (and the net's samples), and tells the others which machine parts are 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from elsjax import checks, figures, runs, seeds, sharding
+from elsjax import checks, dictcache, figures, runs, seeds, sharding
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
@@ -182,31 +183,35 @@ def run(cfg, *, log=print) -> dict:
     machine_out, machine_seconds = {}, {}
     timer = runs.PhaseTimer()
     block = cfg.seeds_per_part
-    for spec in specs:
-        pieces = []
-        for start in range(0, cfg.n_seeds, block):
-            stop = min(start + block, cfg.n_seeds)
-            path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
-            tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
-                   "seeds": [start, stop]}  # fmt: skip
-            samples = _load_part(path, tag) if primary else None
-            if not _on_primary(samples is not None):  # every process computes what process 0 lacks
-                bar = runs.StepBar(0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}")
-                try:
-                    samples = evaluate_lib.machine_samples(
-                        spec.kind, noise[start:stop], train=train,
-                        scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
-                        labels=labels, y=None if y is None else y[start:stop], convention=cfg.convention,
-                        chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh,
-                    )  # fmt: skip
-                finally:
-                    bar.close()
-                if primary:
-                    _save_part(path, samples, tag)
-                computed.append(path.name)
-            pieces.append(samples)
-        machine_out[spec.name] = np.concatenate(pieces) if primary else None
-        machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
+    # Every machine and every block of seeds needs the same dictionaries (per class and k): each is built once.
+    with dictcache.reuse(dictcache.active(), directory=os.environ.get(dictcache.ENV_DIR) or None):
+        for spec in specs:
+            pieces = []
+            for start in range(0, cfg.n_seeds, block):
+                stop = min(start + block, cfg.n_seeds)
+                path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
+                tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
+                       "seeds": [start, stop]}  # fmt: skip
+                samples = _load_part(path, tag) if primary else None
+                if not _on_primary(samples is not None):  # every process computes what process 0 lacks
+                    bar = runs.StepBar(
+                        0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}"
+                    )
+                    try:
+                        samples = evaluate_lib.machine_samples(
+                            spec.kind, noise[start:stop], train=train,
+                            scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
+                            labels=labels, y=None if y is None else y[start:stop], convention=cfg.convention,
+                            chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh,
+                        )  # fmt: skip
+                    finally:
+                        bar.close()
+                    if primary:
+                        _save_part(path, samples, tag)
+                    computed.append(path.name)
+                pieces.append(samples)
+            machine_out[spec.name] = np.concatenate(pieces) if primary else None
+            machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
     if not primary:
         return {"command": "elsjax evaluate", "computed_parts": computed, "timings": clock.laps()}
 
