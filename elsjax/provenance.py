@@ -36,7 +36,10 @@ import numpy as np
 
 from elsjax import checks, machines, patches, sampler
 
-__all__ = ["Provenance", "StepProvenance", "provenance", "sample_provenance", "num_occurrences", "locate"]
+__all__ = [
+    "Provenance", "StepProvenance", "provenance", "sample_provenance", "num_occurrences", "locate", "mosaic",
+    "distinct_sources",
+]  # fmt: skip
 
 
 class Provenance(NamedTuple):
@@ -298,3 +301,26 @@ def sample_provenance(
         prov = _concat([(index, p) for _, index, p in parts], seeds.shape[0])
         result.append(StepProvenance(step, rec.t, rec.k, x, prov))
     return samples, result
+
+
+def mosaic(prov: Provenance, train):
+    """Each pixel replaced by the centre value of its heaviest entry: ``train[image, row, col]``, ``[B, H, W, C]``
+    (0 where a pixel has no entry). ``train`` is the array ``Provenance.image`` indexes.
+
+    Example:
+      >>> import numpy as np
+      >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 1)).astype(np.float32)
+      >>> p = provenance("bbels", train[1:2], 1e-3, train=train, k=3, top=1)
+      >>> bool(np.allclose(mosaic(p, train), train[1:2]))
+      True
+    """
+    train = np.asarray(train, np.float32)
+    image, row, col = prov.image[..., 0], prov.position[..., 0, 0], prov.position[..., 0, 1]
+    valid = image >= 0
+    out = train[np.where(valid, image, 0), np.where(valid, row, 0), np.where(valid, col, 0)]
+    return np.where(valid[..., None], out, 0.0).astype(np.float32)
+
+
+def distinct_sources(prov: Provenance) -> np.ndarray:
+    """``[B]``: how many distinct training images supply some pixel's heaviest entry, per image."""
+    return np.array([np.unique(img[img >= 0]).size for img in prov.image[..., 0]], np.int64)
