@@ -386,8 +386,12 @@ def _patch_provenance(tables, regions, x, a, b, k: int, padding: str, top: int):
         group_q = queries[:, region.pixels].transpose(1, 0, 2, 3).reshape(n_groups, n_img * q_per_group, -1)
         a_q, b_q = jnp.repeat(a, q_per_group), jnp.repeat(b, q_per_group)
         aug = jax.vmap(posterior.augment_queries, in_axes=(0, None, None))(group_q, a_q, b_q)
-        state = jax.vmap(lambda q, d: posterior.stream_provenance(q, d, top))(aug, dictionary)
-        out = jax.vmap(posterior.finalize_provenance)(state)
+        if n_groups == 1:  # the bulk of ELS and bbELS: without vmap (batched top-k selection was 2.6x slower)
+            one = posterior.stream_provenance(aug[0], jax.tree.map(lambda a: a[0], dictionary), top)
+            out = tuple(v[None] for v in posterior.finalize_provenance(one))
+        else:
+            state = jax.vmap(lambda q, d: posterior.stream_provenance(q, d, top))(aug, dictionary)
+            out = jax.vmap(posterior.finalize_provenance)(state)
         # [G, B * Q_g, ...] -> [B, G * Q_g, ...], in the order of region.pixels
         back = functools.partial(_to_batch, shape=(n_groups, n_img, q_per_group))
         where = region.pixels.reshape(-1)

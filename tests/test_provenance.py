@@ -238,3 +238,57 @@ def test_fewer_distinct_entries_than_slots_leave_empty_slots():
     np.testing.assert_allclose(p.weight[corner], [[1, 0, 0]], atol=1e-6)
     np.testing.assert_allclose(p.entropy[corner], np.log(4), rtol=1e-5)  # 4 identical occurrences
     assert p.position[corner].tolist() == [[[0, 0], [-1, -1], [-1, -1]]]
+
+
+def test_the_default_program_is_free_of_provenance():
+    m = machines.build("els", TRAIN, 3)
+    t = jnp.full(1, 0.5)
+    default = machines._denoise.lower(m, X, t).as_text()
+    with_provenance = machines._posterior.lower(m, X, t, 2).as_text()
+    assert "top_k" not in default and "chlo.top_k" in with_provenance
+
+
+def test_explain_command_writes_its_outputs(tmp_path, capsys):
+    import datasets_for_tests as fake
+
+    from elsjax import cli
+
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    argv = ["explain", "--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "40", "--scales", "3,3,5,3",
+            "--n-seeds", "2", "--which", "1", "--top", "3", "--no-conditional", "--no-progress", "--no-cache",
+            "--out-dir", str(tmp_path / "out")]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"explain_1.png", "provenance.npz", "config.json", "record.json"}
+    with np.load(out / "provenance.npz") as f:
+        assert f["image"].shape == (3, 1, 32, 32, 3) and f["position"].shape == (3, 1, 32, 32, 3, 2)
+        assert f["k"].tolist() == [3, 5, 3] and f["seed_index"].tolist() == [1]
+        assert (f["weight"].sum(-1) <= 1 + 1e-5).all()
+    assert "distinct source images" in capsys.readouterr().out
+
+
+def test_explain_a_saved_sample_recomputes_it(tmp_path, capsys):
+    import json
+
+    import datasets_for_tests as fake
+
+    from elsjax import cli
+
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    common = ["--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "40", "--scales", "3,3,3", "--no-progress",
+              "--no-cache"]  # fmt: skip
+    assert cli.main(["sample", *common, "--n-seeds", "2", "--no-conditional", "--out-dir", str(tmp_path / "s")]) == 0
+    argv = ["explain", "--samples", str(tmp_path / "s" / "samples.npz"), "--top", "2", "--out-dir", str(tmp_path / "e"),
+            "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    record = json.loads((tmp_path / "e" / "record.json").read_text())
+    assert record["stored_samples_max_abs_diff"] < 1e-5 and record["seed_index"] == [0, 1]
+
+
+def test_explain_bad_fields(tmp_path, capsys):
+    from elsjax import cli
+
+    assert cli.main(["explain", "--top", "0", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "top: expected a positive integer" in capsys.readouterr().err
+    assert cli.main(["explain", "--samples", str(tmp_path / "none.npz"), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "samples: no such file" in capsys.readouterr().err
