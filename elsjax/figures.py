@@ -211,15 +211,18 @@ def _palette(n: int):
 
 
 OTHER_SOURCE = (0.72, 0.72, 0.72)  # pixels whose source is not in the legend
+COMMON_SOURCE = (0.12, 0.12, 0.12)  # pixels whose top patch is common (occurs in many places): no one source
 NO_SOURCE = (1.0, 1.0, 1.0)
 
 
-def _source_rgb(source, ids, colours):
+def _source_rgb(source, ids, colours, common=None):
     rgb = np.empty(source.shape + (3,), np.float32)
     rgb[...] = OTHER_SOURCE
     rgb[source < 0] = NO_SOURCE
     for idx, colour in zip(ids, colours):
         rgb[source == idx] = colour
+    if common is not None:
+        rgb[common] = COMMON_SOURCE
     return rgb
 
 
@@ -235,11 +238,13 @@ def provenance_figure(
     k,
     train,
     labels=None,
+    count=None,
+    common: int = 10,
     shown: Sequence[int] | None = None,
     legend: int = 8,
     title: str = "",
 ) -> pathlib.Path:
-    """One sample's patch provenance at a glance (docs/maths.md §9).
+    """One sample's patch provenance at a glance (docs/maths.md §11).
 
     Top row: the sample, its mosaic (each pixel the centre value of its heaviest training patch), the provenance
     map at the last step (each pixel coloured by the training image of its heaviest patch; the most used images in
@@ -259,6 +264,10 @@ def provenance_figure(
       k: ``[S]`` the steps' patch sizes (0 for IS).
       train: ``[N, H, W, C]`` the training images ``source`` indexes (for the thumbnails).
       labels: ``[N]`` their classes (shown beside the thumbnails), or None.
+      count: ``[S, H, W]`` occurrences of each pixel's heaviest entry, or None. Pixels whose top patch occurs at
+        least ``common`` times (a flat background patch occurs thousands of times) are drawn dark and left out of
+        the legend: the representative image of such a patch is only its first occurrence.
+      common: see ``count``.
       shown: indices into the S recorded steps to draw as maps (default: five spread out, the last included).
       legend: thumbnails in the legend (most used first).
       title: the figure title.
@@ -291,8 +300,9 @@ def provenance_figure(
     shown = [int(s) for s in shown]
     if any(s < 0 or s >= n_steps for s in shown):
         raise ValueError(f"shown: step positions must lie in 0..{n_steps - 1}, got {shown}")
+    is_common = np.zeros(source.shape, bool) if count is None else np.asarray(count) >= common
     final = source[-1]
-    ids, counts = np.unique(final[final >= 0], return_counts=True)
+    ids, counts = np.unique(final[(final >= 0) & ~is_common[-1]], return_counts=True)
     order = np.argsort(-counts, kind="stable")[: max(0, int(legend))]
     ids, shares = ids[order], counts[order] / final.size
     colours = _palette(len(ids))
@@ -301,10 +311,10 @@ def provenance_figure(
     cols = max(len(shown), 4)
     fig = _figure(1.55 * (cols + 3), 1.55 * 4 + 2.6)
     top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1.25, 3, 1.6])
-    head = top.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1, 2.6]})
+    head = top.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 2.8], "wspace": 0.25})
     _show(head[0], sample, "sample")
     _show(head[1], mosaic, "mosaic of top patches")
-    head[2].imshow(_source_rgb(final, ids, colours), interpolation="nearest")
+    head[2].imshow(_source_rgb(final, ids, colours, is_common[-1]), interpolation="nearest")
     head[2].set_title("source image", fontsize=8)
     im = head[3].imshow(entropy[-1], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
     head[3].set_title(f"entropy (t = {t[-1]:.2f})", fontsize=8)
@@ -313,7 +323,8 @@ def provenance_figure(
         ax.set_yticks([])
     top.colorbar(im, ax=head[3], fraction=0.046, pad=0.03, label="nats")
     head[4].axis("off")
-    head[4].set_title("most used training images (share of pixels, last step)", fontsize=8)
+    note = "" if count is None else f"; dark: a common patch (>= {common} occurrences)"
+    head[4].set_title(f"most used training images (share of pixels, last step){note}", fontsize=8)
     n_thumbs = len(ids)
     if n_thumbs:
         per_row = max(1, -(-n_thumbs // 2))
@@ -335,7 +346,7 @@ def provenance_figure(
         step_title = f"t = {t[s]:.2f}" + (f", k = {int(k[s])}" if k[s] else "")
         _show(grid[0, j], estimates[s], step_title)
         grid[0, j].axis("on")
-        grid[1, j].imshow(_source_rgb(source[s], ids, colours), interpolation="nearest")
+        grid[1, j].imshow(_source_rgb(source[s], ids, colours, is_common[s]), interpolation="nearest")
         grid[2, j].imshow(entropy[s], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
         for i in range(3):
             grid[i, j].axis("on")
@@ -344,7 +355,7 @@ def provenance_figure(
     for i, name in enumerate(("clean estimate", "source image", "entropy")):
         grid[i, 0].set_ylabel(name, fontsize=8)
 
-    curves = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    curves = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1], "wspace": 0.35})
     ax = curves[0]
     ax.plot(t, entropy.reshape(n_steps, -1).mean(axis=1), "-o", ms=3, color="tab:purple", label="mean entropy")
     ax.set_xlabel("t")

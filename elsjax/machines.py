@@ -109,7 +109,7 @@ class ScoreMachine:
     def posterior(self, x, t, *, top: int):
         """The posterior mean with the ``top`` heaviest dictionary entries and the entropy of every pixel.
 
-        One pass over the dictionaries (docs/maths.md §9), on a code path of its own: ``denoise``, ``score`` and
+        One pass over the dictionaries (docs/maths.md §11), on a code path of its own: ``denoise``, ``score`` and
         ``eps`` are unchanged. The entries are indices into each pixel's own dictionary (:func:`pixel_groups`);
         :func:`elsjax.provenance` maps them to training images and positions.
 
@@ -186,7 +186,7 @@ class Posterior(NamedTuple):
       mean: ``[B, H, W, C]`` the posterior mean (as :meth:`ScoreMachine.denoise`, to float rounding).
       weight: ``[B, H, W, top]`` float32, the posterior weights of the heaviest entries, descending.
       entry: ``[B, H, W, top]`` int32, their indices in the pixel's dictionary (-1: no entry in that slot).
-      entropy: ``[B, H, W]`` float32, the posterior entropy in nats over dictionary occurrences (docs/maths.md §9.2).
+      entropy: ``[B, H, W]`` float32, the posterior entropy in nats over dictionary occurrences (docs/maths.md §11.2).
     """
 
     mean: jax.Array
@@ -345,7 +345,7 @@ def _local_mean(stack: ImageStack, x, a, b, k: int, combine=None):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Provenance (docs/maths.md §9): the same means through posterior.stream_provenance, with the top entries and the
+# Provenance (docs/maths.md §11): the same means through posterior.stream_provenance, with the top entries and the
 # entropy. A separate compiled program; the default one above is untouched.
 
 

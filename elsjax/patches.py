@@ -736,7 +736,7 @@ class Occurrences(NamedTuple):
     Entry ``j`` of group ``g`` is the distinct patch (or image) whose first occurrence, in (image, row, column)
     order, is source row ``first[g, j]`` of that group, and which occurs ``counts[g, j]`` times; source row ``i``
     is the patch of image ``n`` centred at ``(centre_rows[g][r], centre_cols[g][c])`` with
-    ``(n, r, c) = np.unravel_index(i, (N, R_g, C_g))`` (docs/maths.md §9.3). Entries past a group's distinct
+    ``(n, r, c) = np.unravel_index(i, (N, R_g, C_g))`` (docs/maths.md §11.3). Entries past a group's distinct
     patches (padding) have ``first = -1`` and ``counts = 0``.
 
     Attributes:

@@ -18,7 +18,7 @@ Chunks are combined with sums (the intended maths), not the reference's per-chun
 The partial result :class:`SoftmaxState` merges exactly with :func:`merge`, so a dictionary can be split across
 devices and the pieces combined afterwards.
 
-Provenance (docs/maths.md §9) is a separate, opt-in path through the same scan: :func:`stream_provenance` carries a
+Provenance (docs/maths.md §11) is a separate, opt-in path through the same scan: :func:`stream_provenance` carries a
 :class:`ProvenanceState` (the softmax state plus the top-m entries by logit and two more running sums for the
 posterior entropy) and so returns the posterior mean, the m heaviest entries with their weights, and the entropy
 in one pass over the dictionary. The default :func:`stream` is untouched by it.
@@ -193,7 +193,7 @@ def _stream_block(queries_aug, dictionary: PatchDictionary, state: SoftmaxState)
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Provenance: the top-m entries and the entropy, in the same pass (docs/maths.md §9). Opt-in; stream() is unchanged.
+# Provenance: the top-m entries and the entropy, in the same pass (docs/maths.md §11). Opt-in; stream() is unchanged.
 
 
 class ProvenanceState(NamedTuple):
@@ -310,7 +310,7 @@ def merge_provenance(a: ProvenanceState, b: ProvenanceState) -> ProvenanceState:
 
 
 def finalize_provenance(state: ProvenanceState):
-    """``(mean [Q, V], top_weight [Q, m], top_index [Q, m], entropy [Q])`` (docs/maths.md §9).
+    """``(mean [Q, V], top_weight [Q, m], top_index [Q, m], entropy [Q])`` (docs/maths.md §11).
 
     ``top_weight`` is each entry's posterior weight ``exp(logit - max) / den`` (0 for empty slots). ``entropy`` is
     in nats over dictionary *occurrences*: ``-sum_i p_i log p_i + sum_i p_i log c_i`` for distinct entries i of

@@ -1,4 +1,4 @@
-"""Patch provenance (docs/maths.md §9): which training patches each pixel's posterior draws on, and how sharply.
+"""Patch provenance (docs/maths.md §11): which training patches each pixel's posterior draws on, and how sharply.
 
 Every machine's clean estimate is, per pixel, a softmax-weighted mean over a dictionary of training patches (or
 images). :func:`provenance` returns, per pixel, the ``top`` heaviest dictionary entries mapped back to where they
@@ -7,7 +7,7 @@ and the posterior entropy; :func:`sample_provenance` records the same along a sa
 estimate of every recorded step. Both run the machines' provenance path (``ScoreMachine.posterior``), which
 computes the mean, the top entries and the entropy in one pass over the dictionary; the default path is unchanged.
 
-Conventions (docs/maths.md §9):
+Conventions (docs/maths.md §11):
 
 * ``weight`` is the posterior weight of a *distinct* dictionary entry; a deduplicated entry stands for ``count``
   identical patches, and ``image`` / ``position`` give one of them, the first in (image, row, column) order.

@@ -1,4 +1,4 @@
-"""Benchmark of patch provenance (docs/maths.md §9): its cost on top of the default kernel, compile and evaluation apart.
+"""Benchmark of patch provenance (docs/maths.md §11): its cost on top of the default kernel, compile and evaluation apart.
 
 For each machine kind, training-set size N, patch size k and batch B it compiles and times, on the same machine and
 inputs,

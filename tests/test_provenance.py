@@ -1,4 +1,4 @@
-"""Patch provenance (docs/maths.md §9): the top-m posterior entries, their weights and the entropy.
+"""Patch provenance (docs/maths.md §11): the top-m posterior entries, their weights and the entropy.
 
 Checked against known answers (a query that is a training image at small t; near-uniform posteriors at t = 1),
 against a brute-force float64 posterior over dictionary occurrences for every machine (deduplicated dictionaries

@@ -1,4 +1,4 @@
-"""The explain job: patch provenance of machine samples (docs/maths.md §9), as arrays and one figure per seed.
+"""The explain job: patch provenance of machine samples (docs/maths.md §11), as arrays and one figure per seed.
 
 For each explained seed the machine's sampler runs with provenance on (:func:`elsjax.provenance.sample_provenance`):
 every step records, per pixel, the ``top`` heaviest dictionary entries (training image, centre position, class,
@@ -6,7 +6,8 @@ weight, occurrence count), the posterior entropy and the clean estimate. Outputs
 
 * ``explain_SEED.png`` (one per explained seed, :func:`elsjax.figures.provenance_figure`): the sample beside its
   mosaic (each pixel the centre value of its top patch), provenance maps (each pixel coloured by the training image
-  of its top patch, the most used ones as thumbnails in the legend) and entropy maps at the last step and a few
+  of its top patch, the most used ones as thumbnails in the legend; pixels whose top patch is common, such as flat
+  background, dark) and entropy maps at the last step and a few
   chosen steps, and the mean entropy, the number of distinct source images and k against t;
 * ``provenance.npz``: ``step``, ``t``, ``k`` ``[S]``; ``x`` and ``mean`` ``[S, B, H, W, C]`` (the input and the
   clean estimate of each step); ``image``, ``weight``, ``count``, ``label`` ``[S, B, H, W, top]`` and ``position``
@@ -180,7 +181,8 @@ def run(cfg) -> dict:
             figures.provenance_figure(
                 out_dir / f"explain_{index}.png", sample=samples[b], mosaic=tiles[b], source=arrays["image"][:, b, ..., 0],
                 entropy=arrays["entropy"][:, b], estimates=arrays["mean"][:, b], t=arrays["t"], k=arrays["k"],
-                train=dataset.images, labels=dataset.labels, shown=shown, legend=cfg.legend, title=title,
+                train=dataset.images, labels=dataset.labels, count=arrays["count"][:, b, ..., 0], shown=shown,
+                legend=cfg.legend, title=title,
             ).name
         )  # fmt: skip
     clock.lap("figures")
