@@ -323,8 +323,8 @@ def provenance_figure(
         ax.set_yticks([])
     top.colorbar(im, ax=head[3], fraction=0.046, pad=0.03, label="nats")
     head[4].axis("off")
-    note = "" if count is None else f"; dark: a common patch (>= {common} occurrences)"
-    head[4].set_title(f"most used training images (share of pixels, last step){note}", fontsize=8)
+    note = "" if count is None else f"; dark: common patches (>= {common} occurrences)"
+    head[4].set_title(f"most used training images\n(share of pixels at the last step{note})", fontsize=8)
     n_thumbs = len(ids)
     if n_thumbs:
         per_row = max(1, -(-n_thumbs // 2))
