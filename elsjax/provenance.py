@@ -38,7 +38,7 @@ from elsjax import checks, machines, patches, sampler
 
 __all__ = [
     "Provenance", "StepProvenance", "provenance", "sample_provenance", "num_occurrences", "locate", "mosaic",
-    "distinct_sources",
+    "distinct_sources", "occurrences",
 ]  # fmt: skip
 
 
@@ -324,3 +324,52 @@ def mosaic(prov: Provenance, train):
 def distinct_sources(prov: Provenance) -> np.ndarray:
     """``[B]``: how many distinct training images supply some pixel's heaviest entry, per image."""
     return np.array([np.unique(img[img >= 0]).size for img in prov.image[..., 0]], np.int64)
+
+
+def occurrences(kind: str, train, *, k: int | None = None, pixel, image: int, position) -> np.ndarray:
+    """Every place where the patch reported for ``pixel`` at ``(image, position)`` occurs in that pixel's dictionary.
+
+    A deduplicated entry stands for ``count`` identical training patches; :func:`provenance` reports the first. This
+    lists them all, by direct comparison of the patches (bit for bit, as the deduplication compares them).
+
+    Args:
+      kind: the machine kind.
+      train: the training images the machine was built on (for a class-conditional machine: the class's images,
+        and ``image`` an index into them).
+      k: the patch size (not used by ``"ideal"``).
+      pixel: ``(row, col)`` of the query pixel (which dictionary: bbELS border pixels have their own).
+      image: the reported training image.
+      position: the reported ``(row, col)`` in it.
+
+    Returns:
+      ``[count, 3]`` int64 ``(image, row, col)`` in (image, row, column) order; the first row is the reported one.
+
+    Example:
+      >>> import numpy as np
+      >>> train = -np.ones((3, 6, 6, 1), np.float32)       # blank images: one patch, everywhere
+      >>> occurrences("els", train, k=3, pixel=(2, 2), image=0, position=(1, 1)).shape   # 3 images x 4 x 4 centres
+      (48, 3)
+    """
+    kind = checks.kind(kind)
+    train = checks.train_images(train)
+    n, h, w = train.shape[:3]
+    r0, c0 = (int(v) for v in pixel)
+    if kind == "ls":
+        return np.array([[int(image), r0, c0]], np.int64)
+    if kind == "ideal":
+        bits = train.view(np.uint32).reshape(n, -1)
+        same = np.flatnonzero((bits == bits[int(image)]).all(axis=1))
+        return np.stack([same, np.full_like(same, r0), np.full_like(same, c0)], axis=1).astype(np.int64)
+    k = checks.patch_size("k", k, kind, (h, w))
+    regions = (patches.els_regions if kind == "els" else patches.bbels_regions)(h, w, k)
+    flat = r0 * w + c0
+    for region in regions:
+        where = np.argwhere(region.pixels == flat)
+        if where.size:
+            g = int(where[0, 0])
+            rows, cols = region.centre_rows[g], region.centre_cols[g]
+            break
+    found = patches.patches_at(train, k, rows, cols, "zeros").view(np.uint32)  # [N, R, C, D]
+    ref = patches.patches_at(train[int(image)], k, np.array([position[0]]), np.array([position[1]]), "zeros")
+    same = np.argwhere((found == ref.view(np.uint32)[0, 0]).all(axis=-1))  # (n, r, c) in order
+    return np.stack([same[:, 0], rows[same[:, 1]], cols[same[:, 2]]], axis=1).astype(np.int64)

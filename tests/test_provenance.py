@@ -292,3 +292,25 @@ def test_explain_bad_fields(tmp_path, capsys):
     assert "top: expected a positive integer" in capsys.readouterr().err
     assert cli.main(["explain", "--samples", str(tmp_path / "none.npz"), "--out-dir", str(tmp_path / "o")]) == 2
     assert "samples: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,k", [("ideal", None), ("ls", 3), ("els", 3), ("bbels", 3)])
+def test_occurrences_list_every_place_of_a_deduplicated_entry(kind, k):
+    from elsjax.provenance import occurrences
+
+    train = repetitive((5, 7, 7, 1), seed=2)
+    x = np.random.default_rng(3).normal(size=(1, 7, 7, 1)).astype(np.float32)
+    p = elsjax.provenance(kind, x, 0.5, train=train, k=k, top=3)
+    brute = brute_force.brute_posterior(kind, x[0], 0.5, train, k)
+    for r, c in [(0, 0), (0, 3), (3, 3), (6, 5)]:
+        for j in range(3):
+            if p.image[0, r, c, j] < 0:
+                continue
+            occ = occurrences(
+                kind, train, k=k, pixel=(r, c), image=p.image[0, r, c, j], position=p.position[0, r, c, j]
+            )
+            assert len(occ) == p.count[0, r, c, j]
+            assert tuple(occ[0]) == (p.image[0, r, c, j], *p.position[0, r, c, j])
+            occ_list, _, keys = brute[(r, c)]
+            key = keys[occ_list.index(tuple(int(v) for v in occ[0]))]
+            assert [tuple(o) for o in occ.tolist()] == [o for o, kk in zip(occ_list, keys) if kk == key]
