@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("elsjax.commands.train", "train a convolutional diffusion network"),
     "calibrate": ("elsjax.commands.calibrate", "calibrate a machine's patch size per step to a trained net"),
     "evaluate": ("elsjax.commands.evaluate", "measure how well machines predict a trained net's samples"),
+    "explain": (
+        "elsjax.commands.explain",
+        "patch provenance of machine samples: which training patches each pixel comes from",
+    ),
     "sweep": ("elsjax.commands.sweep", "run rows of the paper's tables: train, calibrate, evaluate, tabulate"),
     "scales": ("elsjax.commands.scales", "list the published scales (the patch size k of each step)"),
 }

@@ -34,6 +34,7 @@ __all__ = [
     "train_config",
     "calibrate_config",
     "evaluate_config",
+    "explain_config",
     "paper_train_config",
     "data_options",
     "TRAIN_HELP",
@@ -102,6 +103,14 @@ HELP = {
     "by '+', or a calibration.json); NAME=ideal for the IS",
     "net_steps": "DDIM steps of the net's samples, comma-separated (150: the paper's Table 1, 20: Table 2)",
     "seeds_per_part": "seeds per saved piece of a machine's samples (what an interruption can lose)",
+    # explain
+    "samples": "a samples.npz written by `elsjax sample`: explain its seeds, with the machine, data and scales of "
+    "its run's config.json (the fields here are then ignored); empty: draw the seeds from SEED",
+    "which": "which seeds to explain: comma-separated indices into the seeds; empty: all",
+    "top": "dictionary entries kept per pixel and step (the heaviest by posterior weight)",
+    "steps": "steps shown as maps in the figure: comma-separated step indices (0 = the first, t = 0.95); "
+    "empty: five spread over the run, the last included (every step is recorded)",
+    "legend": "most used training images shown as thumbnails in the figure's legend",
     # scale-out (docs/scale_out.md)
     "mesh": "devices for the machines as SEEDS,ENTRIES (e.g. 2,4): seeds split over SEEDS devices, each dictionary "
     "over ENTRIES (0: all remaining devices); empty: one device",
@@ -265,6 +274,27 @@ def evaluate_config() -> ml_collections.ConfigDict:
             **SCALE_OUT,
         }
     )
+
+
+# Fields of a sample run's config that ``elsjax explain --samples`` takes from it (docs of explain_config).
+SAMPLE_RUN_FIELDS = (
+    "kind", "dataset", "split", "source", "data_dir", "download", "resize", "limit", "conditional", "label",
+    "scales", "convention", "seed", "n_seeds", "chunk_size",
+)  # fmt: skip
+
+
+def explain_config() -> ml_collections.ConfigDict:
+    """Defaults of ``elsjax explain``: patch provenance of machine samples (:mod:`elsjax.provenance`).
+
+    The machine, data and seeds fields are those of :func:`sample_config` (three seeds by default), or, with
+    ``samples`` set, those of the ``elsjax sample`` run that wrote that file (:data:`SAMPLE_RUN_FIELDS` from its
+    ``config.json``, the seeds and classes from the file itself).
+    """
+    fields = {k: v for k, v in sample_config().to_dict().items() if k not in SCALE_OUT and k != "png_scale"}
+    fields.update(
+        {"samples": "", "which": "", "n_seeds": 3, "top": 8, "steps": "", "legend": 8, "out_dir": "runs/explain"}
+    )
+    return ml_collections.ConfigDict(fields)
 
 
 def data_options(cfg) -> dict:

@@ -1,4 +1,5 @@
-"""Figures of the calibration and evaluation: k schedules, agreement violins and side-by-side sample grids (PNG).
+"""Figures of the calibration, evaluation and provenance: k schedules, agreement violins, side-by-side sample grids
+and patch-provenance panels (PNG).
 
 matplotlib is imported inside each function (``import elsjax`` stays light) and used through its object API on an
 Agg canvas, so no global backend is switched and no window opens. Each function writes one file and returns its
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["calibration_plot", "agreement_violin", "comparison_grid"]
+__all__ = ["calibration_plot", "agreement_violin", "comparison_grid", "provenance_figure"]
 
 
 def _figure(width: float, height: float):
@@ -186,4 +187,198 @@ def comparison_grid(columns: Mapping[str, np.ndarray], path, *, max_rows: int = 
             if i == 0:
                 ax.set_title(name, fontsize=9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return _save(fig, path)
+
+
+def _show(ax, img, title: str = "") -> None:
+    """An image in [-1, 1] (``[H, W, 1]`` grey or ``[H, W, 3]`` colour), without ticks."""
+    img = np.clip(np.asarray(img, np.float32), -1.0, 1.0)
+    if img.shape[-1] == 1:
+        ax.imshow(img[..., 0], cmap="gray", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow((img + 1.0) / 2.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def _palette(n: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i)[:3] for i in range(n)]
+
+
+OTHER_SOURCE = (0.72, 0.72, 0.72)  # pixels whose source is not in the legend
+COMMON_SOURCE = (0.12, 0.12, 0.12)  # pixels whose top patch is common (occurs in many places): no one source
+NO_SOURCE = (1.0, 1.0, 1.0)
+
+
+def _source_rgb(source, ids, colours, common=None):
+    rgb = np.empty(source.shape + (3,), np.float32)
+    rgb[...] = OTHER_SOURCE
+    rgb[source < 0] = NO_SOURCE
+    for idx, colour in zip(ids, colours):
+        rgb[source == idx] = colour
+    if common is not None:
+        rgb[common] = COMMON_SOURCE
+    return rgb
+
+
+def provenance_figure(
+    path,
+    *,
+    sample,
+    mosaic,
+    source,
+    entropy,
+    estimates,
+    t,
+    k,
+    train,
+    labels=None,
+    count=None,
+    common: int = 10,
+    shown: Sequence[int] | None = None,
+    legend: int = 8,
+    title: str = "",
+) -> pathlib.Path:
+    """One sample's patch provenance at a glance (docs/maths.md §11).
+
+    Top row: the sample, its mosaic (each pixel the centre value of its heaviest training patch), the provenance
+    map at the last step (each pixel coloured by the training image of its heaviest patch; the most used images in
+    colour, the rest grey), the entropy map at the last step, and the most used training images as thumbnails
+    with their colour and share of pixels. Middle rows, at the ``shown`` steps: the clean estimate, the provenance
+    map and the entropy map. Bottom: the mean entropy and the number of distinct source images against t, and the
+    patch size k of each step.
+
+    Args:
+      path: the PNG to write.
+      sample: ``[H, W, C]`` in [-1, 1].
+      mosaic: ``[H, W, C]`` in [-1, 1].
+      source: ``[S, H, W]`` int, the training image of each pixel's heaviest entry at each recorded step (-1: none).
+      entropy: ``[S, H, W]`` posterior entropy (nats).
+      estimates: ``[S, H, W, C]`` the clean estimate at each recorded step.
+      t: ``[S]`` the steps' times (descending).
+      k: ``[S]`` the steps' patch sizes (0 for IS).
+      train: ``[N, H, W, C]`` the training images ``source`` indexes (for the thumbnails).
+      labels: ``[N]`` their classes (shown beside the thumbnails), or None.
+      count: ``[S, H, W]`` occurrences of each pixel's heaviest entry, or None. Pixels whose top patch occurs at
+        least ``common`` times (a flat background patch occurs thousands of times) are drawn dark and left out of
+        the legend: the representative image of such a patch is only its first occurrence.
+      common: see ``count``.
+      shown: indices into the S recorded steps to draw as maps (default: five spread out, the last included).
+      legend: thumbnails in the legend (most used first).
+      title: the figure title.
+
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+
+    Example:
+      >>> import numpy as np, tempfile, pathlib
+      >>> rng = np.random.default_rng(0)
+      >>> train = rng.uniform(-1, 1, (3, 8, 8, 1))
+      >>> src = rng.integers(0, 3, (2, 8, 8))
+      >>> provenance_figure(pathlib.Path(tempfile.mkdtemp()) / "p.png", sample=train[0], mosaic=train[0],
+      ...                   source=src, entropy=rng.uniform(0, 2, (2, 8, 8)), estimates=train[:2], t=[0.9, 0.1],
+      ...                   k=[3, 5], train=train).suffix
+      '.png'
+    """
+    source = np.asarray(source)
+    entropy = np.asarray(entropy, np.float32)
+    estimates = np.asarray(estimates, np.float32)
+    t, k = np.asarray(t, np.float64), np.asarray(k)
+    n_steps = source.shape[0]
+    if not (entropy.shape == source.shape and estimates.shape[0] == n_steps and t.shape == k.shape == (n_steps,)):
+        raise ValueError(
+            f"source, entropy, estimates, t, k: expected S = {n_steps} steps each, got shapes {source.shape}, "
+            f"{entropy.shape}, {estimates.shape}, {t.shape}, {k.shape}"
+        )
+    if shown is None:
+        shown = sorted({int(round(v)) for v in np.linspace(0, n_steps - 1, min(5, n_steps))})
+    shown = [int(s) for s in shown]
+    if any(s < 0 or s >= n_steps for s in shown):
+        raise ValueError(f"shown: step positions must lie in 0..{n_steps - 1}, got {shown}")
+    is_common = np.zeros(source.shape, bool) if count is None else np.asarray(count) >= common
+    final = source[-1]
+    ids, counts = np.unique(final[(final >= 0) & ~is_common[-1]], return_counts=True)
+    order = np.argsort(-counts, kind="stable")[: max(0, int(legend))]
+    ids, shares = ids[order], counts[order] / final.size
+    colours = _palette(len(ids))
+    vmax = max(float(entropy.max()), 1e-6)
+
+    cols = max(len(shown), 4)
+    fig = _figure(1.55 * (cols + 3), 1.55 * 4 + 2.6)
+    top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1.25, 3, 1.6])
+    head = top.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 2.8], "wspace": 0.25})
+    _show(head[0], sample, "sample")
+    _show(head[1], mosaic, "mosaic of top patches")
+    head[2].imshow(_source_rgb(final, ids, colours, is_common[-1]), interpolation="nearest")
+    head[2].set_title("source image", fontsize=8)
+    im = head[3].imshow(entropy[-1], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+    head[3].set_title(f"entropy (t = {t[-1]:.2f})", fontsize=8)
+    for ax in head[2:4]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    top.colorbar(im, ax=head[3], fraction=0.046, pad=0.03, label="nats")
+    head[4].axis("off")
+    note = "" if count is None else f"; dark: common patches (>= {common} occurrences)"
+    head[4].set_title(f"most used training images\n(share of pixels at the last step{note})", fontsize=8)
+    n_thumbs = len(ids)
+    if n_thumbs:
+        per_row = max(1, -(-n_thumbs // 2))
+        for i, (idx, colour, share) in enumerate(zip(ids, colours, shares)):
+            r, c = divmod(i, per_row)
+            ax = head[4].inset_axes([c / per_row + 0.01, 0.5 * (1 - r) + 0.02, 1 / per_row - 0.02, 0.38])
+            _show(ax, np.asarray(train)[idx])
+            for spine in ax.spines.values():
+                spine.set_color(colour)
+                spine.set_linewidth(3)
+            label = "" if labels is None else f" c{int(np.asarray(labels)[idx])}"
+            ax.set_xlabel(f"#{int(idx)}{label} {100 * share:.0f}%", fontsize=7, labelpad=1)
+
+    grid = middle.subplots(3, cols, squeeze=False)
+    for j in range(cols):
+        for i in range(3):
+            grid[i, j].axis("off")
+    for j, s in enumerate(shown):
+        step_title = f"t = {t[s]:.2f}" + (f", k = {int(k[s])}" if k[s] else "")
+        _show(grid[0, j], estimates[s], step_title)
+        grid[0, j].axis("on")
+        grid[1, j].imshow(_source_rgb(source[s], ids, colours, is_common[s]), interpolation="nearest")
+        grid[2, j].imshow(entropy[s], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+        for i in range(3):
+            grid[i, j].axis("on")
+            grid[i, j].set_xticks([])
+            grid[i, j].set_yticks([])
+    for i, name in enumerate(("clean estimate", "source image", "entropy")):
+        grid[i, 0].set_ylabel(name, fontsize=8)
+
+    curves = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1], "wspace": 0.35})
+    ax = curves[0]
+    ax.plot(t, entropy.reshape(n_steps, -1).mean(axis=1), "-o", ms=3, color="tab:purple", label="mean entropy")
+    ax.set_xlabel("t")
+    ax.set_ylabel("mean entropy (nats)", color="tab:purple")
+    ax.invert_xaxis()  # sampling runs from t near 1 to t near 0
+    ax.grid(alpha=0.3)
+    twin = ax.twinx()
+    distinct = [np.unique(s[s >= 0]).size for s in source]
+    twin.plot(t, distinct, "-s", ms=3, color="tab:green", label="distinct source images")
+    twin.set_ylabel("distinct source images", color="tab:green")
+    from matplotlib.ticker import MaxNLocator
+
+    twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("entropy and distinct sources along the trajectory", fontsize=8)
+    ax_k = curves[1]
+    ax_k.step(t, k, where="mid", color="black")
+    ax_k.plot(t, k, "o", ms=3, color="black")
+    ax_k.invert_xaxis()
+    ax_k.set_xlabel("t")
+    ax_k.set_ylabel("k")
+    ax_k.set_yticks(sorted({int(v) for v in k}))
+    ax_k.set_title("patch size per step", fontsize=8)
+    ax_k.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.02)
     return _save(fig, path)

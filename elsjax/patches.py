@@ -47,6 +47,9 @@ __all__ = [
     "els_regions",
     "bbels_regions",
     "region_dictionaries",
+    "Occurrences",
+    "region_occurrences",
+    "ideal_occurrences",
     "shared_shapes",
     "bucket",
 ]
@@ -700,22 +703,107 @@ def _regions_key(regions) -> str:
     return digest.hexdigest()
 
 
-def _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device) -> tuple[PatchDictionary, ...]:
-    h, w, c = images.shape[1:]
+def _region_sources(images, k, regions):
+    """Per region, the row source of each group (uint8 codes where the padding is at fixed positions)."""
+    h, w = images.shape[1:3]
     d = k // 2
     codes = encode_8bit(images)
-    centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
     fixed = lambda coords, size: coords.size == 1 or (coords.min() >= d and coords.max() < size - d)
     windows = {}  # one padded copy per storage, shared by all groups and regions
-    out = []
     for region in regions:
         fixed_padding = all(fixed(r, h) and fixed(cc, w) for r, cc in zip(region.centre_rows, region.centre_cols))
         source = codes if (codes is not None and fixed_padding) else images
         if source.dtype not in windows:
             windows[source.dtype] = _patch_windows(source, k, pad_value=_PAD_CODE if source.dtype == np.uint8 else 0)
-        groups = [
+        yield [
             _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]
+
+
+def _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device) -> tuple[PatchDictionary, ...]:
+    c = images.shape[-1]
+    centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
+    out = []
+    for groups in _region_sources(images, k, regions):
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
         out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device))
     return tuple(out)
+
+
+class Occurrences(NamedTuple):
+    """Where the entries of one grouped dictionary come from: a host-side (NumPy) side table for provenance.
+
+    Entry ``j`` of group ``g`` is the distinct patch (or image) whose first occurrence, in (image, row, column)
+    order, is source row ``first[g, j]`` of that group, and which occurs ``counts[g, j]`` times; source row ``i``
+    is the patch of image ``n`` centred at ``(centre_rows[g][r], centre_cols[g][c])`` with
+    ``(n, r, c) = np.unravel_index(i, (N, R_g, C_g))`` (docs/maths.md §11.3). Entries past a group's distinct
+    patches (padding) have ``first = -1`` and ``counts = 0``.
+
+    Attributes:
+      first: ``[G, U]`` int64, flat source row of each entry's first occurrence.
+      counts: ``[G, U]`` int64, occurrences of each entry.
+      centre_rows: ``[G, R]`` int, the centre rows of group g's patches (for IS: ``[[0]]``).
+      centre_cols: ``[G, C]`` int, the centre columns (for IS: ``[[0]]``).
+    """
+
+    first: np.ndarray
+    counts: np.ndarray
+    centre_rows: np.ndarray
+    centre_cols: np.ndarray
+
+    def locate(self, group, entry):
+        """``(image, row, col, count)`` of entries ``entry`` (any shape) in groups ``group`` (broadcast); -1 (and a
+        count of 0) for padding or negative entries."""
+        group, entry = np.broadcast_arrays(np.asarray(group, np.int64), np.asarray(entry, np.int64))
+        valid = (entry >= 0) & (entry < self.first.shape[1])
+        safe = np.where(valid, entry, 0)
+        first = np.where(valid, self.first[group, safe], -1)
+        valid &= first >= 0
+        first = np.where(valid, first, 0)
+        n_rows, n_cols = self.centre_rows.shape[1], self.centre_cols.shape[1]
+        image, rest = np.divmod(first, n_rows * n_cols)
+        r, c = np.divmod(rest, n_cols)
+        row, col = self.centre_rows[group, r], self.centre_cols[group, c]
+        invalid = lambda a: np.where(valid, a, -1)
+        return invalid(image), invalid(row), invalid(col), np.where(valid, self.counts[group, safe], 0)
+
+
+def _occurrences(sources, deduplicate: bool, rows, cols) -> Occurrences:
+    found = [
+        distinct_rows(source) if deduplicate else (np.arange(source.num_rows), np.ones(source.num_rows, np.int64))
+        for source in sources
+    ]
+    size = max(len(first) for first, _ in found)
+    first = np.full((len(found), size), -1, np.int64)
+    counts = np.zeros((len(found), size), np.int64)
+    for g, (f, n) in enumerate(found):
+        first[g, : len(f)], counts[g, : len(n)] = f, n
+    return Occurrences(first, counts, np.asarray(rows), np.asarray(cols))
+
+
+def region_occurrences(images, k: int, regions, *, deduplicate: bool = True) -> tuple[Occurrences, ...]:
+    """The :class:`Occurrences` of each region's dictionary, as :func:`region_dictionaries` builds them.
+
+    It groups the same rows the same way (exact deduplication, groups in order of first occurrence), so entry j
+    here is entry j of the built dictionary, whatever its chunk size or shape padding. It costs one hashing pass
+    over the patches and holds no dictionary.
+
+    Example:
+      >>> import numpy as np
+      >>> images = np.zeros((3, 5, 5, 1), np.float32)          # every patch is the same: one entry, 27 occurrences
+      >>> occ = region_occurrences(images, 3, els_regions(5, 5, 3))[0]
+      >>> occ.counts.tolist(), [int(v) for v in occ.locate(0, 0)]    # (image, row, col, count)
+      ([[27]], [0, 1, 1, 27])
+    """
+    images = np.asarray(images, np.float32)
+    return tuple(
+        _occurrences(groups, deduplicate, region.centre_rows, region.centre_cols)
+        for groups, region in zip(_region_sources(images, k, regions), regions)
+    )
+
+
+def ideal_occurrences(images, *, deduplicate: bool = True) -> Occurrences:
+    """The :class:`Occurrences` of :func:`ideal_dictionary`'s entries (whole images; position ``(0, 0)``)."""
+    stored = _storage(images)
+    flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
+    return _occurrences([flat], deduplicate, [[0]], [[0]])

@@ -24,10 +24,11 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import gc
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from elsjax import machines, noise, patches, sharding
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
-    "default_keep_bytes",
+    "default_keep_bytes", "StepPosterior",
 ]  # fmt: skip
 
 CONVENTIONS = ("reference", "corrected")
@@ -64,6 +65,25 @@ class EpsFn(Protocol):
     """
 
     def __call__(self, params: Any, x: jax.Array, t: jax.Array, y: jax.Array | None) -> jax.Array: ...
+
+
+class StepPosterior(NamedTuple):
+    """What :func:`sample_machine` records at one step when ``provenance`` is on (host NumPy arrays).
+
+    Attributes:
+      step: the step's index on the machine grid (0 is the first evaluation, at t = 0.95 on the paper's grid).
+      t: the step's time.
+      k: the patch size in use (0 for IS).
+      x: ``[B, H, W, C]`` the noisy images the machine was evaluated at.
+      posterior: the :class:`~elsjax.machines.Posterior` at ``(x, t)``: its ``mean`` is the step's clean estimate,
+        ``entry`` indexes each pixel's dictionary (:func:`elsjax.machines.pixel_groups`).
+    """
+
+    step: int
+    t: float
+    k: int
+    x: np.ndarray
+    posterior: machines.Posterior
 
 
 def default_keep_bytes() -> int:
@@ -170,6 +190,8 @@ def sample_machine(
     progress: Callable[[str, int, int, int], None] | None = None,
     keep_bytes: int | None = None,
     mesh=None,
+    provenance: int | None = None,
+    provenance_steps: Sequence[int] | None = None,
 ):
     """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
@@ -193,14 +215,25 @@ def sample_machine(
         ``"entries"`` and the seeds over ``"seeds"`` (padded by repetition to a multiple of it, the padding
         dropped at the end); the loop runs on the sharded state. With several processes, ``images`` are this
         process's own training images and ``seeds`` the same on every process.
+      provenance: None (the default: the loop is exactly as without this argument), or ``top``: at the recorded
+        steps the machine is evaluated by :meth:`~elsjax.machines.ScoreMachine.posterior` (the same mean, to float
+        rounding, with the ``top`` heaviest entries and the entropy, in the same pass), and a
+        :class:`StepPosterior` is kept per recorded step. Not with ``mesh`` or ``return_trajectory``.
+      provenance_steps: the step indices to record (default: every step); other steps run the default loop.
 
     Returns:
-      ``[B, H, W, C]`` samples (and the trajectory, if asked). The output is a posterior mean, a convex combination
-      of training pixels: it is clipped to the training images' range to remove float32 rounding beyond it
-      (a sample's minimum was measured at -1.0000001 with data in [-1, 1]).
+      ``[B, H, W, C]`` samples (and the trajectory, if asked; or, with ``provenance``, the list of
+      :class:`StepPosterior` in step order). The output is a posterior mean, a convex combination of training
+      pixels: it is clipped to the training images' range to remove float32 rounding beyond it (a sample's minimum
+      was measured at -1.0000001 with data in [-1, 1]).
     """
     report = progress or (lambda *args: None)
     mesh = sharding.check_mesh(mesh)
+    if provenance is not None:
+        if mesh is not None:
+            raise ValueError("mesh: provenance runs on one device; sample without a mesh")
+        if return_trajectory:
+            raise ValueError("return_trajectory: not with provenance (each recorded step keeps its x)")
     lo, hi = (float(np.min(images)), float(np.max(images))) if mesh is None else sharding.global_range(images)
     keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
     grid, ks = machine_steps(scales, convention)
@@ -210,7 +243,7 @@ def sample_machine(
     x = jnp.asarray(seeds, jnp.float32)
     if mesh is not None:
         x = sharding.put_batch(x, mesh)  # split over "seeds"
-    visited, built, start = [], {}, 0
+    visited, built, start, records = [], {}, 0, []
     # Ahead of time: each dictionary's program compiles on a background thread while the next dictionary is built.
     ahead = None if isinstance(x, jax.core.Tracer) else concurrent.futures.ThreadPoolExecutor(1)
     compiling = {}
@@ -238,14 +271,18 @@ def sample_machine(
         machine = built.pop(k)
         if k in ks[start + length :] and _nbytes(machine) + sum(map(_nbytes, built.values())) <= keep_bytes:
             built[k] = machine  # needed again and within the budget; anything else is freed after this segment
-        # Every segment's grid is padded to the full length: one compilation per k, whatever the segment lengths.
-        segment = np.zeros_like(grid)
-        segment[:length] = grid[start : start + length]
-        out = sample_loop(
-            machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(length),
-            return_trajectory=return_trajectory,
-        )  # fmt: skip
-        x, traj = out if return_trajectory else (out, None)
+        if provenance is None:
+            # Every segment's grid is padded to the full length: one compilation per k, whatever the segment lengths.
+            segment = np.zeros_like(grid)
+            segment[:length] = grid[start : start + length]
+            out = sample_loop(
+                machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(length),
+                return_trajectory=return_trajectory,
+            )  # fmt: skip
+            x, traj = out if return_trajectory else (out, None)
+        else:
+            out = x = _record_segment(machine, x, grid, start, length, int(k), provenance, provenance_steps, records)
+            traj = None
         # Dispatch is asynchronous: without waiting, the next dictionary would be built while this segment still
         # runs and holds its own, so every dictionary of the schedule stayed alive (full 60k: 16 GB).
         if not isinstance(x, jax.core.Tracer):
@@ -264,7 +301,39 @@ def sample_machine(
     if mesh is not None:
         x = x[:batch]
         visited = [v[:, :batch] for v in visited] if return_trajectory else visited
+    if provenance is not None:
+        return x, records
     return (x, jnp.concatenate(visited)) if return_trajectory else x
+
+
+def _record_segment(machine, x, grid, start: int, length: int, k: int, top: int, steps, records: list):
+    """One segment of :func:`sample_machine` with provenance: recorded steps one by one through the posterior
+    path, runs of other steps through :func:`sample_loop` exactly as without provenance."""
+    is_recorded = lambda i: steps is None or i in steps
+    i, end = start, start + length
+    while i < end:
+        if is_recorded(i):
+            t = jnp.full((x.shape[0],), grid[i, 0], jnp.float32)
+            t_prev = jnp.full((x.shape[0],), grid[i, 1], jnp.float32)
+            x_next, post = _posterior_step(machine, x, t, t_prev, top)
+            records.append(StepPosterior(i, float(grid[i, 0]), k, np.asarray(x), jax.tree.map(np.asarray, post)))
+            x, i = x_next, i + 1
+            continue
+        run = next((j for j in range(i, end) if is_recorded(j)), end) - i
+        segment = np.zeros_like(grid)
+        segment[:run] = grid[i : i + run]
+        x = sample_loop(machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(run))
+        i += run
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("top",))
+def _posterior_step(machine, x, t, t_prev, top: int):
+    """One DDIM step of the machine through its provenance path: ``(x at t_prev, Posterior at (x, t))``."""
+    post = machine.posterior(x, t, top=top)
+    a, b = noise.signal_noise_std(t)
+    eps_hat = (x - a[:, None, None, None] * post.mean) / b[:, None, None, None]  # as ScoreMachine.eps
+    return noise.ddim_step(x, eps_hat, t, t_prev), post
 
 
 def _nbytes(tree) -> int:

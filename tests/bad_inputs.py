@@ -179,6 +179,27 @@ def sample(**overrides):
     return elsjax.sample(args.pop("kind"), args.pop("seeds"), **args)
 
 
+def provenance(**overrides):
+    import elsjax
+
+    args = dict(kind="bbels", x=X, t=0.5, train=TRAIN, k=3, top=2)
+    args.update(overrides)
+    return elsjax.provenance(args.pop("kind"), args.pop("x"), args.pop("t"), **args)
+
+
+def sharded_posterior(tmp):
+    import elsjax
+    from elsjax import machines
+
+    return machines.build("els", TRAIN, 3, mesh=elsjax.make_mesh(seeds=1, entries=1)).posterior(X, 0.5, top=2)
+
+
+def explain_argv(*more):
+    return lambda tmp: ["explain", "--dataset", "mnist", "--data-dir", str(mnist(tmp)), "--limit", "30",
+                        "--scales", "3,3,3", "--n-seeds", "2", "--out-dir", str(tmp / "out"), "--no-progress",
+                        *more]  # fmt: skip
+
+
 def finite(value) -> str:
     return "finite, shape " + str(tuple(np.shape(value))) if np.all(np.isfinite(np.asarray(value))) else "NOT FINITE"
 
@@ -359,6 +380,14 @@ CASES: list[Case] = [
     raises("machines.build", "NCHW training images", lambda tmp: machines_build("els", TRAIN.transpose(0, 3, 1, 2), 3), ValueError, r"images: expected NHWC.*NCHW"),
     raises("machines.build", "NaN training images", lambda tmp: machines_build("els", np.where(TRAIN > 0.9, np.nan, TRAIN), 3), ValueError, r"images: contains NaN"),
     returns("ScoreMachine.score", "a scalar t", lambda tmp: finite(machines_build("bbels", TRAIN, 3).score(X, 0.5)), r"finite"),
+    # elsjax.provenance
+    raises("elsjax.provenance", "`top=0`", lambda tmp: provenance(top=0), ValueError, r"^ValueError: top: expected an integer >= 1, got 0"),
+    raises("elsjax.provenance", "`top` above a pixel's dictionary occurrences", lambda tmp: provenance(top=7), ValueError, r"^ValueError: top: asked for 7 entries but some pixel's posterior has only 6 dictionary occurrences"),
+    raises("elsjax.provenance", "unknown kind `'elss'`", lambda tmp: provenance(kind="elss"), ValueError, r"^ValueError: kind: expected one of"),
+    raises("ScoreMachine.posterior", "a machine sharded over a mesh", sharded_posterior, ValueError, r"^ValueError: mesh: provenance runs on one device"),
+    exits("elsjax explain", "`--top 0`", explain_argv("--top", "0"), 2, r"top: expected a positive integer, got 0"),
+    exits("elsjax explain", "`--samples` that does not exist", explain_argv("--samples", "nothing.npz"), 2, r"samples: no such file 'nothing.npz'"),
+    exits("elsjax explain", "`--which 5` with 2 seeds", explain_argv("--which", "5", "--top", "2"), 2, r"which: seed indices run from 0 to 1, got 5"),
     # data.load
     raises("data.load", "unknown dataset `'svhn'`", lambda tmp: load(tmp, "svhn"), ValueError, r"dataset: unknown dataset 'svhn'"),
     raises("data.load", "unknown split `'valid'`", lambda tmp: load(tmp, split="valid"), ValueError, r"split: mnist has splits"),

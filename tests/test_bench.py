@@ -39,3 +39,13 @@ def test_fixed_costs_runs_tiny(tmp_path):
     assert [r["k"] for r in run["split"]["segments"]] == [3, 5, 3]  # the tiny schedule's segments
     s = run["summary"]
     assert s["sum_compile_s"] > 0 and s["sum_eval_s"] > 0 and s["cold_s"] > 0 and 0 < s["fixed_share"] < 1
+
+
+def test_bench_provenance_runs_tiny(tmp_path):
+    out = tmp_path / "bench_provenance.json"
+    load("bench_provenance").main(["--tiny", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert [r["batch"] for r in results["evals"]] == [1, 2]
+    for r in results["evals"]:
+        assert r["off_s"] > 0 and r["on_s"] > 0 and r["on_compile_s"] > 0 and r["ratio"] > 0
+    assert results["samples"][0]["max_abs_diff"] < 1e-5

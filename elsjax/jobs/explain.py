@@ -1,0 +1,210 @@
+"""The explain job: patch provenance of machine samples (docs/maths.md §11), as arrays and one figure per seed.
+
+For each explained seed the machine's sampler runs with provenance on (:func:`elsjax.provenance.sample_provenance`):
+every step records, per pixel, the ``top`` heaviest dictionary entries (training image, centre position, class,
+weight, occurrence count), the posterior entropy and the clean estimate. Outputs in ``out_dir``:
+
+* ``explain_SEED.png`` (one per explained seed, :func:`elsjax.figures.provenance_figure`): the sample beside its
+  mosaic (each pixel the centre value of its top patch), provenance maps (each pixel coloured by the training image
+  of its top patch, the most used ones as thumbnails in the legend; pixels whose top patch is common, such as flat
+  background, dark) and entropy maps at the last step and a few
+  chosen steps, and the mean entropy, the number of distinct source images and k against t;
+* ``provenance.npz``: ``step``, ``t``, ``k`` ``[S]``; ``x`` and ``mean`` ``[S, B, H, W, C]`` (the input and the
+  clean estimate of each step); ``image``, ``weight``, ``count``, ``label`` ``[S, B, H, W, top]`` and ``position``
+  ``[S, B, H, W, top, 2]``; ``entropy`` ``[S, B, H, W]``; ``samples`` and ``seeds`` ``[B, H, W, C]``; ``y`` ``[B]``
+  (-1 when unconditional); ``seed_index`` ``[B]`` (which seeds of the run). ``image`` indexes the training subset
+  that ``record.json`` describes (``data``): the first ``limit`` images of the split (then the class, for an
+  unconditional run with a fixed ``label``);
+* ``config.json`` and ``record.json``: the configuration; per step t, k, each seed's mean entropy and number of
+  distinct source images; when explaining a saved ``samples.npz``, how far the recomputed samples are from it.
+
+Example (a tiny user-directory dataset; see ``tests/test_cli.py``)::
+
+    elsjax explain --dataset mnist --data-dir DIR --limit 40 --scales 3,3,3,3 --n-seeds 2 --out-dir runs/why
+    elsjax explain --samples runs/sample/samples.npz --which 0,3 --out-dir runs/why_sample
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from elsjax import config as config_lib
+from elsjax import data, figures, runs, seeds
+
+__all__ = ["run", "OUTPUT_FILES", "parse_indices"]
+
+OUTPUT_FILES = ("explain_SEED.png", "provenance.npz", "config.json", "record.json")
+
+
+def parse_indices(name: str, text: str) -> list[int] | None:
+    """Comma-separated non-negative integers, or None for an empty string.
+
+    Example:
+      >>> parse_indices("which", "0, 3"), parse_indices("which", "")
+      ([0, 3], None)
+    """
+    if not str(text).strip():
+        return None
+    try:
+        values = [int(v) for v in str(text).replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated non-negative integers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise ValueError(f"{name}: expected non-negative integers, got {text!r}")
+    return values
+
+
+def _check(cfg) -> None:
+    from elsjax import checks
+
+    checks.kind(cfg.kind)
+    for key in ("n_seeds", "top"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
+    if cfg.legend < 0:
+        raise ValueError(f"legend: expected a non-negative integer, got {cfg.legend}")
+    if cfg.limit < 0:
+        raise ValueError(f"limit: expected a positive integer (or 0 for all), got {cfg.limit}")
+    if cfg.chunk_size < 0:
+        raise ValueError(f"chunk_size: expected a positive integer (or 0 for the default), got {cfg.chunk_size}")
+
+
+def _from_samples(cfg):
+    """``(cfg with the sample run's fields, seeds, y or None, stored samples)`` from ``cfg.samples``."""
+    path = Path(cfg.samples)
+    if not path.is_file():
+        raise ValueError(f"samples: no such file {str(path)!r} (a samples.npz written by elsjax sample)")
+    config_path = path.parent / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"samples: {config_path} is missing (the sample run's configuration, written beside it)")
+    run_config = json.loads(config_path.read_text())
+    taken = {key: run_config[key] for key in config_lib.SAMPLE_RUN_FIELDS if key in run_config}
+    cfg = config_lib.merge(cfg, taken)
+    with np.load(path) as f:
+        missing = {"seeds", "samples", "labels"} - set(f.files)
+        if missing:
+            raise ValueError(f"samples: {path} lacks {sorted(missing)} (not a samples.npz of elsjax sample)")
+        noise, stored, labels = f["seeds"], f["samples"], f["labels"]
+    y = None if (labels < 0).all() else labels.astype(np.int32)
+    cfg.n_seeds = int(noise.shape[0])
+    return cfg, np.asarray(noise, np.float32), y, np.asarray(stored, np.float32)
+
+
+def run(cfg) -> dict:
+    """Runs one explain job described by a :func:`elsjax.config.explain_config` and writes its outputs.
+
+    Returns:
+      The record written to ``record.json``.
+
+    Raises:
+      ValueError: a bad field (named), a class with no training images, a ``samples`` file that is not one.
+      elsjax.runs.RunDirError: ``out_dir`` is not empty (and ``overwrite`` is off).
+      elsjax.data.SourceUnavailable: the dataset is not on this machine.
+    """
+    from elsjax import scales as scales_lib
+    from elsjax.provenance import distinct_sources, mosaic, sample_provenance
+
+    clock = runs.Stopwatch()
+    stored = None
+    if cfg.samples:
+        cfg, noise, y, stored = _from_samples(cfg)
+    _check(cfg)
+    scales = scales_lib.resolve(cfg.scales)
+    which = parse_indices("which", cfg.which)
+    shown_steps = parse_indices("steps", cfg.steps)
+    n_steps = len(scales) - 1
+    if shown_steps is not None and max(shown_steps) >= n_steps:
+        raise ValueError(
+            f"steps: step indices run from 0 to {n_steps - 1} ({len(scales)} scales), got {max(shown_steps)}"
+        )
+    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
+    info = data.DATASETS[data.canonical_name(cfg.dataset)]
+    if cfg.label >= info.num_classes or cfg.label < -1:
+        raise ValueError(
+            f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)"
+        )
+    label = None if cfg.conditional or cfg.label < 0 else cfg.label
+    dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))
+    clock.lap("data")
+    if stored is None:
+        noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
+        y = seeds.classes(cfg.n_seeds, dataset.num_classes, label=cfg.label) if cfg.conditional else None
+    if noise.shape[1:] != dataset.images.shape[1:]:
+        raise ValueError(
+            f"samples: seeds of shape {noise.shape[1:]} do not match the images {dataset.images.shape[1:]}"
+        )
+    which = list(range(noise.shape[0])) if which is None else which
+    if max(which) >= noise.shape[0]:
+        raise ValueError(f"which: seed indices run from 0 to {noise.shape[0] - 1}, got {max(which)}")
+    chosen_y = None if y is None else y[which]
+    if chosen_y is not None:
+        missing = sorted(set(chosen_y.tolist()) - set(dataset.labels.tolist()))
+        if missing:
+            raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
+    groups = 1 if chosen_y is None else len(np.unique(chosen_y))
+    bar = runs.StepBar(groups * n_steps, enabled=cfg.progress)
+    try:
+        samples, steps = sample_provenance(
+            cfg.kind, noise[which], train=dataset.images, scales=scales, labels=dataset.labels, y=chosen_y,
+            top=cfg.top, convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    clock.lap("sample")
+
+    stack = lambda field: np.stack([getattr(s.provenance, field) for s in steps])
+    arrays = {
+        "step": np.array([s.step for s in steps], np.int64),
+        "t": np.array([s.t for s in steps], np.float32),
+        "k": np.array([s.k for s in steps], np.int64),
+        "x": np.stack([s.x for s in steps]),
+        **{field: stack(field) for field in ("mean", "image", "position", "weight", "count", "label", "entropy")},
+        "samples": samples,
+        "seeds": noise[which],
+        "y": np.full(len(which), -1, np.int32) if chosen_y is None else chosen_y.astype(np.int32),
+        "seed_index": np.asarray(which, np.int64),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_dir / "provenance.npz", **arrays)
+    final = steps[-1].provenance
+    tiles = mosaic(final, dataset.images)
+    step_pos = {s.step: i for i, s in enumerate(steps)}
+    shown = None if shown_steps is None else sorted({step_pos[s] for s in shown_steps} | {len(steps) - 1})
+    figures_written = []
+    for b, index in enumerate(which):
+        cls = "" if chosen_y is None else f", class {int(chosen_y[b])}"
+        title = f"{cfg.kind} on {dataset.name} ({dataset.subset}), seed {index}{cls}: where each pixel comes from"
+        figures_written.append(
+            figures.provenance_figure(
+                out_dir / f"explain_{index}.png", sample=samples[b], mosaic=tiles[b], source=arrays["image"][:, b, ..., 0],
+                entropy=arrays["entropy"][:, b], estimates=arrays["mean"][:, b], t=arrays["t"], k=arrays["k"],
+                train=dataset.images, labels=dataset.labels, count=arrays["count"][:, b, ..., 0], shown=shown,
+                legend=cfg.legend, title=title,
+            ).name
+        )  # fmt: skip
+    clock.lap("figures")
+    record = {
+        "command": "elsjax explain",
+        "scales": scales,
+        "seeds": seeds.describe(cfg.seed, noise.shape) if stored is None else {"from": str(cfg.samples)},
+        "seed_index": which,
+        "labels": None if chosen_y is None else chosen_y.tolist(),
+        "data": dataset.describe(),
+        "figures": figures_written,
+        "steps": [
+            {
+                "step": s.step, "t": s.t, "k": s.k,
+                "mean_entropy": [round(float(v), 5) for v in s.provenance.entropy.reshape(len(which), -1).mean(1)],
+                "distinct_sources": distinct_sources(s.provenance).tolist(),
+            }
+            for s in steps
+        ],
+        "mosaic_mean_abs_diff": [round(float(v), 5) for v in np.abs(tiles - samples).reshape(len(which), -1).mean(1)],
+    }  # fmt: skip
+    if stored is not None:
+        record["stored_samples_max_abs_diff"] = float(np.max(np.abs(stored[which] - samples)))
+    runs.write_config(out_dir, cfg)
+    return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())
