@@ -277,12 +277,25 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
     """Runs (or resumes) every row of a sweep config; rewrites ``table.md`` and ``table.json`` after each row."""
     out_dir = Path(cfg.out_dir)
     rows = _rows(cfg)
+    every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
     records = []
     for row in rows:
         with dictcache.reuse(directory=os.environ.get(dictcache.ENV_DIR) or None):  # the row's jobs share dictionaries
             records.append(run_row(row, out_dir, progress=cfg.progress, log=log))
-        runs.write_json(out_dir / "table.json", records)
-        (out_dir / "table.md").write_text(table(records, machine=machine))
+        # The table holds every finished row of the sweep file, in its order, also those of earlier `--only` runs.
+        finished = [_finished_row(out_dir, name, records) for name in every]
+        finished = [r for r in finished if r is not None]
+        runs.write_json(out_dir / "table.json", finished)
+        (out_dir / "table.md").write_text(table(finished, machine=machine))
         if on_row is not None:
             on_row(records[-1])
     return records
+
+
+def _finished_row(out_dir: Path, name: str, records: list[dict]) -> dict | None:
+    """The record of row ``name``: from this run, else its ``row.json`` from an earlier run, else None."""
+    for record in records:
+        if record["name"] == name:
+            return record
+    path = out_dir / name / "row.json"
+    return json.loads(path.read_text()) if path.is_file() else None

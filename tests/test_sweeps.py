@@ -68,6 +68,12 @@ def test_sweep_runs_rows_and_writes_the_table(tmp_path):
     assert f"| {summary['median_r']['bbels']['4']:.2f} (0.94)" not in text  # no paper number for 4 net steps
     assert f"| {summary['median_r']['bbels']['4']:.2f} |" in text
 
+    # A later run of one row (finished: nothing recomputed) keeps every finished row in the table, in the file's order.
+    cfg.only = "b"
+    assert [r["name"] for r in sweeps.run(cfg, log=lambda *a: None, machine="test machine")] == ["b"]
+    assert (tmp_path / "sweep" / "table.md").read_text() == text
+    assert [r["name"] for r in json.loads((tmp_path / "sweep" / "table.json").read_text())] == ["a", "b"]
+
 
 def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_path, monkeypatch):
     whole = tiny_sweep(tmp_path, tmp_path / "whole")
