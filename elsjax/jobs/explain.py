@@ -33,6 +33,7 @@ import numpy as np
 
 from elsjax import config as config_lib
 from elsjax import data, figures, runs, seeds
+from elsjax.jobs import sample as sample_job
 
 __all__ = ["run", "OUTPUT_FILES", "parse_indices"]
 
@@ -58,18 +59,9 @@ def parse_indices(name: str, text: str) -> list[int] | None:
 
 
 def _check(cfg) -> None:
-    from elsjax import checks
-
-    checks.kind(cfg.kind)
-    for key in ("n_seeds", "top"):
-        if cfg[key] < 1:
-            raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
+    sample_job.check_sampling(cfg, positive=("n_seeds", "top"))
     if cfg.legend < 0:
         raise ValueError(f"legend: expected a non-negative integer, got {cfg.legend}")
-    if cfg.limit < 0:
-        raise ValueError(f"limit: expected a positive integer (or 0 for all), got {cfg.limit}")
-    if cfg.chunk_size < 0:
-        raise ValueError(f"chunk_size: expected a positive integer (or 0 for the default), got {cfg.chunk_size}")
 
 
 def _from_samples(cfg):

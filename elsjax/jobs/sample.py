@@ -30,10 +30,15 @@ OUTPUT_FILES = ("samples.png", "samples.npz", "config.json", "record.json")
 
 
 def _check(cfg) -> None:
+    check_sampling(cfg, positive=("n_seeds", "png_scale"))
+
+
+def check_sampling(cfg, *, positive: tuple[str, ...]) -> None:
+    """The checks of a sampling job's config (``elsjax sample``, ``elsjax explain``): ``positive`` fields >= 1."""
     from elsjax import checks
 
     checks.kind(cfg.kind)
-    for key in ("n_seeds", "png_scale"):
+    for key in positive:
         if cfg[key] < 1:
             raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
     if cfg.limit < 0:
