@@ -176,16 +176,9 @@ def comparison_grid(columns: Mapping[str, np.ndarray], path, *, max_rows: int = 
     axes = fig.subplots(rows, ncols, squeeze=False)
     for j, (name, arr) in enumerate(arrays.items()):
         for i in range(rows):
-            ax = axes[i, j]
-            img = np.clip(arr[i], -1.0, 1.0)
-            if img.shape[-1] == 1:
-                ax.imshow(img[..., 0], cmap="gray", vmin=-1.0, vmax=1.0, interpolation="nearest")
-            else:
-                ax.imshow((img + 1.0) / 2.0, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show(axes[i, j], arr[i])
             if i == 0:
-                ax.set_title(name, fontsize=9)
+                axes[i, j].set_title(name, fontsize=9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return _save(fig, path)
 
