@@ -124,12 +124,7 @@ def sample(
     Returns:
       ``[B, H, W, C]`` samples, a ``jax.Array``, inside the training pixel range.
     """
-    kind = checks.kind(kind)
-    train = checks.train_images(train)
-    seeds = checks.images("seeds", seeds, train.shape[1:])
-    scales = checks.scales(scales, kind, train.shape[1:3])
-    if convention not in sampler.CONVENTIONS:
-        raise ValueError(f"convention: expected one of {sampler.CONVENTIONS}, got {convention!r}")
+    kind, train, seeds, scales = checks.sampling_args(kind, seeds, train, scales, convention, sampler.CONVENTIONS)
     if keep_bytes is not None and (not isinstance(keep_bytes, (int, np.integer)) or keep_bytes < 0):
         raise ValueError(f"keep_bytes: expected a non-negative integer or None, got {keep_bytes!r}")
     mesh = _check_mesh(mesh, seeds.shape[0], "seeds")

@@ -32,6 +32,8 @@ __all__ = [
     "patch_size",
     "scales",
     "class_groups",
+    "class_members",
+    "sampling_args",
 ]
 
 KINDS = ("ideal", "ls", "els", "bbels")
@@ -198,6 +200,13 @@ def class_groups(batch, train, labels, y):
     """``[(indices into the batch, training images of that class), ...]``; one group when ``y`` is None."""
     if y is None:
         return [(np.arange(batch), train)]
+    return [(index, train[members]) for index, members in class_members(batch, train, labels, y)]
+
+
+def class_members(batch, train, labels, y):
+    """``[(indices into the batch, indices into train of that class), ...]``; one group when ``y`` is None."""
+    if y is None:
+        return [(np.arange(batch), np.arange(train.shape[0]))]
     if labels is None:
         raise ValueError("labels: class-conditional sampling (y given) needs the training labels")
     if is_traced(labels, y):
@@ -212,10 +221,22 @@ def class_groups(batch, train, labels, y):
         raise ValueError(f"y: expected integers of shape ({batch},), got {y.dtype} {y.shape}")
     groups = []
     for cls in np.unique(y):
-        members = train[labels == cls]
-        if members.shape[0] == 0:
+        members = np.flatnonzero(labels == cls)
+        if members.size == 0:
             raise ValueError(
                 f"y: class {int(cls)} has no training images (labels present: {np.unique(labels).tolist()})"
             )
         groups.append((np.flatnonzero(y == cls), members))
     return groups
+
+
+def sampling_args(machine_kind, seeds, train, scale_list, convention: str, conventions: tuple[str, ...]):
+    """The checked arguments of a machine sampler (:func:`elsjax.sample` and the provenance sampler):
+    ``(kind, train, seeds, scales)``."""
+    machine_kind = kind(machine_kind)
+    train = train_images(train)
+    seeds = images("seeds", seeds, train.shape[1:])
+    scale_list = scales(scale_list, machine_kind, train.shape[1:3])
+    if convention not in conventions:
+        raise ValueError(f"convention: expected one of {conventions}, got {convention!r}")
+    return machine_kind, train, seeds, scale_list

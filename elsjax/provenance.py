@@ -163,13 +163,14 @@ def locate(kind: str, post: machines.Posterior, tables, *, k: int, members=None,
     )
 
 
-def _groups(batch: int, train, labels, y):
-    """``[(batch indices, global training indices of the class)]``, one group when ``y`` is None."""
-    groups = checks.class_groups(batch, train, labels, y)
-    if y is None:
-        return [(groups[0][0], np.arange(train.shape[0]))]
-    y = np.broadcast_to(np.asarray(y), (batch,))
-    return [(index, np.flatnonzero(np.asarray(labels) == y[index[0]])) for index, _ in groups]
+def check_steps(steps: Sequence[int] | None, num_scales: int) -> list[int] | None:
+    """Recorded step indices, sorted and distinct, each below the number of steps (``num_scales - 1``)."""
+    if steps is None:
+        return None
+    steps = sorted({checks.integer("steps", s) for s in steps})
+    if steps and steps[-1] >= num_scales - 1:
+        raise ValueError(f"steps: step indices run from 0 to {num_scales - 2} ({num_scales} scales), got {steps[-1]}")
+    return steps
 
 
 def _concat(parts, batch: int) -> Provenance:
@@ -216,7 +217,7 @@ def provenance(kind: str, x, t, *, train, k: int | None = None, labels=None, y=N
     x = checks.images("x", x, train.shape[1:])
     t = checks.times(t, x.shape[0])
     k = checks.patch_size("k", k, kind, train.shape[1:3])
-    groups = _groups(x.shape[0], train, labels, y)
+    groups = checks.class_members(x.shape[0], train, labels, y)
     top = _check_top(top, kind, [(len(members),) + train.shape[1:] for _, members in groups], k)
     parts = []
     for index, members in groups:
@@ -261,18 +262,9 @@ def sample_provenance(
       >>> [(r.step, round(r.t, 3), r.k) for r in rec], rec[-1].provenance.image.shape
       ([(0, 0.667, 3), (1, 0.333, 3)], (1, 6, 6, 2))
     """
-    kind = checks.kind(kind)
-    train = checks.train_images(train)
-    seeds = checks.images("seeds", seeds, train.shape[1:])
-    scales = checks.scales(scales, kind, train.shape[1:3])
-    if convention not in sampler.CONVENTIONS:
-        raise ValueError(f"convention: expected one of {sampler.CONVENTIONS}, got {convention!r}")
-    n_steps = len(scales) - 1
-    if steps is not None:
-        steps = sorted({checks.integer("steps", s) for s in steps})
-        if steps and steps[-1] >= n_steps:
-            raise ValueError(f"steps: step indices run from 0 to {n_steps - 1} ({len(scales)} scales), got {steps[-1]}")
-    groups = _groups(seeds.shape[0], train, labels, y)
+    kind, train, seeds, scales = checks.sampling_args(kind, seeds, train, scales, convention, sampler.CONVENTIONS)
+    steps = check_steps(steps, len(scales))
+    groups = checks.class_members(seeds.shape[0], train, labels, y)
     ks = sorted(set(scales)) if kind != "ideal" else [None]
     shapes = [(len(m),) + train.shape[1:] for _, m in groups]
     top = min(_check_top(top, kind, shapes, k) for k in ks)

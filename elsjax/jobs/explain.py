@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from elsjax import config as config_lib
-from elsjax import data, figures, runs, seeds
+from elsjax import figures, runs, seeds
 from elsjax.jobs import sample as sample_job
 
 __all__ = ["run", "OUTPUT_FILES", "parse_indices"]
@@ -97,7 +97,7 @@ def run(cfg) -> dict:
       elsjax.data.SourceUnavailable: the dataset is not on this machine.
     """
     from elsjax import scales as scales_lib
-    from elsjax.provenance import distinct_sources, mosaic, sample_provenance
+    from elsjax.provenance import check_steps, distinct_sources, mosaic, sample_provenance
 
     clock = runs.Stopwatch()
     stored = None
@@ -106,20 +106,10 @@ def run(cfg) -> dict:
     _check(cfg)
     scales = scales_lib.resolve(cfg.scales)
     which = parse_indices("which", cfg.which)
-    shown_steps = parse_indices("steps", cfg.steps)
+    shown_steps = check_steps(parse_indices("steps", cfg.steps), len(scales))
     n_steps = len(scales) - 1
-    if shown_steps is not None and max(shown_steps) >= n_steps:
-        raise ValueError(
-            f"steps: step indices run from 0 to {n_steps - 1} ({len(scales)} scales), got {max(shown_steps)}"
-        )
     out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
-    info = data.DATASETS[data.canonical_name(cfg.dataset)]
-    if cfg.label >= info.num_classes or cfg.label < -1:
-        raise ValueError(
-            f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)"
-        )
-    label = None if cfg.conditional or cfg.label < 0 else cfg.label
-    dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))
+    dataset = sample_job.load_dataset(cfg)
     clock.lap("data")
     if stored is None:
         noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
@@ -132,10 +122,7 @@ def run(cfg) -> dict:
     if max(which) >= noise.shape[0]:
         raise ValueError(f"which: seed indices run from 0 to {noise.shape[0] - 1}, got {max(which)}")
     chosen_y = None if y is None else y[which]
-    if chosen_y is not None:
-        missing = sorted(set(chosen_y.tolist()) - set(dataset.labels.tolist()))
-        if missing:
-            raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
+    sample_job.check_classes(chosen_y, dataset)
     groups = 1 if chosen_y is None else len(np.unique(chosen_y))
     bar = runs.StepBar(groups * n_steps, enabled=cfg.progress)
     try:

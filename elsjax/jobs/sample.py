@@ -47,6 +47,27 @@ def check_sampling(cfg, *, positive: tuple[str, ...]) -> None:
         raise ValueError(f"chunk_size: expected a positive integer (or 0 for the default), got {cfg.chunk_size}")
 
 
+def load_dataset(cfg):
+    """The machines' training set of a sampling job's config: all classes for a conditional machine, else the
+    images of class ``label`` (or all of them for -1)."""
+    info = data.DATASETS[data.canonical_name(cfg.dataset)]
+    if cfg.label >= info.num_classes or cfg.label < -1:
+        raise ValueError(
+            f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)"
+        )
+    label = None if cfg.conditional or cfg.label < 0 else cfg.label
+    return data.load(info.name, label=label, **config_lib.data_options(cfg))
+
+
+def check_classes(y, dataset) -> None:
+    """Every class in ``y`` (None: unconditional) has images in ``dataset``."""
+    if y is None:
+        return
+    missing = sorted(set(y.tolist()) - set(dataset.labels.tolist()))
+    if missing:
+        raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
+
+
 def run(cfg) -> dict:
     """Runs one sampling job described by a :func:`elsjax.config.sample_config` and writes its outputs.
 
@@ -68,22 +89,12 @@ def run(cfg) -> dict:
     sharding.check_batch(cfg.n_seeds, mesh, "n_seeds")
     scales = scales_lib.resolve(cfg.scales)
     out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
-    info = data.DATASETS[data.canonical_name(cfg.dataset)]
-    if cfg.label >= info.num_classes or cfg.label < -1:
-        raise ValueError(
-            f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)"
-        )
-
-    label = None if cfg.conditional or cfg.label < 0 else cfg.label
-    dataset = data.load(info.name, label=label, **config_lib.data_options(cfg))
+    dataset = load_dataset(cfg)
     clock.lap("data")
 
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes, label=cfg.label) if cfg.conditional else None
-    if y is not None:
-        missing = sorted(set(y.tolist()) - set(dataset.labels.tolist()))
-        if missing:
-            raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
+    check_classes(y, dataset)
     groups = 1 if y is None else len(np.unique(y))
     train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
     bar = runs.StepBar(groups * (len(scales) - 1), enabled=cfg.progress and primary)
