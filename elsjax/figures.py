@@ -1,5 +1,5 @@
-"""Figures of the calibration, evaluation and provenance: k schedules, agreement violins, side-by-side sample grids
-and patch-provenance panels (PNG).
+"""Figures of the calibration, evaluation, sweeps and provenance: k schedules, agreement violins, agreement per
+sweep row, side-by-side sample grids and patch-provenance panels (PNG).
 
 matplotlib is imported inside each function (``import elsjax`` stays light) and used through its object API on an
 Agg canvas, so no global backend is switched and no window opens. Each function writes one file and returns its
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["calibration_plot", "agreement_violin", "comparison_grid", "provenance_figure"]
+__all__ = ["calibration_plot", "agreement_violin", "agreement_by_row", "comparison_grid", "provenance_figure"]
 
 
 def _figure(width: float, height: float):
@@ -137,6 +137,86 @@ def agreement_violin(per_seed_r: Mapping[str, np.ndarray], path, *, title: str =
     ax.set_ylabel("Pearson r (machine vs net)")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or "agreement with the net (median in red)")
+    return _save(fig, path)
+
+
+def agreement_by_row(
+    panels: Mapping[str, Mapping[str, Sequence[float | None]]],
+    rows: Sequence,
+    path,
+    *,
+    reference: Mapping[str, Mapping[str, Sequence[float | None]]] | None = None,
+    xlabel: str = "",
+    title: str = "",
+) -> pathlib.Path:
+    """The median agreement of each machine across the rows of a sweep, one panel per net step count.
+
+    Numeric ``rows`` (e.g. the net's training steps of one configuration) give a curve per machine; other rows
+    (names) give a column of points per row. ``reference`` values (the paper's) are drawn hollow for named rows and as
+    dashed levels for numeric ones.
+
+    Args:
+      panels: ``{panel title: {machine: median r per row}}``; None for a value a row lacks.
+      rows: one label per row: numbers (an x axis) or names (categories).
+      path: the PNG to write.
+      reference: ``{panel title: {machine: value per row}}`` in the layout of ``panels``; None where unknown.
+      xlabel: the x-axis label.
+      title: the figure title.
+
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+
+    Example:
+      >>> import tempfile, pathlib
+      >>> p = {"net 20 steps": {"ELS": [0.7, 0.8], "IS": [0.4, None]}}
+      >>> agreement_by_row(p, [1200, 2400], pathlib.Path(tempfile.mkdtemp()) / "a.png").suffix
+      '.png'
+    """
+    if not panels:
+        raise ValueError("panels: expected at least one panel")
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows: expected at least one row")
+    for name, series in panels.items():
+        for machine, values in series.items():
+            if len(values) != len(rows):
+                raise ValueError(f"panels: {name!r}/{machine!r} has {len(values)} values for {len(rows)} rows")
+    numeric = all(isinstance(r, (int, float, np.integer, np.floating)) and not isinstance(r, bool) for r in rows)
+    x = np.asarray(rows, np.float64) if numeric else np.arange(len(rows), dtype=np.float64)
+    reference = reference or {}
+    fig = _figure(max(5.0, 4.0 * len(panels)), 4 if numeric else 4.8)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    machines = list(dict.fromkeys(m for series in panels.values() for m in series))
+    colours = {m: f"C{i}" for i, m in enumerate(machines)}
+
+    def values(series, machine):
+        return np.asarray([np.nan if v is None else float(v) for v in series.get(machine, [None] * len(rows))])
+
+    for ax, (name, series) in zip(axes, panels.items()):
+        for machine in series:
+            y = values(series, machine)
+            ax.plot(x, y, "-o" if numeric else "o", color=colours[machine], ms=5, label=machine)
+            ref = values(reference.get(name, {}), machine)
+            if numeric:
+                for level in np.unique(ref[~np.isnan(ref)]):
+                    ax.axhline(level, ls="--", lw=1, color=colours[machine], alpha=0.7)
+            else:
+                ax.plot(x, ref, "o", mfc="none", color=colours[machine], ms=8)
+        if numeric:
+            ax.set_xticks(x)
+        else:
+            ax.set_xticks(x, [str(r) for r in rows], rotation=30, ha="right", fontsize=8)
+            ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("median Pearson r (machine vs net)")
+        ax.grid(alpha=0.3)
+        ax.set_title(name, fontsize=10)
+    if any(reference.values()):
+        note = "dashed: the paper's" if numeric else "hollow: the paper's"
+        axes[0].plot([], [], "--" if numeric else "o", color="grey", mfc="none", label=note)
+    axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

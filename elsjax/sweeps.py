@@ -15,7 +15,9 @@ A stage whose run directory holds a finished run (``record.json``) of the same c
 calibration config reruns the calibration); the evaluation saves its work in parts and resumes from them. So
 killing a sweep and running it again completes only the missing work, and gives the same table. After every row
 the tables are rewritten: ``table.md`` (the layout of the paper's tables, the paper's number beside each measured
-one, the machine, the net's training budget and the wall time per row) and ``table.json``.
+one, the machine, the net's training budget and the wall time per row), ``table.json`` and ``agreement.png`` (each
+machine's median r per row beside the paper's; a curve against the net's training steps when the rows are one
+configuration at several checkpoints).
 
 Example::
 
@@ -273,6 +275,35 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+# The figure's series: label, the machine's name in a summary ({kind}: the row's (E)LS), the paper's table column.
+_SERIES = (("(E)LS", "{kind}", "els"), ("LS", "ls", "ls"), ("IS", "ideal", "ideal"),
+           ("(E)LS published", "{kind}_published", None))  # fmt: skip
+
+
+def figure(records: list[dict], path) -> Path:
+    """``agreement.png``: each machine's median r per row, the paper's beside it; a curve against the net's training
+    steps when the rows are one configuration at several checkpoints (e.g. ``experiments/sweeps/cpu_budget.py``)."""
+    from elsjax import figures
+
+    steps = sorted({int(s) for r in records for by in r["summary"]["median_r"].values() for s in by}, reverse=True)
+    budget = len(records) > 1 and len({tuple(r["key"]) for r in records}) == 1
+    budget = budget and len({r["net_step"] for r in records}) == len(records)
+    if budget:
+        records = sorted(records, key=lambda r: r["net_step"])
+    panels, reference = {}, {}
+    for n in steps:
+        title = f"net sampled with {n} DDIM steps"
+        refs = [paper.table_row(*r["key"], n) for r in records]
+        panels[title], reference[title] = {}, {}
+        for label, name, column in _SERIES:
+            med = [_median_of(r["summary"]["median_r"], str(n), name.format(kind=r["kind"])) for r in records]
+            panels[title][label] = med
+            reference[title][label] = [ref[column] if ref and column else None for ref in refs]
+    rows = [r["net_step"] for r in records] if budget else [r["name"] for r in records]
+    xlabel = f"net training steps (batch {records[0]['net_batch_size']})" if budget else ""
+    return figures.agreement_by_row(panels, rows, path, reference=reference, xlabel=xlabel)
+
+
 def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Runs (or resumes) every row of a sweep config; rewrites ``table.md`` and ``table.json`` after each row."""
     out_dir = Path(cfg.out_dir)
@@ -287,6 +318,7 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
         finished = [r for r in finished if r is not None]
         runs.write_json(out_dir / "table.json", finished)
         (out_dir / "table.md").write_text(table(finished, machine=machine))
+        figure(finished, out_dir / "agreement.png")
         if on_row is not None:
             on_row(records[-1])
     return records

@@ -58,6 +58,20 @@ def test_agreement_violin(tmp_path):
         figures.agreement_violin({}, tmp_path / "bad.png")
 
 
+@pytest.mark.parametrize("rows", [[1200, 2400, 3600], ["a", "b", "c"]])
+def test_agreement_by_row(tmp_path, rows):
+    panels = {"150 steps": {"ELS": [0.8, 0.85, None], "IS": [0.4, 0.4, 0.5]}, "20 steps": {"ELS": [0.7, 0.8, 0.9]}}
+    reference = {"150 steps": {"ELS": [0.94, 0.94, 0.94], "IS": [None, None, None]}}
+    out = figures.agreement_by_row(panels, rows, tmp_path / "a.png", reference=reference, xlabel="x", title="t")
+    assert is_png(out)
+    with pytest.raises(ValueError, match="^panels: '20 steps'/'ELS' has 2 values for 3 rows"):
+        figures.agreement_by_row({"20 steps": {"ELS": [0.7, 0.8]}}, rows, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="^panels"):
+        figures.agreement_by_row({}, rows, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="^rows"):
+        figures.agreement_by_row(panels, [], tmp_path / "bad.png")
+
+
 @pytest.mark.parametrize("c", [1, 3])
 def test_comparison_grid(tmp_path, c):
     rng = np.random.default_rng(2)

@@ -67,6 +67,7 @@ def test_sweep_runs_rows_and_writes_the_table(tmp_path):
     # The table's numbers are the summaries' medians.
     assert f"| {summary['median_r']['bbels']['4']:.2f} (0.94)" not in text  # no paper number for 4 net steps
     assert f"| {summary['median_r']['bbels']['4']:.2f} |" in text
+    assert (tmp_path / "sweep" / "agreement.png").stat().st_size > 0
 
     # A later run of one row (finished: nothing recomputed) keeps every finished row in the table, in the file's order.
     cfg.only = "b"
@@ -164,3 +165,28 @@ def test_committed_sweep_files_load(path):
         assert row["net"] or (REPO / row["train_config"]).is_file(), row["name"]
         if row["published"]:
             scales_lib.resolve(row["published"])
+
+
+def test_figure_draws_a_budget_curve_for_one_configuration_at_several_checkpoints(tmp_path, monkeypatch):
+    from elsjax import figures, paper
+
+    def record(name, step, r):
+        medians = {"bbels": {"150": r}, "ls": {"150": r - 0.1}, "ideal": {"150": 0.4}, "bbels_published": {"150": 0.7}}
+        return {"name": name, "key": ["mnist", "resnet", "zeros", False], "kind": "bbels", "net_step": step,
+                "net_batch_size": 64, "summary": {"median_r": medians}}  # fmt: skip
+
+    drawn = []
+    monkeypatch.setattr(figures, "agreement_by_row", lambda *args, **kw: drawn.append((args, kw)))
+    sweeps.figure([record("late", 3600, 0.85), record("early", 1200, 0.6)], tmp_path / "a.png")
+    (panels, rows, _), kw = drawn[-1]
+    assert rows == [1200, 3600] and kw["xlabel"] == "net training steps (batch 64)"  # sorted by the net's steps
+    assert panels["net sampled with 150 DDIM steps"]["(E)LS"] == [0.6, 0.85]
+    assert panels["net sampled with 150 DDIM steps"]["LS"] == pytest.approx([0.5, 0.75])
+    ref = paper.table_row("mnist", "resnet", "zeros", False, 150)
+    assert kw["reference"]["net sampled with 150 DDIM steps"]["(E)LS"] == [ref["els"]] * 2
+    assert kw["reference"]["net sampled with 150 DDIM steps"]["(E)LS published"] == [None, None]
+    # Rows of different configurations are categories, in the sweep's order.
+    other = {**record("circular", 1800, 0.7), "key": ["mnist", "resnet", "circular", False]}
+    sweeps.figure([record("zeros", 3600, 0.85), other], tmp_path / "b.png")
+    (_, rows, _), kw = drawn[-1]
+    assert rows == ["zeros", "circular"] and kw["xlabel"] == ""
