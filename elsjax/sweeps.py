@@ -187,6 +187,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
             k: summary[k] for k in ("n_seeds", "median_r", "median_r2", "median_R2", "median_mse", "frac_beats_ideal")
         },
         "wall_s": walls,
+        "split_s": {stage: _split(row_dir / stage) for stage in (f"calibrate_{kind}", "calibrate_ls", "evaluate")},
     }
     runs.write_json(row_dir / "row.json", record)
     return record
@@ -215,6 +216,21 @@ def _total(run_dir: Path):
     return json.loads(path.read_text())["timings"]["total_s"] if path.is_file() else None
 
 
+# Where a stage's time went, from its record's timings: machine evaluations, dictionary builds, compilation, the net.
+_SPLIT = {"machine": ("calibrate_evaluate_s", "machine_steps_s"), "builds": ("calibrate_build_s", "builds_s"),
+          "compile": ("calibrate_compile_s",), "net": ("calibrate_net_s", "net_s")}  # fmt: skip
+
+
+def _split(run_dir: Path) -> dict:
+    """A stage's wall time and its parts in seconds (``machine``, ``builds``, ``compile``, ``net``, ``other``)."""
+    timings = json.loads((Path(run_dir) / "record.json").read_text())["timings"]
+    out = {"total": timings["total_s"]}
+    for part, names in _SPLIT.items():
+        out[part] = sum(timings.get(n) or 0.0 for n in names)
+    out["other"] = max(0.0, out["total"] - sum(out[p] for p in _SPLIT))
+    return out
+
+
 def _param_count(net) -> int | None:
     path = Path(net) / "record.json"
     if path.is_file():
@@ -230,6 +246,12 @@ def _median_of(medians: dict, steps: str, name: str):
 def _fmt(value, paper_value=None) -> str:
     text = "-" if value is None else f"{value:.2f}"
     return text if paper_value is None else f"{text} ({paper_value:.2f})"
+
+
+def _fmt_split(part: dict) -> str:
+    total = part["total"] or 1.0
+    shares = "/".join(f"{100 * part[p] / total:.0f}%" for p in ("machine", "builds", "compile", "net"))
+    return f"{part['total'] / 60:.1f} ({shares})"
 
 
 def table(records: list[dict], *, machine: str | None = None) -> str:
@@ -264,6 +286,18 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
                 f"| {_fmt(get(kind + '_published'))} | {_fmt(get('ls_published'))} "
                 f"| {r['summary']['n_seeds']} | {r['train_images']} | {budget} | {wall:.0f} min |"
             )
+        out.append("")
+    split_rows = [r for r in records if r.get("split_s")]
+    if split_rows:
+        out += ["### Where each row's time went", "",
+                "Minutes per stage; in brackets the shares of machine evaluations / dictionary builds / compilation / "
+                "the net's own sampling (the evaluation's compilation is counted with its machine steps); training: the "
+                "net's last training run (a resumed training counts only its last part).", "",
+                "| row | training | (E)LS calibration | LS calibration | evaluation |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in split_rows:
+            cells = [_fmt_split(part) for part in r["split_s"].values()]
+            train = r["wall_s"].get("train")
+            out.append(f"| {r['name']} | {'-' if train is None else f'{train / 60:.0f}'} | " + " | ".join(cells) + " |")
         out.append("")
     out += ["### Calibrated scales (entry j: t = (j+1)/20) beside the published ones", "",
             "| row | machine | scales |", "|---|---|---|"]  # fmt: skip

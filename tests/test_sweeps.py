@@ -68,6 +68,14 @@ def test_sweep_runs_rows_and_writes_the_table(tmp_path):
     assert f"| {summary['median_r']['bbels']['4']:.2f} (0.94)" not in text  # no paper number for 4 net steps
     assert f"| {summary['median_r']['bbels']['4']:.2f} |" in text
     assert (tmp_path / "sweep" / "agreement.png").stat().st_size > 0
+    # The time split per stage comes from each stage's record, its parts within the stage's total.
+    split = records[0]["split_s"]
+    assert list(split) == ["calibrate_bbels", "calibrate_ls", "evaluate"]
+    for stage, part in split.items():
+        assert part["total"] == json.loads((row / stage / "record.json").read_text())["timings"]["total_s"]
+        assert part["machine"] > 0 and part["other"] >= 0
+        assert sum(part[p] for p in ("machine", "builds", "compile", "net", "other")) >= part["total"] - 1e-9
+    assert "### Where each row's time went" in text and re.search(r"\| a \| [\d.-]+ \| [\d.]+ \(\d+%/", text)
 
     # A later run of one row (finished: nothing recomputed) keeps every finished row in the table, in the file's order.
     cfg.only = "b"
@@ -106,9 +114,10 @@ def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_pat
     record_b = json.loads((tmp_path / "killed" / "b" / "evaluate" / "record.json").read_text())
     assert not set(record_b["computed_parts"]) & set(parts_b)
 
-    # The same table, but for the wall times (the killed sweep's row b ran in two pieces).
+    # The same table, but for the wall times and their split (the killed sweep's row b ran in two pieces).
     def without_wall_times(path):
-        return re.sub(r"\| \d+ min \|", "| - |", path.read_text().replace(str(path.parent), "SWEEP"))
+        text = re.sub(r"### Where each row's time went.*?(?=### )", "", path.read_text(), flags=re.S)
+        return re.sub(r"\| \d+ min \|", "| - |", text.replace(str(path.parent), "SWEEP"))
 
     assert without_wall_times(tmp_path / "killed" / "table.md") == without_wall_times(tmp_path / "whole" / "table.md")
     killed, whole = (json.loads((tmp_path / d / "table.json").read_text()) for d in ("killed", "whole"))
