@@ -133,7 +133,9 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
             raise ValueError(f"rows: row {row['name']!r}: no checkpoint in {net} and no train_config to make one")
         cfg = _train_cfg(row)
         cfg.out_dir, cfg.progress = net, progress
-        if not _done_with(Path(net), cfg):  # a changed config is resumed or refused by the training job
+        if not _done_with(
+            Path(net), cfg, config_lib.train_config()
+        ):  # a changed config is resumed or refused by the training job
             log(f"[{row['name']}] training ({cfg.num_steps} steps)")
             train_job.run(cfg, log=log)
     walls["train"] = _total(Path(net))
@@ -150,7 +152,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
                         limit=row["calibrate_limit"] or row["limit"],
                         n_seeds=row["calibrate_seeds"], seed=row["seed"], num_steps=row["calibrate_steps"],
                         published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
-        if not _done_with(cal_dir, cfg):
+        if not _done_with(cal_dir, cfg, config_lib.calibrate_config()):
             log(f"[{row['name']}] calibrating {machine} over k in {ks}")
             calibrate_job.run(cfg)
         calibrations[machine] = cal_dir / "calibration.json"
@@ -167,7 +169,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     cfg.update(dict(net=net, net_step=row["net_step"], machines=",".join(machines), net_steps=row["net_steps"], limit=row["limit"],
                     n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1, seeds_per_part=row["seeds_per_part"],
                     out_dir=str(eval_dir), progress=progress))  # fmt: skip
-    if not _done_with(eval_dir, cfg):
+    if not _done_with(eval_dir, cfg, config_lib.evaluate_config()):
         log(f"[{row['name']}] evaluating {row['evaluate_seeds']} seeds")
         evaluate_job.run(cfg, log=log)
     walls["evaluate"] = _total(eval_dir)
@@ -193,11 +195,17 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     return record
 
 
-def _done_with(run_dir: Path, cfg) -> bool:
-    """Whether ``run_dir`` holds a finished run of ``cfg`` (up to where and how it ran): then the stage is skipped."""
+def _done_with(run_dir: Path, cfg, defaults) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``cfg`` (up to where and how it ran): then the stage is skipped.
+
+    A field that the saved config lacks (one added to the job since that run) matches when ``cfg`` holds its default
+    (``defaults``, the job's default config): the run computed what that default computes.
+    """
     if not runs.is_complete(run_dir):
         return False
     saved = json.loads((Path(run_dir) / "config.json").read_text())
+    defaults = defaults.to_dict()
+    saved = {**{k: defaults[k] for k in defaults if k not in saved}, **saved}
     return _settings(saved) == _settings(cfg.to_dict())
 
 

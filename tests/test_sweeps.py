@@ -77,9 +77,14 @@ def test_sweep_runs_rows_and_writes_the_table(tmp_path):
         assert sum(part[p] for p in ("machine", "builds", "compile", "net", "other")) >= part["total"] - 1e-9
     assert "### Where each row's time went" in text and re.search(r"\| a \| [\d.-]+ \| [\d.]+ \(\d+%/", text)
 
-    # A later run of one row (finished: nothing recomputed) keeps every finished row in the table, in the file's order.
+    # A later run of one row (finished: nothing recomputed) keeps every finished row in the table, in the file's order;
+    # a stage saved before a field was added to its job (here: `mesh`, at its default) still counts as finished.
+    saved = tmp_path / "sweep" / "b" / "calibrate_bbels" / "config.json"
+    saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items() if k != "mesh"}))
+    stamp = (saved.parent / "calibration.json").stat().st_mtime_ns
     cfg.only = "b"
     assert [r["name"] for r in sweeps.run(cfg, log=lambda *a: None, machine="test machine")] == ["b"]
+    assert (saved.parent / "calibration.json").stat().st_mtime_ns == stamp
     assert (tmp_path / "sweep" / "table.md").read_text() == text
     assert [r["name"] for r in json.loads((tmp_path / "sweep" / "table.json").read_text())] == ["a", "b"]
 
