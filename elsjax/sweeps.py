@@ -220,8 +220,12 @@ def _settings(config: dict) -> dict:
 
 
 def _total(run_dir: Path):
+    """A stage's wall time: its finishing run's, plus what earlier runs of a resumed evaluation computed."""
     path = Path(run_dir) / "record.json"
-    return json.loads(path.read_text())["timings"]["total_s"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    timings = json.loads(path.read_text())["timings"]
+    return timings["total_s"] + sum((timings.get("earlier_runs_s") or {}).values())
 
 
 # Where a stage's time went, from its record's timings: machine evaluations, dictionary builds, compilation, the net.
@@ -232,9 +236,10 @@ _SPLIT = {"machine": ("calibrate_evaluate_s", "machine_steps_s"), "builds": ("ca
 def _split(run_dir: Path) -> dict:
     """A stage's wall time and its parts in seconds (``machine``, ``builds``, ``compile``, ``net``, ``other``)."""
     timings = json.loads((Path(run_dir) / "record.json").read_text())["timings"]
-    out = {"total": timings["total_s"]}
+    earlier = timings.get("earlier_runs_s") or {}  # a resumed evaluation: the parts earlier runs computed
+    out = {"total": _total(run_dir)}
     for part, names in _SPLIT.items():
-        out[part] = sum(timings.get(n) or 0.0 for n in names)
+        out[part] = sum(timings.get(n) or 0.0 for n in names) + earlier.get(part, 0.0)
     out["other"] = max(0.0, out["total"] - sum(out[p] for p in _SPLIT))
     return out
 

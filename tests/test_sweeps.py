@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import datasets_for_tests as fake
+import numpy as np
 import pytest
 
 from elsjax import cli, runs, sweeps
@@ -111,6 +112,10 @@ def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_pat
     stamps = {p: p.stat().st_mtime_ns for p in row_a.rglob("*") if p.is_file() and p.name != "row.json"}
     parts_b = sorted(p.name for p in (tmp_path / "killed" / "b" / "evaluate" / "parts").iterdir())
     assert parts_b and not runs.is_complete(tmp_path / "killed" / "b" / "evaluate")
+    # One part as an older elsjax saved it, without the seconds it took.
+    old_part = tmp_path / "killed" / "b" / "evaluate" / "parts" / next(p for p in parts_b if p.startswith("machine_"))
+    with np.load(old_part) as f:
+        np.savez(old_part, samples=f["samples"], tag=f["tag"])
 
     sweeps.run(cfg, log=lambda *a: None, machine="m")
     # Row a untouched except its evaluation's outputs being rewritten from saved parts; row b computed only the rest.
@@ -118,6 +123,10 @@ def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_pat
     assert parts and all(p.stat().st_mtime_ns == stamps[p] for p in parts)
     record_b = json.loads((tmp_path / "killed" / "b" / "evaluate" / "record.json").read_text())
     assert not set(record_b["computed_parts"]) & set(parts_b)
+    # Its record counts the parts the killed run computed: their seconds, and the one part without them.
+    earlier = record_b["timings"]["earlier_runs_s"]
+    assert earlier["net"] > 0 and record_b["timings"]["earlier_runs_untimed_parts"] == 1
+    assert earlier["machine"] > 0 or sum(p.startswith("machine_") for p in parts_b) == 1
 
     # The same table, but for the wall times and their split (the killed sweep's row b ran in two pieces).
     def without_wall_times(path):

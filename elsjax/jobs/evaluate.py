@@ -14,7 +14,8 @@ new machines are added, and a machine whose kind or scales changed is recomputed
 Outputs in ``out_dir``: ``summary.json`` (``n_seeds``, ``median_r``/``median_r2``/``median_R2``/``median_mse`` per
 machine and net step count, ``frac_beats_ideal``, every per-seed value), ``samples.npz`` (seeds, classes, the net's
 and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin_netN.png`` (per net step count N),
-``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine).
+``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine; ``earlier_runs_s``: the
+seconds of the parts that earlier runs computed and this one reused).
 
 Example::
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,19 +113,22 @@ def parse_steps(text) -> list[int]:
 
 
 def _load_part(path: Path, tag: dict):
-    """The arrays of a finished part, or None if missing or computed from something else."""
+    """A finished part: ``(samples, seconds)`` (seconds None for a part saved before they were recorded), or
+    ``(None, None)`` if missing or computed from something else."""
     if not path.is_file():
-        return None
+        return None, None
     with np.load(path) as f:
         if json.loads(str(f["tag"])) != tag:
-            return None
-        return f["samples"]
+            return None, None
+        return f["samples"], (float(f["seconds"]) if "seconds" in f.files else None)
 
 
-def _save_part(path: Path, samples, tag: dict) -> None:
+def _save_part(path: Path, samples, tag: dict, seconds: float) -> None:
+    """Saves a part with the seconds it took, so that a resumed evaluation can count the work of earlier runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, samples=np.asarray(samples, np.float32), tag=json.dumps(tag, sort_keys=True))
+    np.savez(tmp, samples=np.asarray(samples, np.float32), tag=json.dumps(tag, sort_keys=True),
+             seconds=np.float64(seconds))  # fmt: skip
     tmp.replace(path)  # atomic: a part on disk is always complete
 
 
@@ -165,16 +170,24 @@ def run(cfg, *, log=print) -> dict:
         log(f"resuming the evaluation in {out_dir}")
 
     computed = []
+    # The seconds of the parts that earlier runs computed (this run reuses them): the work a resumed evaluation
+    # did not redo, so that its record can give the whole evaluation's time; parts saved without seconds are counted.
+    earlier, untimed = {"net": 0.0, "machine": 0.0}, 0
     net_out = {}
     for n in steps if primary else ():  # the net's samples are only needed by the metrics, on process 0
         path, tag = parts / f"net_{n}.npz", {**base_tag, "net_steps": n}
-        samples = _load_part(path, tag)
+        samples, seconds = _load_part(path, tag)
         if samples is None:
+            start_s = time.perf_counter()
             samples = evaluate_lib.net_samples(
                 subject.eps_fn, subject.params, noise, y=y, num_steps=n, batch_size=cfg.batch_size or None
             )
-            _save_part(path, samples, tag)
+            _save_part(path, samples, tag, time.perf_counter() - start_s)
             computed.append(path.name)
+        elif seconds is None:
+            untimed += 1
+        else:
+            earlier["net"] += seconds
         net_out[n] = samples
     clock.lap("net")
 
@@ -192,8 +205,12 @@ def run(cfg, *, log=print) -> dict:
                 path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
                 tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
                        "seeds": [start, stop]}  # fmt: skip
-                samples = _load_part(path, tag) if primary else None
+                samples, seconds = _load_part(path, tag) if primary else (None, None)
+                if samples is not None:
+                    untimed += seconds is None
+                    earlier["machine"] += seconds or 0.0
                 if not _on_primary(samples is not None):  # every process computes what process 0 lacks
+                    start_s = time.perf_counter()
                     bar = runs.StepBar(
                         0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}"
                     )
@@ -207,7 +224,7 @@ def run(cfg, *, log=print) -> dict:
                     finally:
                         bar.close()
                     if primary:
-                        _save_part(path, samples, tag)
+                        _save_part(path, samples, tag, time.perf_counter() - start_s)
                     computed.append(path.name)
                 pieces.append(samples)
             machine_out[spec.name] = np.concatenate(pieces) if primary else None
@@ -236,7 +253,8 @@ def run(cfg, *, log=print) -> dict:
         )  # fmt: skip
     clock.lap("metrics")
     timings = {**clock.laps(), "machine_s": machine_seconds, "builds_s": round(timer.seconds.get("built", 0.0), 3),
-               "machine_steps_s": round(timer.seconds.get("sample", 0.0), 3)}  # fmt: skip
+               "machine_steps_s": round(timer.seconds.get("sample", 0.0), 3),
+               "earlier_runs_s": {k: round(v, 3) for k, v in earlier.items()}, "earlier_runs_untimed_parts": untimed}  # fmt: skip
     record = {
         "command": "elsjax evaluate",
         "computed_parts": computed,
