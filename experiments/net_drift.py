@@ -1,0 +1,77 @@
+"""The net's own samples across its training checkpoints: how bright they are, beside its training images.
+
+A net whose loss has flattened can still drift in what it generates: with no EMA of the weights (the paper's nets
+have none either), small changes of its noise prediction at high noise shift the whole sample, and a checkpoint
+may draw saturated, nearly white images. No score machine can follow such samples (its outputs are mosaics of
+training patches), so they bound the agreement of every machine at once. This script measures it per checkpoint:
+the mean pixel, the fraction of pixels above 0.5 and outside [-1, 1], for the net's 20- and 150-step DDIM samples
+from fixed seeds, and draws the first seeds' samples per checkpoint (one column each).
+
+    python experiments/net_drift.py experiments/checkpoints/mnist_resnet_zeros_n2000_cpu \
+        experiments/checkpoints/mnist_resnet_zeros_n2000_long_cpu --out experiments/results/cpu_budget/net_drift
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from elsjax import checkpoint, figures, sampler, seeds
+from elsjax.jobs import netdata
+
+
+def stats(x: np.ndarray) -> dict:
+    """Brightness of images in [-1, 1]: mean pixel, fraction above 0.5, fraction outside [-1, 1]."""
+    x = np.asarray(x, np.float64)
+    return {"mean": float(x.mean()), "frac_above_half": float((x > 0.5).mean()),
+            "frac_outside": float((np.abs(x) > 1.0).mean())}  # fmt: skip
+
+
+def checkpoint_steps(net) -> list[int]:
+    root = Path(net) / "checkpoints" if (Path(net) / "checkpoints").is_dir() else Path(net)
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit())
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("nets", nargs="+", help="net directories (checkpoint roots or elsjax train runs)")
+    parser.add_argument("--n-seeds", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1, help="the noise seed (1: the evaluation's first seeds)")
+    parser.add_argument("--out", default="", help="write OUT.json and OUT.png")
+    args = parser.parse_args(argv)
+
+    first = netdata.load(args.nets[0], limit=0)
+    shape = first.dataset.images.shape[1:]
+    noise = seeds.noise(args.seed, args.n_seeds, shape)
+    if first.conditional:
+        raise SystemExit("net_drift: class-conditional nets are not supported (the study's net is unconditional)")
+    results = {"seed": args.seed, "n_seeds": args.n_seeds, "train": stats(first.dataset.images), "nets": {}}
+    print(f"training images: {json.dumps(results['train'])}")
+    columns = {}
+    for net in args.nets:
+        for step in checkpoint_steps(net):
+            eps_fn, params, meta = checkpoint.load_net(net, step=step)
+            row = {}
+            for n in (20, 150):
+                x = np.asarray(sampler.sample_net(eps_fn, params, jax.numpy.asarray(noise), num_steps=n))
+                row[str(n)] = stats(x)
+                if n == 20:
+                    columns[f"{step}"] = x
+            results["nets"].setdefault(str(net), {})[str(step)] = row
+            print(f"{net} step {step}: " + "; ".join(
+                f"{n} steps mean {v['mean']:+.2f}, >0.5 {v['frac_above_half']:.2f}, outside {v['frac_outside']:.2f}"
+                for n, v in row.items()), flush=True)  # fmt: skip
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out + ".json").write_text(json.dumps(results, indent=1))
+        figures.comparison_grid(columns, args.out + ".png", max_rows=6)
+        print(f"wrote {args.out}.json, {args.out}.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
