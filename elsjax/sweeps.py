@@ -133,9 +133,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
             raise ValueError(f"rows: row {row['name']!r}: no checkpoint in {net} and no train_config to make one")
         cfg = _train_cfg(row)
         cfg.out_dir, cfg.progress = net, progress
-        if not _done_with(
-            Path(net), cfg, config_lib.train_config()
-        ):  # a changed config is resumed or refused by the training job
+        # A changed config is resumed or refused by the training job.
+        if not _done_with(Path(net), cfg, config_lib.train_config()):
             log(f"[{row['name']}] training ({cfg.num_steps} steps)")
             train_job.run(cfg, log=log)
     walls["train"] = _total(Path(net))
@@ -352,7 +351,8 @@ def figure(records: list[dict], path) -> Path:
 
 
 def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """Runs (or resumes) every row of a sweep config; rewrites ``table.md`` and ``table.json`` after each row."""
+    """Runs (or resumes) every row of a sweep config; rewrites ``table.md``, ``table.json`` and ``agreement.png``
+    after each row."""
     out_dir = Path(cfg.out_dir)
     rows = _rows(cfg)
     every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
