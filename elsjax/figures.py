@@ -213,7 +213,7 @@ def agreement_by_row(
         ax.set_title(name, fontsize=10)
     if any(reference.values()):
         note = "dashed: the paper's" if numeric else "hollow: the paper's"
-        axes[0].plot([], [], "--" if numeric else "o", color="grey", mfc="none", label=note)
+        axes[-1].plot([], [], "--" if numeric else "o", color="grey", mfc="none", label=note)  # in the legend
     axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     if title:
         fig.suptitle(title)
