@@ -8,6 +8,7 @@ until the block (a checkpoint save) has completed.
 
 Example (with SIGINT, which is harmless should the guard not be installed; SIGTERM is handled the same way):
     >>> import signal
+    >>> inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job may ignore SIGINT
     >>> guard = SignalGuard().install()
     >>> try:
     ...     with guard.deferred():
@@ -17,6 +18,7 @@ Example (with SIGINT, which is harmless should the guard not be installed; SIGTE
     ...     print(held, "then", type(err).__name__, signal.Signals(err.signum).name)
     ... finally:
     ...     guard.restore()
+    ...     _ = signal.signal(signal.SIGINT, inherited)
     still running then Interrupted SIGINT
 """
 
