@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 __all__ = [
-    "save", "latest_step", "read_meta", "restore", "load_net", "check_spec", "tree_checksum", "add_checksums",
+    "save", "latest_step", "steps", "read_meta", "restore", "load_net", "check_spec", "tree_checksum", "add_checksums",
 ]  # fmt: skip
 
 RUN_SUBDIR = "checkpoints"  # where `elsjax train` keeps the checkpoint root inside a run directory
@@ -151,6 +151,24 @@ def _root(directory) -> Path:
     return path
 
 
+def _step_folders(root: Path) -> list[int]:
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []
+
+
+def steps(directory) -> list[int]:
+    """The step folders in ``directory`` (a checkpoint root or a run directory), oldest first; [] if none.
+
+    Example:
+      >>> import tempfile, pathlib
+      >>> root = pathlib.Path(tempfile.mkdtemp())
+      >>> for step in (1200, 300):
+      ...     (root / "checkpoints" / str(step)).mkdir(parents=True)
+      >>> steps(root)
+      [300, 1200]
+    """
+    return _step_folders(_root(directory))
+
+
 def latest_step(directory) -> int | None:
     """The newest complete step in ``directory`` (a checkpoint root or a run directory), or None if it holds none."""
     directory = _root(directory)
@@ -176,12 +194,7 @@ def _resolve_step(directory: Path, step):
             )
         return step
     if not (directory / str(int(step))).is_dir():
-        steps = (
-            sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
-            if directory.is_dir()
-            else []
-        )
-        raise ValueError(f"checkpoint: {directory} has no step {step} (steps there: {steps})")
+        raise ValueError(f"checkpoint: {directory} has no step {step} (steps there: {_step_folders(directory)})")
     return int(step)
 
 

@@ -218,13 +218,19 @@ def _settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in _LOCATION_FIELDS}
 
 
-def _total(run_dir: Path):
-    """A stage's wall time: its finishing run's, plus what earlier runs of a resumed evaluation computed."""
+def _timings(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "record.json"
-    if not path.is_file():
-        return None
-    timings = json.loads(path.read_text())["timings"]
+    return json.loads(path.read_text())["timings"] if path.is_file() else None
+
+
+def _wall(timings: dict) -> float:
+    """A stage's wall time: its finishing run's, plus what earlier runs of a resumed evaluation computed."""
     return timings["total_s"] + sum((timings.get("earlier_runs_s") or {}).values())
+
+
+def _total(run_dir: Path):
+    timings = _timings(run_dir)
+    return None if timings is None else _wall(timings)
 
 
 # Where a stage's time went, from its record's timings: machine evaluations, dictionary builds, compilation, the net.
@@ -234,9 +240,9 @@ _SPLIT = {"machine": ("calibrate_evaluate_s", "machine_steps_s"), "builds": ("ca
 
 def _split(run_dir: Path) -> dict:
     """A stage's wall time and its parts in seconds (``machine``, ``builds``, ``compile``, ``net``, ``other``)."""
-    timings = json.loads((Path(run_dir) / "record.json").read_text())["timings"]
+    timings = _timings(run_dir)
     earlier = timings.get("earlier_runs_s") or {}  # a resumed evaluation: the parts earlier runs computed
-    out = {"total": _total(run_dir)}
+    out = {"total": _wall(timings)}
     for part, names in _SPLIT.items():
         out[part] = sum(timings.get(n) or 0.0 for n in names) + earlier.get(part, 0.0)
     out["other"] = max(0.0, out["total"] - sum(out[p] for p in _SPLIT))
@@ -255,6 +261,11 @@ def _median_of(medians: dict, steps: str, name: str):
     return (medians.get(name) or {}).get(steps)
 
 
+def _net_step_counts(records: list[dict]) -> list[int]:
+    """The net step counts the rows were evaluated at, most first (150: Table 1, 20: Table 2)."""
+    return sorted({int(s) for r in records for by in r["summary"]["median_r"].values() for s in by}, reverse=True)
+
+
 def _fmt(value, paper_value=None) -> str:
     text = "-" if value is None else f"{value:.2f}"
     return text if paper_value is None else f"{text} ({paper_value:.2f})"
@@ -269,7 +280,7 @@ def _fmt_split(part: dict) -> str:
 def table(records: list[dict], *, machine: str | None = None) -> str:
     """The markdown tables of a sweep: one per net step count, measured values with the paper's in brackets."""
     machine = machine or f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform(terse=True)}"
-    steps = sorted({int(s) for r in records for by in r["summary"]["median_r"].values() for s in by}, reverse=True)
+    steps = _net_step_counts(records)
     out = [f"Machine: {machine}. Medians over the seeds of the Pearson r between each machine's sample and the "
            "net's sample from the same seed; the paper's number in brackets (its Table 1 for 150 net steps, Table 2 "
            "for 20). (E)LS is bbELS for zero-padded nets and ELS for circular ones; *published* uses the paper's "
@@ -331,7 +342,7 @@ def figure(records: list[dict], path) -> Path:
     steps when the rows are one configuration at several checkpoints (e.g. ``experiments/sweeps/cpu_budget.py``)."""
     from elsjax import figures
 
-    steps = sorted({int(s) for r in records for by in r["summary"]["median_r"].values() for s in by}, reverse=True)
+    steps = _net_step_counts(records)
     budget = len(records) > 1 and len({tuple(r["key"]) for r in records}) == 1
     budget = budget and len({r["net_step"] for r in records}) == len(records)
     if budget:

@@ -31,11 +31,6 @@ def stats(x: np.ndarray) -> dict:
             "frac_outside": float((np.abs(x) > 1.0).mean())}  # fmt: skip
 
 
-def checkpoint_steps(net) -> list[int]:
-    root = Path(net) / "checkpoints" if (Path(net) / "checkpoints").is_dir() else Path(net)
-    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit())
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("nets", nargs="+", help="net directories (checkpoint roots or elsjax train runs)")
@@ -53,7 +48,7 @@ def main(argv=None) -> dict:
     print(f"training images: {json.dumps(results['train'])}")
     columns = {}
     for net in args.nets:
-        for step in checkpoint_steps(net):
+        for step in checkpoint.steps(net):
             eps_fn, params, meta = checkpoint.load_net(net, step=step)
             row = {}
             for n in (20, 150):

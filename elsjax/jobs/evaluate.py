@@ -173,6 +173,12 @@ def run(cfg, *, log=print) -> dict:
     # The seconds of the parts that earlier runs computed (this run reuses them): the work a resumed evaluation
     # did not redo, so that its record can give the whole evaluation's time; parts saved without seconds are counted.
     earlier, untimed = {"net": 0.0, "machine": 0.0}, 0
+
+    def reused(part: str, seconds: float | None) -> None:
+        nonlocal untimed
+        untimed += seconds is None
+        earlier[part] += seconds or 0.0
+
     net_out = {}
     for n in steps if primary else ():  # the net's samples are only needed by the metrics, on process 0
         path, tag = parts / f"net_{n}.npz", {**base_tag, "net_steps": n}
@@ -184,10 +190,8 @@ def run(cfg, *, log=print) -> dict:
             )
             _save_part(path, samples, tag, time.perf_counter() - start_s)
             computed.append(path.name)
-        elif seconds is None:
-            untimed += 1
         else:
-            earlier["net"] += seconds
+            reused("net", seconds)
         net_out[n] = samples
     clock.lap("net")
 
@@ -207,8 +211,7 @@ def run(cfg, *, log=print) -> dict:
                        "seeds": [start, stop]}  # fmt: skip
                 samples, seconds = _load_part(path, tag) if primary else (None, None)
                 if samples is not None:
-                    untimed += seconds is None
-                    earlier["machine"] += seconds or 0.0
+                    reused("machine", seconds)
                 if not _on_primary(samples is not None):  # every process computes what process 0 lacks
                     start_s = time.perf_counter()
                     bar = runs.StepBar(
