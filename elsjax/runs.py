@@ -39,6 +39,7 @@ from elsjax import images
 __all__ = [
     "RunDirError",
     "new_run_dir",
+    "config_differences",
     "resume_run_dir",
     "is_complete",
     "write_json",
@@ -78,7 +79,25 @@ def new_run_dir(path, *, overwrite: bool = False) -> Path:
     return path
 
 
-def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "run") -> bool:
+def config_differences(saved, current, *, ignore=frozenset(), defaults=None) -> list[str]:
+    """The fields in which a saved config and the current one differ, outside ``ignore``, sorted.
+
+    A field the saved config lacks (one added to the job since it ran) counts as its value in ``defaults`` (the
+    job's default config), so an old run of what is now the default is not told apart from a new one.
+
+    Example:
+      >>> config_differences({"k": 3}, {"k": 3, "mesh": ""}, defaults={"mesh": ""})
+      []
+      >>> config_differences({"k": 3}, {"k": 5, "mesh": "1"}, defaults={"mesh": ""})
+      ['k', 'mesh']
+    """
+    defaults = _as_dict(defaults) if defaults is not None else {}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **_as_dict(saved)}
+    current = _as_dict(current)
+    return sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
+
+
+def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "run", defaults=None) -> bool:
     """Whether ``path`` holds a run of ``config`` to resume (True) or is new or empty (False).
 
     Args:
@@ -86,6 +105,7 @@ def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "r
       config: the job's resolved config (a ``ConfigDict`` or mapping).
       resumable_fields: fields that may differ between a run and its continuation (they change no result).
       kind: what the job calls its runs, for the messages (e.g. ``"training run"``).
+      defaults: the job's default config: a field the saved config lacks counts as its default there.
 
     Raises:
       RunDirError: ``path`` is not a directory, is not empty and holds no ``config.json``, or holds a run of a
@@ -100,9 +120,7 @@ def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "r
         raise RunDirError(f"out_dir: {path} is not empty and holds no {kind} (no {CONFIG_FILE}); choose another")
     saved = json.loads(saved_path.read_text())
     current = _as_dict(config)
-    differ = sorted(
-        k for k in set(saved) | set(current) if k not in resumable_fields and saved.get(k) != current.get(k)
-    )
+    differ = config_differences(saved, current, ignore=resumable_fields, defaults=defaults)
     if differ:
         detail = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
         raise RunDirError(f"out_dir: {path} holds a {kind} of a different config ({detail}); choose another out_dir")

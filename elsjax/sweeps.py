@@ -203,19 +203,13 @@ def _done_with(run_dir: Path, cfg, defaults) -> bool:
     if not runs.is_complete(run_dir):
         return False
     saved = json.loads((Path(run_dir) / "config.json").read_text())
-    defaults = defaults.to_dict()
-    saved = {**{k: defaults[k] for k in defaults if k not in saved}, **saved}
-    return _settings(saved) == _settings(cfg.to_dict())
+    return not runs.config_differences(saved, cfg, ignore=_LOCATION_FIELDS, defaults=defaults)
 
 
 # Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep
 # whose nets live outside it (as in experiments/sweeps/cpu_scale.py) can be moved, e.g. committed under
 # experiments/results, and continued there. (A net trained inside the sweep is named by its path, which moves too.)
 _LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite"})
-
-
-def _settings(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _LOCATION_FIELDS}
 
 
 def _timings(run_dir: Path) -> dict | None:

@@ -213,3 +213,18 @@ def test_figure_draws_a_budget_curve_for_one_configuration_at_several_checkpoint
     sweeps.figure([record("zeros", 3600, 0.85), other], tmp_path / "b.png")
     (_, rows, _), kw = drawn[-1]
     assert rows == ["zeros", "circular"] and kw["xlabel"] == ""
+
+
+def test_resuming_a_run_saved_before_a_field_existed(tmp_path):
+    # The run layer's one config comparison (used by the jobs' resuming and the sweep's skipping): a field the saved
+    # config lacks counts as its default, and only as its default.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"k": 3, "out_dir": str(run)}))
+    defaults = {"k": 3, "mesh": "", "out_dir": ""}
+    now = {"k": 3, "mesh": "", "out_dir": str(run)}
+    assert runs.resume_run_dir(run, now, defaults=defaults)
+    with pytest.raises(runs.RunDirError, match=r"different config \(mesh: None there, '' now\)"):
+        runs.resume_run_dir(run, now)  # without the defaults the missing field is a difference
+    with pytest.raises(runs.RunDirError, match=r"different config \(mesh: None there, '1' now\)"):
+        runs.resume_run_dir(run, {**now, "mesh": "1"}, defaults=defaults)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from elsjax import checks, dictcache, figures, runs, seeds, sharding
+from elsjax import config as config_lib
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
@@ -154,7 +155,9 @@ def run(cfg, *, log=print) -> dict:
     specs = parse_machines(cfg.machines)
     steps = parse_steps(cfg.net_steps)
     out_dir = Path(cfg.out_dir)
-    resuming = primary and runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation")
+    resuming = primary and runs.resume_run_dir(
+        out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation", defaults=config_lib.evaluate_config()
+    )
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     dataset = subject.dataset
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])

@@ -80,7 +80,9 @@ def run(cfg, *, log=print) -> dict:
     clock = runs.Stopwatch()
     _check(cfg)
     out_dir = Path(cfg.out_dir)
-    resuming = runs.resume_run_dir(out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="training run")
+    resuming = runs.resume_run_dir(
+        out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="training run", defaults=config_lib.train_config()
+    )
     ckpt_dir = out_dir / "checkpoints"
 
     dataset = data.load(cfg.dataset, **config_lib.data_options(cfg))
