@@ -1,18 +1,20 @@
 """elsjax: analytic, training-free diffusion models (equivariant local score machines) in JAX.
 
-The stable surface is :func:`score`, :func:`sample` and :func:`provenance`; the building blocks underneath, each
-using only those before it, are :mod:`elsjax.noise` -> :mod:`elsjax.patches` -> :mod:`elsjax.posterior` -> :mod:`elsjax.machines`
--> :mod:`elsjax.sampler` (the README's module map lists the whole stack, up to the jobs and the command line).
+The entry points are :func:`score`, :func:`sample` and :func:`explain` (patch provenance), which take any
+registered denoiser by name (:mod:`elsjax.denoisers`: ``register``, ``names``). The core underneath, each layer
+using only those before it: :mod:`elsjax.noise` -> :mod:`elsjax.patches` -> :mod:`elsjax.posterior` (one streaming
+kernel, its accumulators) -> :mod:`elsjax.denoisers` (the registry) -> :mod:`elsjax.sampler` -> calibration,
+metrics, evaluation and :mod:`elsjax.provenance`, with :mod:`elsjax.sharding` wrapping the kernel. The lab (data,
+runs, jobs, sweeps, figures, the command line) sits on top; docs/architecture.md draws the map.
 """
 
-from elsjax import machines, noise, patches, posterior, sampler, scales, seeds, sharding
+from elsjax import denoisers, noise, patches, posterior, provenance, sampler, scales, seeds, sharding
 from elsjax.api import make_mesh, sample, score
-
-# The function shadows its module as a package attribute (elsjax.provenance(...)); the module's other names import
-# as `from elsjax.provenance import Provenance, sample_provenance` (through sys.modules).
-from elsjax.provenance import provenance  # noqa: E402  (after the layers it sits on)
+from elsjax.denoisers import Denoiser, register
+from elsjax.provenance import explain, sample_provenance
 
 __all__ = [
-    "score", "sample", "make_mesh", "provenance", "machines", "noise", "patches", "posterior", "sampler", "scales", "seeds", "sharding",
+    "score", "sample", "explain", "sample_provenance", "make_mesh", "Denoiser", "register", "denoisers", "noise",
+    "patches", "posterior", "provenance", "sampler", "scales", "seeds", "sharding",
 ]  # fmt: skip
 __version__ = "0.1.0"

@@ -7,8 +7,9 @@ with its class's dictionaries, and the results put back in the caller's order.
 Both return a ``jax.Array`` and compose with JAX transformations in ``x`` (and ``t``): concrete inputs are checked
 on the host (:mod:`elsjax.checks`); traced ones (inside ``jax.jit``, ``jax.grad``, ``jax.vmap``) are checked for
 shape only and passed through. The training images, labels and classes must be concrete: a dictionary is built
-on the host. To trace through a fixed machine, build it once with :func:`elsjax.machines.build` and call its
-jit-compiled ``score`` (the layer that composes everywhere).
+on the host. To trace through a fixed machine, build it once with :func:`elsjax.denoisers.build` and call its
+jit-compiled ``score`` (the layer that composes everywhere). ``kind`` is any registered denoiser
+(:func:`elsjax.denoisers.names`).
 
 Both take ``mesh=``: None (the default) runs on one device exactly as before; a ``jax.sharding.Mesh`` from
 :func:`elsjax.make_mesh` splits every dictionary over its ``"entries"`` axis and the batch over ``"seeds"``
@@ -17,13 +18,12 @@ Both take ``mesh=``: None (the default) runs on one device exactly as before; a 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, patches, sampler, sharding
+from elsjax import checks, denoisers, patches, sampler, sharding
 from elsjax.sharding import make_mesh
 
 __all__ = ["score", "sample", "make_mesh"]
@@ -44,7 +44,7 @@ def score(
     """The score of a machine at a batch of noisy images.
 
     Args:
-      kind: ``"ideal"``, ``"ls"``, ``"els"`` or ``"bbels"``.
+      kind: a registered denoiser (:func:`elsjax.denoisers.names`): ``"ideal"``, ``"ls"``, ``"els"``, ``"bbels"``, ...
       x: noisy images ``[B, H, W, C]``.
       t: time in [:data:`elsjax.noise.MIN_TIME`, 1], a float or one per image ``[B]``.
       train: training images ``[N, H, W, C]`` in [-1, 1].
@@ -71,15 +71,15 @@ def score(
       >>> jax.grad(lambda x: elsjax.score("els", x, 0.5, train=train, k=3).sum())(x).shape
       (2, 9, 9, 1)
     """
-    kind = checks.kind(kind)
+    denoiser = denoisers.get(kind)
     train = checks.train_images(train)
     x = checks.images("x", x, train.shape[1:])
     t = checks.times(t, x.shape[0])
-    k = checks.patch_size("k", k, kind, train.shape[1:3])
+    k = denoiser.check_k("k", k, train.shape[1:])
     mesh = _check_mesh(mesh, x.shape[0], "x")
     out = _Output(x.shape, mesh, traced=checks.is_traced(x, t))
     for index, images in checks.class_groups(x.shape[0], train, labels, y):
-        machine = machines.build(kind, images, k, chunk_size=chunk_size, mesh=mesh)
+        machine = denoisers.build(denoiser, images, k, chunk_size=chunk_size, mesh=mesh)
         xs, ts = jnp.asarray(x)[index], jnp.asarray(t)[index]
         if mesh is None:
             out.set(index, machine.score(xs, ts))
@@ -101,11 +101,12 @@ def sample(
     progress=None,
     keep_bytes: int | None = None,
     mesh=None,
+    cache=None,
 ):
     """Samples from a machine on the reference grid: 19 DDIM steps from t = 0.95 to the clean output.
 
     Args:
-      kind: ``"ideal"``, ``"ls"``, ``"els"`` or ``"bbels"``.
+      kind: a registered denoiser (:func:`elsjax.denoisers.names`).
       seeds: ``[B, H, W, C]`` starting noise (treated as x at t = 0.95, as the reference does).
       train: training images ``[N, H, W, C]`` in [-1, 1].
       scales: the patch size k of each step, a sequence of n odd ints (n = 20 in the paper; docs/maths.md §6).
@@ -120,24 +121,26 @@ def sample(
       mesh: None (one device), or a ``jax.sharding.Mesh`` from :func:`elsjax.make_mesh`: dictionaries split over
         ``"entries"``, seeds over ``"seeds"`` (which must divide ``B``; each class group is padded to a multiple
         of it). With several processes, ``train`` and ``labels`` are this process's share of the training set.
+      cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in (None: built).
 
     Returns:
       ``[B, H, W, C]`` samples, a ``jax.Array``, inside the training pixel range.
     """
-    kind, train, seeds, scales = checks.sampling_args(kind, seeds, train, scales, convention, sampler.CONVENTIONS)
+    denoiser = denoisers.get(kind)
+    train, seeds, scales = checks.sampling_args(denoiser, seeds, train, scales, convention, sampler.CONVENTIONS)
     if keep_bytes is not None and (not isinstance(keep_bytes, (int, np.integer)) or keep_bytes < 0):
         raise ValueError(f"keep_bytes: expected a non-negative integer or None, got {keep_bytes!r}")
     mesh = _check_mesh(mesh, seeds.shape[0], "seeds")
     out = _Output(seeds.shape, mesh, traced=checks.is_traced(seeds))
     groups = checks.class_groups(seeds.shape[0], train, labels, y)
     # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
-    with patches.shared_shapes() if len(groups) > 1 else contextlib.nullcontext():
-        for index, images in groups:
-            samples = sampler.sample_machine(
-                kind, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
-                progress=progress, keep_bytes=keep_bytes, mesh=mesh,
-            )  # fmt: skip
-            out.set(index, samples)
+    shape_bits = patches.SHARED_SHAPE_BITS if len(groups) > 1 else None
+    for index, images in groups:
+        samples = sampler.sample_machine(
+            denoiser, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
+            progress=progress, keep_bytes=keep_bytes, mesh=mesh, shape_bits=shape_bits, cache=cache,
+        )  # fmt: skip
+        out.set(index, samples)
     return out.result()
 
 

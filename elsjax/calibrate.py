@@ -17,18 +17,16 @@ call over all (seed, step) states of the group. Each dictionary is freed before 
 
 Example:
     >>> import numpy as np
-    >>> from elsjax import calibrate, machines
+    >>> from elsjax import calibrate, denoisers
     >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
-    >>> net = machines.build("els", train, 5)          # a "net" that is the ELS machine with k = 5
-    >>> cal = calibrate.calibrate(machines.ScoreMachine.eps, net, kind="els", train=train, ks=[3, 5, 7], n_seeds=2, num_steps=4)
+    >>> net = denoisers.build("els", train, 5)          # a "net" that is the ELS machine with k = 5
+    >>> cal = calibrate.calibrate(denoisers.Denoiser.eps, net, kind="els", train=train, ks=[3, 5, 7], n_seeds=2, num_steps=4)
     >>> cal.median, cal.times
     ([5, 5, 5, 5], [0.25, 0.5, 0.75, 1.0])
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import gc
 from collections.abc import Callable, Sequence
@@ -38,8 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, machines, noise, patches, sampler, sharding
+from elsjax import checks, denoisers, noise, patches, sampler, sharding
 from elsjax import seeds as seeds_lib
+from elsjax.programs import Programs
 
 __all__ = [
     "Calibration",
@@ -237,15 +236,17 @@ def calibrate(
     batch_size: int | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
     mesh=None,
+    cache=None,
+    programs: Programs | None = None,
 ) -> Calibration:
     """Calibrates a machine's k schedule against a net (docs/maths.md §7) from seeds drawn by :func:`draw`.
 
     Args:
       eps_fn: the net, ``eps_fn(params, x [B, H, W, C], t [B], y [B] int or None) -> eps_hat``; static and hashable
-        (an :class:`elsjax.sampler.EpsFn`: :class:`elsjax.nets.NetEpsFn`, or ``ScoreMachine.eps``).
+        (an :class:`elsjax.sampler.EpsFn`: :class:`elsjax.nets.NetEpsFn`, or ``Denoiser.eps``).
       params: the net's parameters (any pytree).
-      kind: the machine, ``"bbels"``, ``"els"``, ``"ls"`` or ``"ideal"`` (k is irrelevant for IS: every candidate
-        scores the same and the smallest wins).
+      kind: a registered denoiser, e.g. ``"bbels"``, ``"els"``, ``"ls"`` or ``"ideal"`` (for one without a patch size
+        every candidate scores the same and the smallest wins).
       train: training images ``[N, H, W, C]`` in [-1, 1] (the reference uses the first 5000).
       ks: the candidate patch sizes, odd integers >= 3 (``k <= H, W`` for ELS); sorted ascending.
       labels: training labels ``[N]``, needed when ``conditional`` (ignored otherwise).
@@ -265,6 +266,9 @@ def calibrate(
       mesh: None (one device) or a mesh from :func:`elsjax.make_mesh`: every machine's dictionary is split over
         ``"entries"`` and its batch of states over ``"seeds"`` (padded to a multiple of it); the net runs on one
         device. With several processes ``train`` and ``labels`` are this process's share of the training set.
+      cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in (None: built).
+      programs: the :class:`elsjax.programs.Programs` that keeps compiled machine programs (None: a new one for this
+        call; denoisers of one shape share a program).
 
     Returns:
       A :class:`Calibration`.
@@ -292,6 +296,8 @@ def calibrate(
         progress=progress,
         seed=seed,
         mesh=mesh,
+        cache=cache,
+        programs=programs,
     )
 
 
@@ -311,23 +317,25 @@ def calibrate_seeds(
     progress: Callable[[str, int, int, int], None] | None = None,
     seed: int | None = None,
     mesh=None,
+    cache=None,
+    programs: Programs | None = None,
 ) -> Calibration:
     """:func:`calibrate` from given starting noise ``seeds [B, H, W, C]`` (x at t = 1) and classes ``y [B]`` or None.
 
-    ``seed`` is only recorded in the result. See :func:`calibrate` for the other arguments (``mesh`` too).
+    ``seed`` is only recorded in the result. See :func:`calibrate` for the other arguments.
 
     Example:
       >>> import numpy as np
-      >>> from elsjax import machines
+      >>> from elsjax import denoisers
       >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
       >>> x1 = np.random.default_rng(1).normal(size=(2, 8, 8, 1)).astype(np.float32)
-      >>> ideal = machines.build("ideal", train)
-      >>> calibrate_seeds(machines.ScoreMachine.eps, ideal, x1, kind="ls", train=train, ks=[3, 15], num_steps=3).per_seed.tolist()
+      >>> ideal = denoisers.build("ideal", train)
+      >>> calibrate_seeds(denoisers.Denoiser.eps, ideal, x1, kind="ls", train=train, ks=[3, 15], num_steps=3).per_seed.tolist()
       [[15, 15, 15], [15, 15, 15]]
     """
-    kind = checks.kind(kind)
+    denoiser = denoisers.get(kind)
     train = checks.train_images(train)
-    ks = checks.candidates("ks", ks, kind, train.shape[1:3])
+    ks = checks.candidates("ks", ks, denoiser, train.shape[1:])
     x1 = checks.images("seeds", seeds, train.shape[1:])
     n = checks.integer("num_steps", num_steps, 1)
     if batch_size is not None:
@@ -338,7 +346,9 @@ def calibrate_seeds(
         y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by checks.class_groups
     report = progress or (lambda *args: None)
     n_seeds = x1.shape[0]
-    machine_ks = ks[:1] if kind == "ideal" else ks  # IS has no k: one machine, the same score for every candidate
+    programs = Programs() if programs is None else programs
+    # Without a patch size: one machine, the same score for every candidate.
+    machine_ks = ks if denoiser.takes_k else ks[:1]
     total = len(groups) * len(machine_ks)
 
     # 1. The net's own trajectory on the network grid, and its noise estimate at every visited x.
@@ -358,23 +368,26 @@ def calibrate_seeds(
     cos = np.full((n, n_seeds, len(ks)), np.nan)  # grid-row order: row i is t = (n - i) / n
     done = 0
     # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
-    with patches.shared_shapes() if len(groups) > 1 else contextlib.nullcontext():
-        for index, images in groups:
-            rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
-            xs, ts, target = states[rows], t_states[rows], net[rows]
-            for col, k in enumerate(machine_ks):
-                machine = machines.build(
-                    kind, images, None if kind == "ideal" else int(k), chunk_size=chunk_size, mesh=mesh
-                )
-                report("build", done, total, int(k))
-                compiled = functools.partial(report, "compile", done, total, int(k))
-                eps_k = in_batches(_machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh)
-                del machine
-                gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
-                cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
-                done += 1
-                report("evaluate", done, total, int(k))
-    if kind == "ideal":
+    shape_bits = patches.SHARED_SHAPE_BITS if len(groups) > 1 else None
+    for index, images in groups:
+        rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
+        xs, ts, target = states[rows], t_states[rows], net[rows]
+        for col, k in enumerate(machine_ks):
+            machine = denoisers.build(
+                denoiser, images, int(k) if denoiser.takes_k else None, chunk_size=chunk_size, mesh=mesh,
+                cache=cache, shape_bits=shape_bits,
+            )  # fmt: skip
+            report("build", done, total, int(k))
+            compiled = functools.partial(report, "compile", done, total, int(k))
+            eps_k = in_batches(
+                _machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh, programs=programs
+            )
+            del machine
+            gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
+            cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
+            done += 1
+            report("evaluate", done, total, int(k))
+    if not denoiser.takes_k:
         cos[:] = cos[:, :, :1]
     cos = cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n
 
@@ -390,25 +403,23 @@ def calibrate_seeds(
         cosine=cos.astype(np.float32),
         seed=None if seed is None else int(seed),
         y=y,
-        kind=kind,
+        kind=denoiser.name,
     )
 
 
 _net_eps = jax.jit(lambda eps_fn, params, x, t, y: eps_fn(params, x, t, y), static_argnums=0)
 
 
-def _machine_eps(machine, x, t):
-    return machines.ScoreMachine.eps(machine, x, t)
+_machine_eps = jax.jit(lambda machine, x, t: machine.eps(x, t))
 
 
-def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=None):
+def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=None, programs: Programs | None = None):
     """``fn`` over the leading axis in batches of ``batch_size`` (the last padded by repetition: one compilation).
 
-    With ``static`` (a machine), ``fn(static, *batch)`` is compiled ahead of the first batch (``jax.jit(fn)
-    .lower(...).compile()``) and ``on_compiled`` is called after, so that a caller can time compilation apart.
-    Programs are kept by ``fn`` and argument shapes (:data:`PROGRAMS` of them): machines of one shape (classes
-    padded by :func:`elsjax.patches.shared_shapes`) share one. With ``mesh``, each batch is padded to a multiple of
-    its ``"seeds"`` axis and split over it.
+    With ``static`` (a denoiser), ``fn(static, *batch)`` (``fn`` a ``jax.jit`` function) is compiled ahead of the
+    first batch through ``programs`` (:class:`elsjax.programs.Programs`; None: a new one) and ``on_compiled`` is
+    called after, so that a caller can time compilation apart; denoisers of one shape share a program. With
+    ``mesh``, each batch is padded to a multiple of its ``"seeds"`` axis and split over it.
     """
     total = len(arrays[0])
     size = total if batch_size is None else min(batch_size, total)
@@ -426,7 +437,8 @@ def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=No
             batch = [None if a is None else sharding.put_batch(a, mesh) for a in batch]
         if static is not None:
             if compiled is None:
-                compiled = _compiled(fn, static, batch)
+                programs = Programs() if programs is None else programs
+                compiled = programs.compile(fn, static, *batch)
                 if on_compiled is not None:
                     on_compiled()
             result = sharding.to_host(compiled(static, *batch))[: stop - start]
@@ -436,20 +448,3 @@ def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=No
             out = np.empty((total,) + result.shape[1:], result.dtype)
         out[start:stop] = result
     return out
-
-
-PROGRAMS = 32  # compiled programs kept by in_batches (most recently used)
-_programs: collections.OrderedDict = collections.OrderedDict()
-
-
-def _compiled(fn, static, batch):
-    """``jax.jit(fn).lower(static, *batch).compile()``, kept by ``fn`` and the arguments' structure and shapes."""
-    leaves, tree = jax.tree_util.tree_flatten((static, *batch))
-    key = (fn, tree, tuple((np.shape(a), np.dtype(a.dtype).str) for a in leaves))
-    if key in _programs:
-        _programs.move_to_end(key)
-        return _programs[key]
-    program = _programs[key] = jax.jit(fn).lower(static, *batch).compile()
-    while len(_programs) > PROGRAMS:
-        _programs.popitem(last=False)
-    return program

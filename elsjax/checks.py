@@ -1,12 +1,14 @@
 """Argument checks shared by every layer: each failure is a ``ValueError`` that names the argument.
 
-They run on the host, on concrete values, before anything reaches XLA: :func:`elsjax.machines.build` checks its
+They run on the host, on concrete values, before anything reaches XLA: :func:`elsjax.denoisers.build` checks its
 training images and k, :func:`elsjax.score` and :func:`elsjax.sample` check everything they are given. The jitted
-functions underneath (``ScoreMachine.score`` and the sampler) check nothing and assume what these establish.
+functions underneath (``Denoiser.score`` and the sampler) check nothing and assume what these establish. What a
+denoiser needs of its patch size is its own :meth:`~elsjax.denoisers.Denoiser.check_k`; the functions here that
+take a ``denoiser`` take its class.
 
 Example:
     >>> from elsjax import checks
-    >>> checks.patch_size("k", 4, "els", (8, 8))
+    >>> checks.odd_patch_size("k", 4)
     Traceback (most recent call last):
     ...
     ValueError: k: expected an odd integer >= 3, got 4
@@ -20,23 +22,19 @@ import numpy as np
 from elsjax import noise
 
 __all__ = [
-    "KINDS",
     "is_traced",
     "integer",
     "candidates",
-    "kind",
     "float_array",
     "train_images",
     "images",
     "times",
-    "patch_size",
+    "odd_patch_size",
     "scales",
     "class_groups",
     "class_members",
     "sampling_args",
 ]
-
-KINDS = ("ideal", "ls", "els", "bbels")
 
 # Training pixels may exceed [-1, 1] by float32 rounding (8-bit data decoded as v * float32(2/255) - 1 gives
 # 1.0000002 for v = 255); anything further out is data in another range.
@@ -55,8 +53,8 @@ def integer(name, value, minimum: int = 0) -> int:
     return int(value)
 
 
-def candidates(name, values, kind, hw) -> tuple[int, ...]:
-    """Distinct candidate patch sizes (each as :func:`patch_size` requires), sorted ascending."""
+def candidates(name, values, denoiser, hw) -> tuple[int, ...]:
+    """Distinct candidate patch sizes (each odd, >= 3, and as ``denoiser`` needs it), sorted ascending."""
     try:
         values = list(values)
     except TypeError:
@@ -64,17 +62,12 @@ def candidates(name, values, kind, hw) -> tuple[int, ...]:
     if not values:
         raise ValueError(f"{name}: expected at least one candidate patch size")
     for k in values:
-        patch_size(name, k, "bbels" if kind == "ideal" else kind, hw)
+        odd_patch_size(name, k)
+        if denoiser.takes_k:
+            denoiser.check_k(name, k, hw)
     if len(set(values)) != len(values):
         raise ValueError(f"{name}: candidates must be distinct, got {values}")
     return tuple(sorted(int(k) for k in values))
-
-
-def kind(value):
-    """The machine kind, one of :data:`KINDS`."""
-    if value not in KINDS:
-        raise ValueError(f"kind: expected one of {KINDS}, got {value!r}")
-    return value
 
 
 def float_array(name, value, ndim):
@@ -164,25 +157,20 @@ def times(value, batch: int):
     return arr.astype(np.float32)
 
 
-def patch_size(name, k, kind, hw):
-    """An odd patch size >= 3 (None for the ideal machine, which has none); ELS also needs ``k <= H, W``."""
-    if kind == "ideal":
-        return None
+def odd_patch_size(name, k) -> int:
+    """An odd integer patch size >= 3."""
     if k is None:
-        raise ValueError(f"{name}: the {kind!r} machine needs an odd patch size k >= 3")
+        raise ValueError(f"{name}: expected an odd patch size k >= 3")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"{name}: expected an odd integer >= 3, got {k!r}")
     if k < 3 or k % 2 == 0:
         raise ValueError(f"{name}: expected an odd integer >= 3, got {k}")
-    if kind == "els" and k > min(hw):
-        raise ValueError(
-            f"{name}: ELS needs k <= H and k <= W (no valid {k}x{k} patch in a {hw[0]}x{hw[1]} image), got {k}"
-        )
     return int(k)
 
 
-def scales(value, kind, hw):
-    """A scales list (one k per step, at least 2), each entry checked by :func:`patch_size`."""
+def scales(value, denoiser, hw):
+    """A scales list (one k per step, at least 2), each entry checked by ``denoiser.check_k``; all zeros for a
+    denoiser without a patch size."""
     try:
         values = list(value)
     except TypeError:
@@ -191,9 +179,9 @@ def scales(value, kind, hw):
         raise ValueError(
             f"scales: need at least 2 entries (the reference grid uses n = len(scales)), got {len(values)}"
         )
-    for i, k in enumerate(values):
-        patch_size(f"scales[{i}]", k, kind, hw)
-    return [int(k) for k in values] if kind != "ideal" else [0] * len(values)
+    if not denoiser.takes_k:
+        return [0] * len(values)
+    return [denoiser.check_k(f"scales[{i}]", k, hw) for i, k in enumerate(values)]
 
 
 def class_groups(batch, train, labels, y):
@@ -230,13 +218,12 @@ def class_members(batch, train, labels, y):
     return groups
 
 
-def sampling_args(machine_kind, seeds, train, scale_list, convention: str, conventions: tuple[str, ...]):
-    """The checked arguments of a machine sampler (:func:`elsjax.sample` and the provenance sampler):
-    ``(kind, train, seeds, scales)``."""
-    machine_kind = kind(machine_kind)
+def sampling_args(denoiser, seeds, train, scale_list, convention: str, conventions: tuple[str, ...]):
+    """The checked arguments of a sampler (:func:`elsjax.sample` and the provenance sampler) of the denoiser class
+    ``denoiser``: ``(train, seeds, scales)``."""
     train = train_images(train)
     seeds = images("seeds", seeds, train.shape[1:])
-    scale_list = scales(scale_list, machine_kind, train.shape[1:3])
+    scale_list = scales(scale_list, denoiser, train.shape[1:3])
     if convention not in conventions:
         raise ValueError(f"convention: expected one of {conventions}, got {convention!r}")
-    return machine_kind, train, seeds, scale_list
+    return train, seeds, scale_list

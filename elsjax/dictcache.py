@@ -1,11 +1,12 @@
 """Reuse of built dictionaries across the calls of one job (in memory) and, optionally, across jobs (on disk).
 
-A dictionary depends only on the training images it is built from, the machine's regions, k, the chunk size, the
-deduplication and the shape rule (:func:`elsjax.patches.shared_shapes`). Calibration builds one per (class, k);
-an evaluation builds the same ones again for every machine and every block of seeds; a sweep row does both. Inside
-:func:`reuse`, :func:`elsjax.patches.region_dictionaries` and :func:`elsjax.patches.ideal_dictionary` look each
-dictionary up by that key (the images by a BLAKE2 digest of their bytes) and build it only when it is missing, so
-each is built once. Results are identical: a hit returns the very arrays a build would make (on disk, their bytes).
+A dictionary depends only on the training images it is built from, the denoiser, k, the chunk size, the
+deduplication and the shape rule (``shape_bits``, :func:`elsjax.patches.bucket`). Calibration builds one per
+(class, k); an evaluation builds the same ones again for every machine and every block of seeds; a sweep row does
+both. A :class:`DictionaryCache` passed as ``cache=`` (:func:`elsjax.denoisers.build`, :func:`elsjax.sample`, the
+calibration and the evaluation) looks each dictionary up by that key (the images by a BLAKE2 digest of their
+bytes) and builds it only when it is missing, so each is built once. Results are identical: a hit returns the very
+arrays a build would make (on disk, their bytes).
 
 Memory is bounded: the cache keeps the most recently used dictionaries up to ``max_bytes`` in all (default
 :data:`MAX_BYTES`); a dictionary larger than that is never kept. On disk (``directory``, or the environment
@@ -13,11 +14,11 @@ variable ``ELSJAX_DICTIONARY_CACHE_DIR`` for the jobs), each dictionary is one `
 
 Example:
     >>> import numpy as np
-    >>> from elsjax import dictcache, machines
+    >>> from elsjax import dictcache, denoisers
     >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
-    >>> with dictcache.reuse() as cache:
-    ...     a = machines.build("els", train, 3)
-    ...     b = machines.build("els", train, 3)             # not rebuilt
+    >>> cache = dictcache.DictionaryCache()
+    >>> a = denoisers.build("els", train, 3, cache=cache)
+    >>> b = denoisers.build("els", train, 3, cache=cache)     # not rebuilt
     >>> (cache.builds, cache.hits), a.tables[0].keys is b.tables[0].keys
     ((1, 1), True)
 """
@@ -25,8 +26,6 @@ Example:
 from __future__ import annotations
 
 import collections
-import contextlib
-import contextvars
 import hashlib
 import os
 import threading
@@ -34,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DictionaryCache", "reuse", "active", "digest", "MAX_BYTES", "ENV_DIR"]
+from elsjax.patches import PatchDictionary, aligned_zeros
+
+__all__ = ["DictionaryCache", "digest", "MAX_BYTES", "ENV_DIR"]
 
 MAX_BYTES = 2 << 30  # as sampler.KEEP_BYTES: a few dictionaries of a large training set, every one of a small one
 ENV_DIR = "ELSJAX_DICTIONARY_CACHE_DIR"
-
-_ACTIVE: contextvars.ContextVar[DictionaryCache | None] = contextvars.ContextVar("elsjax_dictcache", default=None)
 
 
 class DictionaryCache:
@@ -98,8 +97,6 @@ class DictionaryCache:
     def _load(self, key, to_device):
         if self.directory is None or not self._path(key).is_file():
             return None
-        from elsjax.patches import PatchDictionary, _aligned_zeros
-
         with np.load(self._path(key)) as f:
             if str(f["key"]) != repr(key):
                 return None
@@ -108,7 +105,7 @@ class DictionaryCache:
                 arrays = []
                 for name in PatchDictionary._fields:
                     a = f[f"{t}_{name}"]
-                    aligned = _aligned_zeros(a.shape, a.dtype)  # 64-byte aligned: shared with the device on CPU
+                    aligned = aligned_zeros(a.shape, a.dtype)  # 64-byte aligned: shared with the device on CPU
                     aligned[...] = a
                     arrays.append(aligned)
                 tables.append(PatchDictionary(*arrays))
@@ -123,31 +120,6 @@ class DictionaryCache:
         tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
         np.savez(tmp, key=repr(key), tables=len(tables), **arrays)
         tmp.replace(path)  # atomic: a file on disk is always complete
-
-
-def active() -> DictionaryCache | None:
-    """The cache of the enclosing :func:`reuse`, or None."""
-    return _ACTIVE.get()
-
-
-@contextlib.contextmanager
-def reuse(cache: DictionaryCache | None = None, *, max_bytes: int = MAX_BYTES, directory=None):
-    """Within this context, dictionaries are built once per key and reused (see the module's docstring).
-
-    Args:
-      cache: a :class:`DictionaryCache` to use (and keep using after the context); default: a new one.
-      max_bytes: for a new cache, the bytes of dictionaries kept in memory.
-      directory: for a new cache, a directory that keeps every dictionary on disk (default: none).
-
-    Yields:
-      The cache.
-    """
-    cache = cache if cache is not None else DictionaryCache(max_bytes, directory)
-    token = _ACTIVE.set(cache)
-    try:
-        yield cache
-    finally:
-        _ACTIVE.reset(token)
 
 
 def digest(images) -> str:

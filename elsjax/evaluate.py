@@ -16,10 +16,10 @@ Composable steps, so that a resumable runner can save each part and skip it when
 
 Example:
     >>> import numpy as np
-    >>> from elsjax import evaluate, machines
+    >>> from elsjax import denoisers, evaluate
     >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
-    >>> net = machines.build("els", train, 3)            # a "net": the ELS machine itself
-    >>> ev = evaluate.evaluate(machines.ScoreMachine.eps, net, train=train, n_seeds=2, net_steps=(4,),
+    >>> net = denoisers.build("els", train, 3)            # a "net": the ELS machine itself
+    >>> ev = evaluate.evaluate(denoisers.Denoiser.eps, net, train=train, n_seeds=2, net_steps=(4,),
     ...                        machines={"els": ("els", [3, 3, 3, 3]), "ideal": ("ideal", None)})
     >>> sorted(ev.summary["median_r"]), ev.net[4].shape, ev.summary["n_seeds"]
     (['els', 'ideal'], (2, 8, 8, 1), 2)
@@ -32,13 +32,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from elsjax import api, checks, metrics, sampler, sharding
+from elsjax import api, checks, denoisers, metrics, sampler, sharding
 from elsjax.calibrate import draw, in_batches
-from elsjax.machines import KINDS
 
 __all__ = ["Evaluation", "net_samples", "machine_samples", "agreement", "summarize", "evaluate", "DEFAULT_STEPS"]
 
-DEFAULT_STEPS = 20  # entries of a schedule when an IS machine is given none (19 machine steps)
+DEFAULT_STEPS = 20  # entries of a schedule when a denoiser without a patch size is given none (19 machine steps)
 
 
 class Evaluation(NamedTuple):
@@ -108,16 +107,17 @@ def machine_samples(
     chunk_size: int | None = None,
     progress=None,
     mesh=None,
+    cache=None,
 ) -> np.ndarray:
     """A machine's samples from ``seeds`` (treated as x at t = 0.95): :func:`elsjax.sample` on the machine grid.
 
     Args:
-      kind: ``"ideal"``, ``"ls"``, ``"els"`` or ``"bbels"``.
+      kind: a registered denoiser (:func:`elsjax.denoisers.names`).
       seeds: ``[B, H, W, C]`` starting noise.
       train: training images ``[N, H, W, C]`` in [-1, 1].
       scales: the k schedule (n entries, entry j calibrated at t = (j + 1) / n, e.g.
-        :attr:`elsjax.calibrate.Calibration.median`); for ``"ideal"`` only its length matters, and None means
-        :data:`DEFAULT_STEPS` entries.
+        :attr:`elsjax.calibrate.Calibration.median`); for a denoiser without a patch size only its length matters,
+        and None means :data:`DEFAULT_STEPS` entries.
       labels: training labels ``[N]`` (needed with ``y``).
       y: classes ``[B]``, or None (unconditional).
       convention: ``"reference"`` or ``"corrected"``, see :func:`elsjax.sample`.
@@ -125,6 +125,7 @@ def machine_samples(
       progress: see :func:`elsjax.sampler.sample_machine`.
       mesh: None (one device) or a mesh from :func:`elsjax.make_mesh` (see :func:`elsjax.sample`); the seeds are
         padded (by repetition) to a multiple of its ``"seeds"`` axis and the padding dropped.
+      cache: an :class:`elsjax.dictcache.DictionaryCache` for the dictionaries (None: built).
 
     Returns:
       float32 ``[B, H, W, C]``.
@@ -136,7 +137,7 @@ def machine_samples(
       (1, 8, 8, 1)
     """
     if scales is None:
-        if kind != "ideal":
+        if denoisers.get(kind).takes_k:
             raise ValueError(f"scales: the {kind!r} machine needs a k schedule")
         scales = [0] * DEFAULT_STEPS
     mesh = sharding.check_mesh(mesh)
@@ -155,6 +156,7 @@ def machine_samples(
         chunk_size=chunk_size,
         progress=progress,
         mesh=mesh,
+        cache=cache,
     )
     return out.astype(np.float32) if mesh is None else out.astype(np.float32)[:batch]
 
@@ -292,6 +294,7 @@ def evaluate(
     chunk_size: int | None = None,
     progress: Callable | None = None,
     mesh=None,
+    cache=None,
 ) -> Evaluation:
     """The paper's evaluation of a net against score machines (docs/maths.md §8), from seeds drawn by
     :func:`elsjax.calibrate.draw`.
@@ -317,6 +320,7 @@ def evaluate(
         ``(phase, done, total, k)`` during its sampling.
       mesh: None (one device) or a mesh from :func:`elsjax.make_mesh` for the machines (see
         :func:`machine_samples`); the net runs on one device.
+      cache: an :class:`elsjax.dictcache.DictionaryCache` for the machines' dictionaries (None: built).
 
     Returns:
       An :class:`Evaluation`.
@@ -347,6 +351,7 @@ def evaluate(
             chunk_size=chunk_size,
             progress=(lambda *args, _name=name: report(_name, *args)) if progress else None,
             mesh=mesh,
+            cache=cache,
         )
     per_seed = agreement(outputs, net)
     return Evaluation(seeds, y, net, outputs, per_seed, summarize(per_seed, ideal=ideal))
@@ -400,9 +405,9 @@ def _check_machines(machines):
         if not isinstance(spec, (tuple, list)) or len(spec) != 2:
             raise ValueError(f"machines: {name!r} must map to (kind, scales), got {spec!r}")
         kind, scales = spec
-        if kind not in KINDS:
-            raise ValueError(f"machines: {name!r} has kind {kind!r}, expected one of {KINDS}")
-        if scales is None and kind != "ideal":
+        if kind not in denoisers.names():
+            raise ValueError(f"machines: {name!r} has kind {kind!r}, expected one of {denoisers.names()}")
+        if scales is None and denoisers.get(kind).takes_k:
             raise ValueError(f"machines: {name!r} ({kind}) needs a k schedule")
         out[name] = (kind, None if scales is None else [s for s in scales])
     return out

@@ -19,9 +19,6 @@ Patch vectors are flattened in ``(row, column, channel)`` order, matching :func:
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import contextvars
-import hashlib
 import math
 import os
 import threading
@@ -40,6 +37,7 @@ __all__ = [
     "decode",
     "encode_8bit",
     "device_put",
+    "aligned_zeros",
     "patches_at",
     "distinct_rows",
     "make_dictionary",
@@ -50,7 +48,6 @@ __all__ = [
     "Occurrences",
     "region_occurrences",
     "ideal_occurrences",
-    "shared_shapes",
     "bucket",
 ]
 
@@ -59,47 +56,33 @@ PAD_LOG_WEIGHT = -1e30
 _CODE_SCALE = np.float32(2.0 / 255.0)
 _PAD_CODE = 128  # stands in for the zero padding of uint8 dictionaries (see region_dictionaries)
 
-# Significant bits kept when shared_shapes() rounds a one-group table's chunk count up (4: at most 1/8 more chunks,
+# Significant bits kept when shared shapes round a one-group table's chunk count up (4: at most 1/8 more chunks,
 # 4.5% on average over the per-class dictionaries of MNIST and Fashion-MNIST; see experiments/results/fixed_costs.md).
 SHARED_SHAPE_BITS = 4
-_SHAPE_BITS: contextvars.ContextVar[int | None] = contextvars.ContextVar("elsjax_shape_bits", default=None)
+def bucket(n: int, bits: int) -> int:
+    """``n`` rounded up to ``bits`` significant binary digits (``bucket(9, 2) == 12``, ``bucket(100, 4) == 104``).
 
-
-@contextlib.contextmanager
-def shared_shapes(bits: int | None = SHARED_SHAPE_BITS):
-    """Within this context, dictionaries are padded to a few shapes so that different data share compiled programs.
-
-    Each compiled program serves one dictionary shape, and the exact deduplication gives every class (and every
-    training set) its own size, so a job that builds the dictionaries of several classes compiles one program per
-    (class, k). Inside ``shared_shapes()`` every table uses full chunks (``chunk_size`` entries) and its chunk count
-    is rounded up by :func:`bucket`: to ``bits`` significant bits for one-group tables (ELS, IS, the bbELS centre:
-    the costly ones), to a power of two for tables of several groups (bbELS borders and corners, whose queries are
-    few). Padding entries have ``log_weight = PAD_LOG_WEIGHT``: a padding chunk leaves the softmax state bit for bit
-    unchanged, so results are identical; it only costs its share of the evaluation. ``bits=None`` turns it off.
+    Shared shapes (``shape_bits`` of the dictionary builders): each compiled program serves one dictionary shape,
+    and the exact deduplication gives every class (and every training set) its own size, so a job that builds the
+    dictionaries of several classes would compile one program per (class, k). With ``shape_bits=b`` every table
+    uses full chunks (``chunk_size`` entries) and its chunk count is rounded up by :func:`bucket`: to ``b``
+    significant bits for one-group tables (ELS, IS, the bbELS centre: the costly ones), to a power of two for
+    tables of several groups (bbELS borders and corners, whose queries are few). Padding entries have
+    ``log_weight = PAD_LOG_WEIGHT``: a padding chunk leaves the softmax state bit for bit unchanged, so results are
+    identical; it only costs its share of the evaluation.
 
     Example:
       >>> import numpy as np
       >>> keys = np.arange(68, dtype=np.float32).reshape(34, 2)  # 17 chunks of 2
-      >>> with shared_shapes():
-      ...     make_dictionary(keys, keys[:, :1], chunk_size=2).keys.shape
+      >>> make_dictionary(keys, keys[:, :1], chunk_size=2, shape_bits=SHARED_SHAPE_BITS).keys.shape
       (18, 2, 2)
     """
-    token = _SHAPE_BITS.set(bits)
-    try:
-        yield
-    finally:
-        _SHAPE_BITS.reset(token)
-
-
-def bucket(n: int, bits: int) -> int:
-    """``n`` rounded up to ``bits`` significant binary digits (``bucket(9, 2) == 12``, ``bucket(100, 4) == 104``)."""
     step = 1 << max(0, int(n).bit_length() - bits)
     return -(-int(n) // step) * step
 
 
-def _layout(m: int, chunk_size: int, n_groups: int) -> tuple[int, int]:
+def _layout(m: int, chunk_size: int, n_groups: int, bits: int | None) -> tuple[int, int]:
     """``(chunk, n_chunks)`` of a table of ``n_groups`` groups of at most ``m`` distinct entries each."""
-    bits = _SHAPE_BITS.get()
     if bits is None:
         chunk = min(chunk_size, _round_up(m, 8))
         return chunk, math.ceil(m / chunk)
@@ -497,7 +480,9 @@ def distinct_rows(rows, *, block: int | None = None):
     return first, counts
 
 
-def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool = True) -> PatchDictionary:
+def make_dictionary(
+    keys, values, *, chunk_size: int = 4096, deduplicate: bool = True, shape_bits: int | None = None
+) -> PatchDictionary:
     """Deduplicates, pads and chunks patches ``keys [M, D]`` with ``values [M, V]`` for the posterior kernel.
 
     Args:
@@ -506,16 +491,26 @@ def make_dictionary(keys, values, *, chunk_size: int = 4096, deduplicate: bool =
       chunk_size: maximum number of entries per chunk.
       deduplicate: keep each distinct patch once with log(count) on its logit (exact when values are a function of
         the key, as a centre pixel or a whole image is).
+      shape_bits: round the chunk count up to shared shapes (:func:`bucket`); None: the exact size.
 
     Returns:
       The :class:`PatchDictionary` (device arrays).
     """
-    table = _assemble([_ArrayRows(keys)], [np.asarray(values)], chunk_size=chunk_size, deduplicate=deduplicate)
+    table = _assemble(
+        [_ArrayRows(keys)], [np.asarray(values)], chunk_size=chunk_size, deduplicate=deduplicate, shape_bits=shape_bits
+    )
     return PatchDictionary(*(a[0] for a in table))
 
 
 def _assemble(
-    sources, values, *, chunk_size: int, deduplicate: bool, block: int | None = None, to_device: bool = True
+    sources,
+    values,
+    *,
+    chunk_size: int,
+    deduplicate: bool,
+    block: int | None = None,
+    to_device: bool = True,
+    shape_bits: int | None = None,
 ) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
 
@@ -530,9 +525,9 @@ def _assemble(
     n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
     while True:  # runs once, twice after a 64-bit hash collision
         m = max(len(first) for first, _, _ in groups)
-        chunk, n_chunks = _layout(m, chunk_size, n_groups)
+        chunk, n_chunks = _layout(m, chunk_size, n_groups, shape_bits)
         size = n_chunks * chunk
-        keys = _aligned_zeros((n_groups, size, dim), dtype)
+        keys = aligned_zeros((n_groups, size, dim), dtype)
         collided = [
             g
             for g, (source, (first, _, group_of)) in enumerate(zip(sources, groups))
@@ -543,8 +538,8 @@ def _assemble(
         for g in collided:
             groups[g] = _exact_groups(sources[g], block)
     n_values = values[0].stop - values[0].start if isinstance(values[0], slice) else values[0].shape[-1]
-    vals = _aligned_zeros((n_groups, size, n_values), dtype)
-    aux = _aligned_zeros((n_groups, size, 2), np.float32)
+    vals = aligned_zeros((n_groups, size, n_values), dtype)
+    aux = aligned_zeros((n_groups, size, 2), np.float32)
     aux[..., 1] = PAD_LOG_WEIGHT
 
     def norms_and_values(item):
@@ -573,7 +568,7 @@ def device_put(dictionary: PatchDictionary) -> PatchDictionary:
     return PatchDictionary(*(jax.device_put(a, may_alias=True) for a in dictionary))
 
 
-def _aligned_zeros(shape, dtype, alignment: int = 64):
+def aligned_zeros(shape, dtype, alignment: int = 64):
     """``np.zeros`` whose data starts on an ``alignment``-byte boundary.
 
     On CPU, ``jax.device_put(..., may_alias=True)`` shares a host buffer only if it is aligned as XLA wants (NumPy's
@@ -597,23 +592,20 @@ def _storage(images):
 
 
 def ideal_dictionary(
-    images, *, chunk_size: int = 256, deduplicate: bool = True, to_device: bool = True
+    images, *, chunk_size: int = 256, deduplicate: bool = True, to_device: bool = True, shape_bits: int | None = None
 ) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2).
 
     ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
-    pieces itself); :func:`device_put` moves them.
+    pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`.
     """
-
-    def build():
-        stored = _storage(images)
-        flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
-        table = _assemble(
-            [flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device
-        )
-        return (PatchDictionary(*(a[0] for a in table)),)
-
-    return _cached(("ideal", chunk_size, deduplicate), images, build, to_device)[0]
+    stored = _storage(images)
+    flat = _ArrayRows(stored.reshape(stored.shape[0], -1))
+    table = _assemble(
+        [flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device,
+        shape_bits=shape_bits,
+    )  # fmt: skip
+    return PatchDictionary(*(a[0] for a in table))
 
 
 class Region(NamedTuple):
@@ -660,7 +652,14 @@ def bbels_regions(h: int, w: int, k: int) -> tuple[Region, ...]:
 
 
 def region_dictionaries(
-    images, k: int, regions, *, chunk_size: int = 4096, deduplicate: bool = True, to_device: bool = True
+    images,
+    k: int,
+    regions,
+    *,
+    chunk_size: int = 4096,
+    deduplicate: bool = True,
+    to_device: bool = True,
+    shape_bits: int | None = None,
 ) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
@@ -675,32 +674,21 @@ def region_dictionaries(
     fixed positions are stored in float32 with true zeros.
 
     ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
-    pieces itself); :func:`device_put` moves them.
+    pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`.
     """
     images = np.asarray(images, np.float32)
-    key = ("regions", k, _regions_key(regions), chunk_size, deduplicate)
-    build = lambda: _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device)
-    return _cached(key, images, build, to_device)
-
-
-def _cached(key: tuple, images, build, to_device: bool):
-    """``build()``, or the same dictionaries from the enclosing :func:`elsjax.dictcache.reuse`."""
-    from elsjax import dictcache
-
-    cache = dictcache.active()
-    if cache is None:
-        return build()
-    key = (dictcache.digest(np.asarray(images, np.float32)), *key, _SHAPE_BITS.get(), to_device)
-    return cache.get_or_build(key, build, to_device=device_put if to_device else None)
-
-
-def _regions_key(regions) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for region in regions:
-        for a in region:
-            a = np.ascontiguousarray(a, np.int64)
-            digest.update(f"{a.shape}".encode() + a.tobytes())
-    return digest.hexdigest()
+    c = images.shape[-1]
+    centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
+    out = []
+    for groups in _region_sources(images, k, regions):
+        centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
+        out.append(
+            _assemble(
+                groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device,
+                shape_bits=shape_bits,
+            )  # fmt: skip
+        )
+    return tuple(out)
 
 
 def _region_sources(images, k, regions):
@@ -718,16 +706,6 @@ def _region_sources(images, k, regions):
         yield [
             _PatchRows(windows[source.dtype], rows, cols) for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]
-
-
-def _region_dictionaries(images, k, regions, chunk_size, deduplicate, to_device) -> tuple[PatchDictionary, ...]:
-    c = images.shape[-1]
-    centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
-    out = []
-    for groups in _region_sources(images, k, regions):
-        centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
-        out.append(_assemble(groups, centre_pixel, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device))
-    return tuple(out)
 
 
 class Occurrences(NamedTuple):

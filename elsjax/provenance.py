@@ -4,8 +4,9 @@ Every machine's clean estimate is, per pixel, a softmax-weighted mean over a dic
 images). :func:`provenance` returns, per pixel, the ``top`` heaviest dictionary entries mapped back to where they
 come from (training image, centre row and column in it, class) with their posterior weights and occurrence counts,
 and the posterior entropy; :func:`sample_provenance` records the same along a sampling trajectory, with the clean
-estimate of every recorded step. Both run the machines' provenance path (``ScoreMachine.posterior``), which
-computes the mean, the top entries and the entropy in one pass over the dictionary; the default path is unchanged.
+estimate of every recorded step. Both run the denoisers' provenance path (``Denoiser.posterior``, the
+:class:`~elsjax.posterior.TopEntries` accumulator), which computes the mean, the top entries and the entropy in one
+pass over the dictionary. Any registered denoiser that streams a dictionary has provenance.
 
 Conventions (docs/maths.md §11):
 
@@ -16,13 +17,12 @@ Conventions (docs/maths.md §11):
 * ``entropy`` is in nats over dictionary occurrences: ``-sum_i p_i log p_i + sum_i p_i log c_i``.
 * Slots past a pixel's number of distinct entries are empty: ``image = -1``, ``weight = 0``, ``count = 0``.
 
-``elsjax.provenance`` (the package attribute) is the function; this module is ``sys.modules["elsjax.provenance"]``
-and its other names import as ``from elsjax.provenance import Provenance, sample_provenance``.
+:func:`explain` is also the package's ``elsjax.explain``.
 
 Example:
     >>> import numpy as np, elsjax
     >>> train = np.random.default_rng(0).uniform(-1, 1, (5, 8, 8, 1)).astype(np.float32)
-    >>> p = elsjax.provenance("els", train[:1], 0.01, train=train, k=3, top=2)   # a training image, small t
+    >>> p = elsjax.explain("els", train[:1], 0.01, train=train, k=3, top=2)   # a training image, small t
     >>> int(p.image[0, 4, 4, 0]), p.position[0, 4, 4, 0].tolist(), round(float(p.weight[0, 4, 4, 0]), 3)
     (0, [4, 4], 1.0)
 """
@@ -34,10 +34,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from elsjax import checks, machines, patches, sampler
+from elsjax import checks, denoisers, sampler
 
 __all__ = [
-    "Provenance", "StepProvenance", "provenance", "sample_provenance", "num_occurrences", "locate", "mosaic",
+    "Provenance", "StepProvenance", "explain", "sample_provenance", "locate", "mosaic",
     "distinct_sources", "occurrences",
 ]  # fmt: skip
 
@@ -75,88 +75,47 @@ class StepProvenance(NamedTuple):
     provenance: Provenance
 
 
-def num_occurrences(kind: str, shape, k: int | None) -> int:
-    """The fewest dictionary occurrences any pixel's posterior ranges over, for ``shape = (N, H, W, C)``.
-
-    IS, LS and bbELS (its corner pixels): N; ELS: every valid patch of every image, ``N (H - k + 1) (W - k + 1)``.
-    """
-    n, h, w = shape[:3]
-    if kind == "els":
-        return n * (h - k + 1) * (w - k + 1)
-    return n
-
-
-def _check_top(top, kind: str, shapes, k) -> int:
+def _check_top(top, denoiser, shapes, k) -> int:
     top = checks.integer("top", top, 1)
-    fewest = min(num_occurrences(kind, s, k) for s in shapes)
+    fewest = min(denoiser.fewest_occurrences(s, k) for s in shapes)
     if top > fewest:
         raise ValueError(
             f"top: asked for {top} entries but some pixel's posterior has only {fewest} dictionary occurrences "
-            f"({kind!r} machine, {min(s[0] for s in shapes)} training images{'' if len(shapes) == 1 else ' in a class'})"
+            f"({denoiser.name!r} machine, {min(s[0] for s in shapes)} training images{'' if len(shapes) == 1 else ' in a class'})"
         )
     return top
 
 
-def _occurrence_tables(kind: str, images, k: int):
-    if kind == "ideal":
-        return (patches.ideal_occurrences(images),)
-    if kind == "ls":
-        return None
-    h, w = images.shape[1:3]
-    regions = (patches.els_regions if kind == "els" else patches.bbels_regions)(h, w, k)
-    return patches.region_occurrences(images, k, regions)
-
-
-def locate(kind: str, post: machines.Posterior, tables, *, k: int, members=None, labels=None) -> Provenance:
-    """Maps a :class:`~elsjax.machines.Posterior`'s entries to training images, positions, counts and classes.
+def locate(kind, post: denoisers.Posterior, tables, *, k: int, members=None, labels=None, num_images=None) -> Provenance:
+    """Maps a :class:`~elsjax.denoisers.Posterior`'s entries to training images, positions, counts and classes.
 
     Args:
-      kind: the machine kind.
-      post: from ``ScoreMachine.posterior`` (host or device arrays).
-      tables: the machine's :class:`~elsjax.patches.Occurrences` (one per table; None for LS), from the images
-        the machine was built on.
-      k: the machine's patch size (0 for IS).
-      members: ``[N_class]`` the global training index of each image the machine was built on (None: identity).
+      kind: the denoiser (a registered name or class).
+      post: from ``Denoiser.posterior`` (host or device arrays).
+      tables: the denoiser's :meth:`~elsjax.denoisers.Denoiser.occurrence_tables` of the images it was built on.
+      k: the denoiser's patch size (0 for IS).
+      members: ``[N_class]`` the global training index of each image the denoiser was built on (None: identity).
       labels: ``[N]`` global training labels, or None.
+      num_images: how many images the denoiser was built on (default: ``len(members)``).
 
     Returns:
       The :class:`Provenance`.
     """
     entry = np.asarray(post.entry, np.int64)
     weight = np.asarray(post.weight, np.float32)
-    b, h, w, top = entry.shape
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    here_r = np.broadcast_to(rows[None, :, :, None], entry.shape)
-    here_c = np.broadcast_to(cols[None, :, :, None], entry.shape)
-    if kind == "ls":
-        n = len(members) if members is not None else None
-        valid = (entry >= 0) if n is None else (entry >= 0) & (entry < n)
-        image, row, col, count = entry, here_r, here_c, np.ones_like(entry)
-    elif kind == "ideal":
-        image, _, _, count = tables[0].locate(0, entry)
-        valid = image >= 0
-        row, col = here_r, here_c
-    else:
-        table, group = machines.pixel_groups(kind, (h, w), k)
-        image = np.full(entry.shape, -1, np.int64)
-        row, col, count = image.copy(), image.copy(), np.zeros_like(image)
-        for i, occ in enumerate(tables):
-            mask = np.broadcast_to((table == i)[None, :, :, None], entry.shape)
-            g = np.broadcast_to(group[None, :, :, None], entry.shape)[mask]
-            image[mask], row[mask], col[mask], count[mask] = occ.locate(g, entry[mask])
-        valid = image >= 0
-    image = np.where(valid, image, -1)
+    n = num_images if num_images is not None else (len(members) if members is not None else np.iinfo(np.int64).max)
+    where = denoisers.get(kind).locate(entry, tables, k, n)
+    valid, image = where.valid, where.image
     if members is not None:
         image = np.where(valid, np.asarray(members)[np.where(valid, image, 0)], -1)
     label = np.full(entry.shape, -1, np.int64)
     if labels is not None:
         label = np.where(valid, np.asarray(labels)[np.where(valid, image, 0)], -1)
-    position = np.stack([np.where(valid, row, -1), np.where(valid, col, -1)], axis=-1)
     return Provenance(
         image=image.astype(np.int64),
-        position=position.astype(np.int64),
+        position=np.stack([where.row, where.col], axis=-1).astype(np.int64),
         weight=np.where(valid, weight, 0.0).astype(np.float32),
-        count=np.where(valid, count, 0).astype(np.int64),
+        count=where.count,
         label=label.astype(np.int64),
         entropy=np.asarray(post.entropy, np.float32),
         mean=np.asarray(post.mean, np.float32),
@@ -185,11 +144,11 @@ def _concat(parts, batch: int) -> Provenance:
     return Provenance(*out)
 
 
-def provenance(kind: str, x, t, *, train, k: int | None = None, labels=None, y=None, top: int = 8) -> Provenance:
+def explain(kind, x, t, *, train, k: int | None = None, labels=None, y=None, top: int = 8) -> Provenance:
     """The posterior's provenance at a batch of noisy images: per pixel, the ``top`` heaviest training patches.
 
     Args:
-      kind: ``"ideal"``, ``"ls"``, ``"els"`` or ``"bbels"``.
+      kind: a registered denoiser that streams a dictionary (``"ideal"``, ``"ls"``, ``"els"``, ``"bbels"``, ...).
       x: noisy images ``[B, H, W, C]``.
       t: a time in [:data:`elsjax.noise.MIN_TIME`, 1], a float or one per image ``[B]``.
       train: training images ``[N, H, W, C]`` in [-1, 1].
@@ -197,7 +156,7 @@ def provenance(kind: str, x, t, *, train, k: int | None = None, labels=None, y=N
       labels: training labels ``[N]`` (needed for ``y``; also fills ``Provenance.label``).
       y: class per image ``[B]`` (class-conditional machines), or None.
       top: entries kept per pixel, between 1 and the fewest dictionary occurrences of a pixel
-        (:func:`num_occurrences`).
+        (:meth:`~elsjax.denoisers.Denoiser.fewest_occurrences`).
 
     Returns:
       A :class:`Provenance` of NumPy arrays; ``image`` indexes ``train`` (also for class-conditional machines).
@@ -208,24 +167,24 @@ def provenance(kind: str, x, t, *, train, k: int | None = None, labels=None, y=N
     Example:
       >>> import numpy as np
       >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 1)).astype(np.float32)
-      >>> p = provenance("ideal", train[2:3], 1e-3, train=train, top=2)
+      >>> p = explain("ideal", train[2:3], 1e-3, train=train, top=2)
       >>> p.image[0, 0, 0].tolist(), p.weight[0, 0, 0].round(3).tolist(), round(float(p.entropy[0, 0, 0]), 3)
       ([2, 3], [1.0, 0.0], 0.0)
     """
-    kind = checks.kind(kind)
+    denoiser = denoisers.get(kind)
     train = checks.train_images(train)
     x = checks.images("x", x, train.shape[1:])
     t = checks.times(t, x.shape[0])
-    k = checks.patch_size("k", k, kind, train.shape[1:3])
+    k = denoiser.check_k("k", k, train.shape[1:])
     groups = checks.class_members(x.shape[0], train, labels, y)
-    top = _check_top(top, kind, [(len(members),) + train.shape[1:] for _, members in groups], k)
+    top = _check_top(top, denoiser, [(len(members),) + train.shape[1:] for _, members in groups], k)
     parts = []
     for index, members in groups:
         images = train[members]
-        machine = machines.build(kind, images, k)
+        machine = denoisers.build(denoiser, images, k)
         post = machine.posterior(x[index], t[index], top=top)
-        tables = _occurrence_tables(kind, images, machine.k)
-        parts.append((index, locate(kind, post, tables, k=machine.k, members=members, labels=labels)))
+        tables = denoiser.occurrence_tables(images, k)
+        parts.append((index, locate(denoiser, post, tables, k=k, members=members, labels=labels)))
     return _concat(parts, x.shape[0])
 
 
@@ -262,26 +221,27 @@ def sample_provenance(
       >>> [(r.step, round(r.t, 3), r.k) for r in rec], rec[-1].provenance.image.shape
       ([(0, 0.667, 3), (1, 0.333, 3)], (1, 6, 6, 2))
     """
-    kind, train, seeds, scales = checks.sampling_args(kind, seeds, train, scales, convention, sampler.CONVENTIONS)
+    denoiser = denoisers.get(kind)
+    train, seeds, scales = checks.sampling_args(denoiser, seeds, train, scales, convention, sampler.CONVENTIONS)
     steps = check_steps(steps, len(scales))
     groups = checks.class_members(seeds.shape[0], train, labels, y)
-    ks = sorted(set(scales)) if kind != "ideal" else [None]
+    ks = sorted(set(scales)) if denoiser.takes_k else [None]
     shapes = [(len(m),) + train.shape[1:] for _, m in groups]
-    top = min(_check_top(top, kind, shapes, k) for k in ks)
+    top = min(_check_top(top, denoiser, shapes, k) for k in ks)
     samples = np.zeros(seeds.shape, np.float32)
     per_step: dict[int, list] = {}
     for index, members in groups:
         images = train[members]
         out, records = sampler.sample_machine(
-            kind, seeds[index], images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
+            denoiser, seeds[index], images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
             provenance=top, provenance_steps=steps,
         )  # fmt: skip
         samples[index] = np.asarray(out)
         tables = {}
         for rec in records:
             if rec.k not in tables:
-                tables[rec.k] = _occurrence_tables(kind, images, rec.k)
-            prov = locate(kind, rec.posterior, tables[rec.k], k=rec.k, members=members, labels=labels)
+                tables[rec.k] = denoiser.occurrence_tables(images, rec.k or None)
+            prov = locate(denoiser, rec.posterior, tables[rec.k], k=rec.k, members=members, labels=labels)
             per_step.setdefault(rec.step, []).append((rec, index, prov))
     result = []
     for step in sorted(per_step):
@@ -302,7 +262,7 @@ def mosaic(prov: Provenance, train):
     Example:
       >>> import numpy as np
       >>> train = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 1)).astype(np.float32)
-      >>> p = provenance("bbels", train[1:2], 1e-3, train=train, k=3, top=1)
+      >>> p = explain("bbels", train[1:2], 1e-3, train=train, k=3, top=1)
       >>> bool(np.allclose(mosaic(p, train), train[1:2]))
       True
     """
@@ -321,11 +281,11 @@ def distinct_sources(prov: Provenance) -> np.ndarray:
 def occurrences(kind: str, train, *, k: int | None = None, pixel, image: int, position) -> np.ndarray:
     """Every place where the patch reported for ``pixel`` at ``(image, position)`` occurs in that pixel's dictionary.
 
-    A deduplicated entry stands for ``count`` identical training patches; :func:`provenance` reports the first. This
+    A deduplicated entry stands for ``count`` identical training patches; :func:`explain` reports the first. This
     lists them all, by direct comparison of the patches (bit for bit, as the deduplication compares them).
 
     Args:
-      kind: the machine kind.
+      kind: the denoiser (a registered name or class).
       train: the training images the machine was built on (for a class-conditional machine: the class's images,
         and ``image`` an index into them).
       k: the patch size (not used by ``"ideal"``).
@@ -342,26 +302,7 @@ def occurrences(kind: str, train, *, k: int | None = None, pixel, image: int, po
       >>> occurrences("els", train, k=3, pixel=(2, 2), image=0, position=(1, 1)).shape   # 3 images x 4 x 4 centres
       (48, 3)
     """
-    kind = checks.kind(kind)
+    denoiser = denoisers.get(kind)
     train = checks.train_images(train)
-    n, h, w = train.shape[:3]
-    r0, c0 = (int(v) for v in pixel)
-    if kind == "ls":
-        return np.array([[int(image), r0, c0]], np.int64)
-    if kind == "ideal":
-        bits = train.view(np.uint32).reshape(n, -1)
-        same = np.flatnonzero((bits == bits[int(image)]).all(axis=1))
-        return np.stack([same, np.full_like(same, r0), np.full_like(same, c0)], axis=1).astype(np.int64)
-    k = checks.patch_size("k", k, kind, (h, w))
-    regions = (patches.els_regions if kind == "els" else patches.bbels_regions)(h, w, k)
-    flat = r0 * w + c0
-    for region in regions:
-        where = np.argwhere(region.pixels == flat)
-        if where.size:
-            g = int(where[0, 0])
-            rows, cols = region.centre_rows[g], region.centre_cols[g]
-            break
-    found = patches.patches_at(train, k, rows, cols, "zeros").view(np.uint32)  # [N, R, C, D]
-    ref = patches.patches_at(train[int(image)], k, np.array([position[0]]), np.array([position[1]]), "zeros")
-    same = np.argwhere((found == ref.view(np.uint32)[0, 0]).all(axis=-1))  # (n, r, c) in order
-    return np.stack([same[:, 0], rows[same[:, 1]], cols[same[:, 2]]], axis=1).astype(np.int64)
+    k = denoiser.check_k("k", k, train.shape[1:])
+    return denoiser.occurrences(train, k, pixel, image, position)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, noise, patches, sharding
+from elsjax import denoisers, noise, patches, sharding
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
@@ -60,7 +60,7 @@ class EpsFn(Protocol):
     argument of the compiled loop); everything that changes between calls goes in the pytree ``params``.
 
     Implementations: :class:`elsjax.nets.NetEpsFn` (a Flax net; ``params`` its weights) and ``ScoreMachine.eps``
-    (``params`` the :class:`~elsjax.machines.ScoreMachine` itself; ``y`` ignored, a conditional machine is built
+    (``params`` the :class:`~elsjax.denoisers.Denoiser` itself; ``y`` ignored, a conditional machine is built
     from its class's images).
     """
 
@@ -75,15 +75,15 @@ class StepPosterior(NamedTuple):
       t: the step's time.
       k: the patch size in use (0 for IS).
       x: ``[B, H, W, C]`` the noisy images the machine was evaluated at.
-      posterior: the :class:`~elsjax.machines.Posterior` at ``(x, t)``: its ``mean`` is the step's clean estimate,
-        ``entry`` indexes each pixel's dictionary (:func:`elsjax.machines.pixel_groups`).
+      posterior: the :class:`~elsjax.denoisers.Posterior` at ``(x, t)``: its ``mean`` is the step's clean estimate,
+        ``entry`` indexes each pixel's dictionary (:meth:`elsjax.denoisers.PatchDenoiser.pixel_groups`).
     """
 
     step: int
     t: float
     k: int
     x: np.ndarray
-    posterior: machines.Posterior
+    posterior: denoisers.Posterior
 
 
 def default_keep_bytes() -> int:
@@ -119,7 +119,7 @@ sample_loop.__doc__ = """Deterministic DDIM from ``x`` over ``grid`` (pairs ``(t
 
 Args:
   eps_fn: an :class:`EpsFn`; static (hashable).
-  params: a pytree passed to ``eps_fn`` (network weights, or a :class:`~elsjax.machines.ScoreMachine`).
+  params: a pytree passed to ``eps_fn`` (network weights, or a :class:`~elsjax.denoisers.Denoiser`).
   x: the starting images ``[B, H, W, C]`` at ``grid[0, 0]``.
   grid: ``[steps, 2]`` float32, e.g. :func:`elsjax.noise.time_grid`.
   y: optional per-image labels ``[B]``, passed through to ``eps_fn``.
@@ -192,11 +192,13 @@ def sample_machine(
     mesh=None,
     provenance: int | None = None,
     provenance_steps: Sequence[int] | None = None,
+    cache=None,
+    shape_bits: int | None = None,
 ):
     """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
     Args:
-      kind: machine kind (see :data:`elsjax.machines.KINDS`).
+      kind: a registered denoiser (its name or class, :func:`elsjax.denoisers.names`).
       seeds: ``[B, H, W, C]`` float32.
       images: the (class-filtered) training images ``[N, H, W, C]``.
       scales: the k schedule, see :func:`machine_steps`.
@@ -216,10 +218,12 @@ def sample_machine(
         dropped at the end); the loop runs on the sharded state. With several processes, ``images`` are this
         process's own training images and ``seeds`` the same on every process.
       provenance: None (the default: the loop is exactly as without this argument), or ``top``: at the recorded
-        steps the machine is evaluated by :meth:`~elsjax.machines.ScoreMachine.posterior` (the same mean, to float
+        steps the machine is evaluated by :meth:`~elsjax.denoisers.Denoiser.posterior` (the same mean, to float
         rounding, with the ``top`` heaviest entries and the entropy, in the same pass), and a
         :class:`StepPosterior` is kept per recorded step. Not with ``mesh`` or ``return_trajectory``.
       provenance_steps: the step indices to record (default: every step); other steps run the default loop.
+      cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in.
+      shape_bits: dictionaries padded to shared shapes (:func:`elsjax.patches.bucket`), or None.
 
     Returns:
       ``[B, H, W, C]`` samples (and the trajectory, if asked; or, with ``provenance``, the list of
@@ -228,6 +232,7 @@ def sample_machine(
       was measured at -1.0000001 with data in [-1, 1]).
     """
     report = progress or (lambda *args: None)
+    denoiser = denoisers.get(kind)
     mesh = sharding.check_mesh(mesh)
     if provenance is not None:
         if mesh is not None:
@@ -237,8 +242,8 @@ def sample_machine(
     lo, hi = (float(np.min(images)), float(np.max(images))) if mesh is None else sharding.global_range(images)
     keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
     grid, ks = machine_steps(scales, convention)
-    if kind == "ideal":
-        ks = np.zeros_like(ks)  # IS has no patch size: one segment
+    if not denoiser.takes_k:
+        ks = np.zeros_like(ks)  # no patch size: one segment
     batch = np.shape(seeds)[0]
     x = jnp.asarray(seeds, jnp.float32)
     if mesh is not None:
@@ -250,7 +255,9 @@ def sample_machine(
 
     def build(k, done):
         report("build", done, len(ks), int(k))
-        built[k] = machines.build(kind, images, int(k) or None, chunk_size=chunk_size, mesh=mesh)
+        built[k] = denoisers.build(
+            denoiser, images, int(k) or None, chunk_size=chunk_size, mesh=mesh, cache=cache, shape_bits=shape_bits
+        )
         report("built", done, len(ks), int(k))
         if ahead is not None:
             compiling[k] = ahead.submit(_compile, built[k], x, grid, return_trajectory)
@@ -258,7 +265,7 @@ def sample_machine(
     if ahead is not None:  # the schedule's distinct k in order of first use, while they fit in keep_bytes
         budget, itemsize = keep_bytes, 1 if patches.encode_8bit(images) is not None else 4
         for k in dict.fromkeys(ks):
-            budget -= _bytes_bound(kind, np.shape(images), int(k), itemsize)
+            budget -= denoiser.memory_bound(np.shape(images), int(k), itemsize)
             if budget < 0:
                 break
             build(k, 0)
@@ -276,7 +283,7 @@ def sample_machine(
             segment = np.zeros_like(grid)
             segment[:length] = grid[start : start + length]
             out = sample_loop(
-                machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(length),
+                denoisers.Denoiser.eps, machine, x, segment, num_steps=jnp.int32(length),
                 return_trajectory=return_trajectory,
             )  # fmt: skip
             x, traj = out if return_trajectory else (out, None)
@@ -322,7 +329,7 @@ def _record_segment(machine, x, grid, start: int, length: int, k: int, top: int,
         run = next((j for j in range(i, end) if is_recorded(j)), end) - i
         segment = np.zeros_like(grid)
         segment[:run] = grid[i : i + run]
-        x = sample_loop(machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(run))
+        x = sample_loop(denoisers.Denoiser.eps, machine, x, segment, num_steps=jnp.int32(run))
         i += run
     return x
 
@@ -343,18 +350,7 @@ def _nbytes(tree) -> int:
 def _compile(machine, x, grid, return_trajectory: bool) -> None:
     """Compiles (and caches) the loop's program for ``machine``'s shapes by running zero steps of it."""
     out = sample_loop(
-        machines.ScoreMachine.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0),
+        denoisers.Denoiser.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0),
         return_trajectory=return_trajectory,
     )  # fmt: skip
     jax.block_until_ready(out)
-
-
-def _bytes_bound(kind: str, shape, k: int, itemsize: int) -> int:
-    """An upper bound of a machine's dictionary bytes (every patch distinct); ``itemsize`` 1 for 8-bit data."""
-    n, h, w, c = shape
-    if kind == "ideal":
-        return n * (2 * h * w * c * itemsize + 8)
-    if kind == "ls":
-        return n * (h * w * c * 4 + 4)
-    positions = (h - k + 1) * (w - k + 1) if kind == "els" else h * w
-    return n * positions * ((k * k * c + c) * itemsize + 8)

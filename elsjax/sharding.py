@@ -41,7 +41,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from elsjax import posterior
-from elsjax.patches import PAD_LOG_WEIGHT, ImageStack, PatchDictionary, _aligned_zeros
+from elsjax.patches import PAD_LOG_WEIGHT, ImageStack, PatchDictionary, aligned_zeros
 
 __all__ = [
     "AXES",
@@ -254,7 +254,7 @@ def merge_across(state: posterior.SoftmaxState, axis_name: str = ENTRIES) -> pos
     derivative of the result exact.
     """
     m = lax.pmax(lax.stop_gradient(state.max), axis_name)
-    scale = posterior._rescale(state.max, m)
+    scale = posterior.rescale(state.max, m)
     return posterior.SoftmaxState(
         max=m,
         num=lax.psum(state.num * scale[..., None], axis_name),
@@ -392,7 +392,7 @@ def _round_up(m: int, multiple: int) -> int:
 def _shard(flat, lo: int, hi: int, axis: int, chunks: int, size: int, fill):
     """Entries ``lo:hi`` of ``flat [..., M, ...]`` (entry axis ``axis``) as ``[..., chunks, size, ...]``, padded."""
     lead, trailing = flat.shape[:axis], flat.shape[axis + 1 :]
-    out = _aligned_zeros(lead + (chunks * size,) + trailing, flat.dtype)
+    out = aligned_zeros(lead + (chunks * size,) + trailing, flat.dtype)
     fill = np.asarray(fill, flat.dtype) if flat.dtype != np.uint8 else np.uint8(0)
     if np.any(fill != 0):
         out[...] = fill

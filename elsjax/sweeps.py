@@ -115,7 +115,7 @@ def _published_text(row: dict) -> str:
     return "+".join(str(k) for k in scales_lib.resolve(row["published"])) if row["published"] else ""
 
 
-def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> dict:
+def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache=None) -> dict:
     """Runs (or resumes) one row; returns its record (what the table needs)."""
     from elsjax import checkpoint
     from elsjax.jobs import calibrate as calibrate_job
@@ -153,7 +153,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
                         published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
         if not _done_with(cal_dir, cfg, config_lib.calibrate_config()):
             log(f"[{row['name']}] calibrating {machine} over k in {ks}")
-            calibrate_job.run(cfg)
+            calibrate_job.run(cfg, cache=cache)
         calibrations[machine] = cal_dir / "calibration.json"
         walls[f"calibrate_{machine}"] = _total(cal_dir)
 
@@ -170,7 +170,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
                     out_dir=str(eval_dir), progress=progress))  # fmt: skip
     if not _done_with(eval_dir, cfg, config_lib.evaluate_config()):
         log(f"[{row['name']}] evaluating {row['evaluate_seeds']} seeds")
-        evaluate_job.run(cfg, log=log)
+        evaluate_job.run(cfg, log=log, cache=cache)
     walls["evaluate"] = _total(eval_dir)
     summary = json.loads((eval_dir / "summary.json").read_text())
     record = {
@@ -363,8 +363,8 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
     every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
     records = []
     for row in rows:
-        with dictcache.reuse(directory=os.environ.get(dictcache.ENV_DIR) or None):  # the row's jobs share dictionaries
-            records.append(run_row(row, out_dir, progress=cfg.progress, log=log))
+        cache = dictcache.DictionaryCache(directory=os.environ.get(dictcache.ENV_DIR) or None)  # the row's jobs share it
+        records.append(run_row(row, out_dir, progress=cfg.progress, log=log, cache=cache))
         # The table holds every finished row of the sweep file, in its order, also those of earlier `--only` runs.
         finished = [_finished_row(out_dir, name, records) for name in every]
         finished = [r for r in finished if r is not None]

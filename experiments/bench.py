@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import machines, sampler, scales
+from elsjax import denoisers, sampler, scales
 
 MNIST_RESNET_CIRCULAR = scales.resolve("MNIST_ResNet_circular")
 
@@ -109,7 +109,7 @@ def matmul_floor(queries, n_chunks: int, chunk: int):
 def build(images, k: int, chunk_size: int | None = None):
     """The ELS machine and its build time (host deduplication and transfer included)."""
     start = time.perf_counter()
-    machine = jax.block_until_ready(machines.build("els", images, k, chunk_size=chunk_size))
+    machine = jax.block_until_ready(denoisers.build("els", images, k, chunk_size=chunk_size))
     return machine, time.perf_counter() - start
 
 
@@ -119,7 +119,7 @@ def bench_eval(images, machine, build_s: float, batch: int, repeats: int):
     table = machine.tables[0]
     x = jnp.asarray(np.random.default_rng(1).normal(size=(batch, h, w, c)), jnp.float32)
     t = jnp.full((batch,), 0.5)
-    seconds = timeit(machines.ScoreMachine.score, machine, x, t, repeats=repeats)
+    seconds = timeit(denoisers.Denoiser.score, machine, x, t, repeats=repeats)
     queries = batch * h * w
     n_chunks, chunk = table.keys.shape[-3:-1]
     distinct = int(np.sum(np.asarray(table.aux[..., 1]) > -1e29))

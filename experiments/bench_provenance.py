@@ -29,7 +29,7 @@ import time
 import jax
 import numpy as np
 
-from elsjax import machines, sampler, scales
+from elsjax import denoisers, sampler, scales
 
 
 def load_images(dataset: str, n: int, tiny: bool):
@@ -60,19 +60,19 @@ def compile_and_time(fn, args, repeats: int):
 def entries(machine) -> int:
     """Distinct dictionary entries a query pixel streams past, averaged over pixels (padding excluded)."""
     h, w, _ = machine.image_shape
-    if machine.kind == "ls":
-        return int(np.sum(np.asarray(machine.tables[0].log_weights) > -1e29))
-    table, group = machines.pixel_groups(machine.kind, (h, w), machine.k)
+    if not isinstance(machine, denoisers.PatchDenoiser):  # IS and LS: one table of one group
+        return int(np.sum(np.asarray(machine.tables[0].log_weights if machine.name == "ls" else machine.tables[0].aux[..., 1]) > -1e29))
+    table, group = machine.pixel_groups((h, w), machine.k)
     counts = [np.sum(np.asarray(t.aux[..., 1]) > -1e29, axis=(-2, -1)).reshape(-1) for t in machine.tables]
     return float(np.mean([counts[t][g] for t, g in zip(table.reshape(-1), group.reshape(-1))]))
 
 
 def bench_eval(kind, images, k, batch, top, repeats):
-    machine = machines.build(kind, images, k)
+    machine = denoisers.build(kind, images, k)
     x = np.asarray(jax.random.normal(jax.random.key(1), (batch,) + images.shape[1:]), np.float32)
     t = np.full(batch, 0.3, np.float32)
-    off_c, off_s = compile_and_time(machines._denoise, (machine, x, t), repeats)
-    on = jax.jit(lambda m, x, t: machines._posterior(m, x, t, top))
+    off_c, off_s = compile_and_time(jax.jit(lambda m, x, t: m.denoise(x, t)), (machine, x, t), repeats)
+    on = jax.jit(lambda m, x, t: m.posterior(x, t, top=top))
     on_c, on_s = compile_and_time(on, (machine, x, t), repeats)
     pairs = batch * images.shape[1] * images.shape[2] * entries(machine)
     return {

@@ -41,7 +41,7 @@ def worker(args) -> list[dict]:
     import jax
     import numpy as np
 
-    from elsjax import machines, sharding
+    from elsjax import denoisers, sharding
 
     if args.tiny:
         rng = np.random.default_rng(0)
@@ -59,7 +59,7 @@ def worker(args) -> list[dict]:
         if mesh_shape is not None and args.batch % mesh_shape[0]:
             continue
         mesh = None if mesh_shape is None else sharding.make_mesh(*mesh_shape)
-        machine = machines.build(args.kind, images, args.k, mesh=mesh)
+        machine = denoisers.build(args.kind, images, args.k, mesh=mesh)
         xs = x if mesh is None else sharding.put_batch(x, mesh)
         start = time.perf_counter()
         jax.block_until_ready(machine.score(xs, 0.5))  # compile and warm up

@@ -98,10 +98,10 @@ def evals_only(args, images, seeds) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from elsjax import machines, sampler
+    from elsjax import denoisers, sampler
 
     grid, ks = sampler.machine_steps(schedule(args))
-    built = {int(k): machines.build(args.kind, images, int(k)) for k in dict.fromkeys(ks)}
+    built = {int(k): denoisers.build(args.kind, images, int(k)) for k in dict.fromkeys(ks)}
     x, start, total, cpu = jnp.asarray(seeds), 0, 0.0, 0.0
     for k, steps in itertools.groupby(ks):
         length = len(list(steps))
@@ -110,7 +110,7 @@ def evals_only(args, images, seeds) -> dict:
         machine, steps_left = built[int(k)], jnp.int32(length)
         t0, c0 = time.perf_counter(), time.process_time()
         x = sampler.sample_loop(
-            machines.ScoreMachine.eps, machine, x, segment, num_steps=steps_left, return_trajectory=False
+            denoisers.Denoiser.eps, machine, x, segment, num_steps=steps_left, return_trajectory=False
         )
         x = jax.block_until_ready(x)
         total, cpu = total + time.perf_counter() - t0, cpu + time.process_time() - c0
@@ -125,15 +125,16 @@ def worker_split(args) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from elsjax import machines, patches, sampler
+    from elsjax import denoisers, patches, sampler
+    from elsjax.denoisers.patch import default_patch_chunk
 
     images = load_images(args.dataset, args.n[0], args.tiny)
     seeds = jnp.asarray(seeds_for(images, args.batch, args.seed))
     h, w, c = images.shape[1:]
     grid, ks = sampler.machine_steps(schedule(args))
     keep_bytes = sampler.default_keep_bytes()
-    chunk = machines.default_patch_chunk()
-    regions_of = machines.bbels_regions if args.kind == "bbels" else machines.els_regions
+    chunk = default_patch_chunk()
+    regions_of = denoisers.get(args.kind).regions
     rows, built, programs, start, x = [], {}, {}, 0, seeds
     for k, steps in itertools.groupby(ks):
         k, length = int(k), len(list(steps))
@@ -144,7 +145,7 @@ def worker_split(args) -> dict:
             t1 = time.perf_counter()
             tables = tuple(jax.block_until_ready(patches.device_put(d)) for d in host)
             t2 = time.perf_counter()
-            built[k] = machines.ScoreMachine(tables=tables, kind=args.kind, k=k, image_shape=(h, w, c))
+            built[k] = denoisers.Denoiser(tables=tables, kind=args.kind, k=k, image_shape=(h, w, c))
             row["build_s"], row["transfer_s"] = t1 - t0, t2 - t1
             row["entries"] = [int(np.prod(d.keys.shape[:-1])) for d in host]
             del host
@@ -157,7 +158,7 @@ def worker_split(args) -> dict:
         if (k, shape) not in programs:
             t0 = time.perf_counter()
             lowered = sampler.sample_loop.lower(
-                machines.ScoreMachine.eps, machine, x, segment, num_steps=jnp.int32(length), return_trajectory=False
+                denoisers.Denoiser.eps, machine, x, segment, num_steps=jnp.int32(length), return_trajectory=False
             )
             t1 = time.perf_counter()
             programs[k, shape] = lowered.compile()

@@ -42,7 +42,7 @@ def worker(args) -> dict:
     import jax
     import numpy as np
 
-    from elsjax import data, machines
+    from elsjax import data, denoisers
 
     start = time.perf_counter()
     dataset = data.load(args.dataset, limit=args.limit or None)
@@ -50,7 +50,7 @@ def worker(args) -> dict:
     del dataset
     after_data = rss_gb()
     mesh = sharding.make_mesh() if distributed else None
-    machine = machines.build("els", train, args.k, mesh=mesh)
+    machine = denoisers.build("els", train, args.k, mesh=mesh)
     jax.block_until_ready(machine.tables)
     build_s = time.perf_counter() - start
     held = sum(s.data.nbytes for leaf in jax.tree_util.tree_leaves(machine) for s in leaf.addressable_shards)

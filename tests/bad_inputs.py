@@ -184,14 +184,14 @@ def provenance(**overrides):
 
     args = dict(kind="bbels", x=X, t=0.5, train=TRAIN, k=3, top=2)
     args.update(overrides)
-    return elsjax.provenance(args.pop("kind"), args.pop("x"), args.pop("t"), **args)
+    return elsjax.explain(args.pop("kind"), args.pop("x"), args.pop("t"), **args)
 
 
 def sharded_posterior(tmp):
     import elsjax
-    from elsjax import machines
+    from elsjax import denoisers
 
-    return machines.build("els", TRAIN, 3, mesh=elsjax.make_mesh(seeds=1, entries=1)).posterior(X, 0.5, top=2)
+    return denoisers.build("els", TRAIN, 3, mesh=elsjax.make_mesh(seeds=1, entries=1)).posterior(X, 0.5, top=2)
 
 
 def explain_argv(*more):
@@ -205,9 +205,9 @@ def finite(value) -> str:
 
 
 def machines_build(*args):
-    from elsjax import machines
+    from elsjax import denoisers
 
-    return machines.build(*args)
+    return denoisers.build(*args)
 
 
 def load(tmp, name="mnist", **options):

@@ -106,11 +106,11 @@ def more() -> dict:
         for name, m in MESHES.items()
     }
     # Calibration and evaluation: 3 seeds, padded to the 2 seed devices.
-    from elsjax import calibrate, evaluate, machines
+    from elsjax import calibrate, denoisers, evaluate
 
-    net = machines.build("els", train, 5)
+    net = denoisers.build("els", train, 5)
     cal = lambda mesh: calibrate.calibrate_seeds(
-        machines.ScoreMachine.eps, net, x[:3], kind="bbels", train=train, ks=[3, 5], num_steps=3, mesh=mesh
+        denoisers.Denoiser.eps, net, x[:3], kind="bbels", train=train, ks=[3, 5], num_steps=3, mesh=mesh
     )
     one, two = cal(None), cal(elsjax.make_mesh(2, 2))
     out["calibration"] = {"same_choices": bool(np.array_equal(one.per_seed, two.per_seed)),
@@ -175,7 +175,7 @@ def worker() -> dict:
     scores["els, conditional"] = np.asarray(
         elsjax.score("els", x, 0.4, train=mine, k=3, labels=my_labels, y=[0, 1, 1, 0], mesh=mesh)
     )
-    machine = elsjax.machines.build("els", mine, 3, chunk_size=8, mesh=mesh)
+    machine = elsjax.denoisers.build("els", mine, 3, chunk_size=8, mesh=mesh)
     held = sum(s.data.nbytes for leaf in jax.tree_util.tree_leaves(machine) for s in leaf.addressable_shards)
     total = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(machine))
     np.savez(os.environ["ELSJAX_CHECK_OUT"], **scores)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from elsjax import calibrate as cal
-from elsjax import machines, noise
+from elsjax import denoisers, noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +22,7 @@ class ScheduledMachineNet:
 
     def __call__(self, params, x, t, y=None):
         index = sum((t > e).astype(jnp.int32) for e in self.edges)
-        every = jnp.stack([machines.ScoreMachine.eps(m, x, t) for m in params])
+        every = jnp.stack([denoisers.Denoiser.eps(m, x, t) for m in params])
         return every[index, jnp.arange(x.shape[0])]
 
 
@@ -59,7 +59,7 @@ def blob_train(n=8, hw=12, seed=0):
 @pytest.fixture(scope="module")
 def scheduled():
     train = random_train()
-    params = tuple(machines.build("bbels", train, k) for k in SCHEDULE_KS)
+    params = tuple(denoisers.build("bbels", train, k) for k in SCHEDULE_KS)
     run = lambda **kw: cal.calibrate(
         ScheduledMachineNet(EDGES), params, kind="bbels", train=train, ks=CANDIDATES, num_steps=10, **kw
     )
@@ -110,9 +110,9 @@ def test_batches_and_json_round_trip(scheduled):
 def test_one_dictionary_per_k(scheduled, monkeypatch):
     train, params, run, _ = scheduled
     builds = []
-    build = machines.build
+    build = denoisers.build
     monkeypatch.setattr(
-        machines, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
+        denoisers, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
     )
     calls = []
     run(n_seeds=3, seed=5, progress=lambda *a: calls.append(a))
@@ -127,9 +127,9 @@ def test_ideal_net_picks_the_largest_k_at_high_t():
     # matched best by the largest candidate at high noise (here at every t >= 0.6). Circular ELS is not in this
     # family: on the same data it prefers small k at high t (as the published circular MNIST schedule does).
     train = blob_train()
-    ideal = machines.build("ideal", train)
+    ideal = denoisers.build("ideal", train)
     c = cal.calibrate(
-        machines.ScoreMachine.eps, ideal, kind="bbels", train=train, ks=[3, 5, 7, 9, 11], n_seeds=4, num_steps=10
+        denoisers.Denoiser.eps, ideal, kind="bbels", train=train, ks=[3, 5, 7, 9, 11], n_seeds=4, num_steps=10
     )
     assert (c.per_seed[:, -5:] == 11).all(), c.per_seed
     assert c.median[-5:] == [11] * 5
@@ -137,8 +137,8 @@ def test_ideal_net_picks_the_largest_k_at_high_t():
 
 def test_ideal_kind_ignores_k():
     train = random_train(n=4, hw=8)
-    net = machines.build("ls", train, 5)
-    c = cal.calibrate(machines.ScoreMachine.eps, net, kind="ideal", train=train, ks=[3, 5], n_seeds=2, num_steps=3)
+    net = denoisers.build("ls", train, 5)
+    c = cal.calibrate(denoisers.Denoiser.eps, net, kind="ideal", train=train, ks=[3, 5], n_seeds=2, num_steps=3)
     np.testing.assert_array_equal(c.cosine[..., 0], c.cosine[..., 1])
     assert c.median == [3, 3, 3]  # a tie: the smallest candidate
 
@@ -149,9 +149,9 @@ def test_conditional_grouping_equals_each_class_alone(monkeypatch):
     means = jnp.asarray(np.stack([train[labels == c].mean(0) for c in range(3)]))
     net, ks = ClassMeanNet(), [3, 5, 7]
     builds = []
-    build = machines.build
+    build = denoisers.build
     monkeypatch.setattr(
-        machines, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
+        denoisers, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
     )
     grouped = cal.calibrate(
         net, means, kind="bbels", train=train, ks=ks, labels=labels, conditional=True, n_seeds=6, seed=2, num_steps=6
@@ -212,16 +212,16 @@ def test_bad_input(kwargs, match):
     train = random_train(n=4, hw=8)
     args = {"kind": "bbels", "train": train, "ks": [3, 5], "n_seeds": 2, "num_steps": 2, **kwargs}
     with pytest.raises(ValueError, match=f"^{match}:"):
-        cal.calibrate(machines.ScoreMachine.eps, None, **args)
+        cal.calibrate(denoisers.Denoiser.eps, None, **args)
 
 
 def test_bad_seeds():
     train = random_train(n=4, hw=8)
     with pytest.raises(ValueError, match="^seeds:"):
-        cal.calibrate_seeds(machines.ScoreMachine.eps, None, np.zeros((2, 9, 9, 1)), kind="ls", train=train, ks=[3])
+        cal.calibrate_seeds(denoisers.Denoiser.eps, None, np.zeros((2, 9, 9, 1)), kind="ls", train=train, ks=[3])
     with pytest.raises(ValueError, match="^y:"):
         cal.calibrate_seeds(
-            machines.ScoreMachine.eps,
+            denoisers.Denoiser.eps,
             None,
             np.zeros((2, 8, 8, 1)),
             kind="ls",

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from elsjax import dictcache, machines, patches
+from elsjax import denoisers, dictcache
 
 
 def train(seed=0, n=12):
@@ -18,39 +18,37 @@ def leaves(machine):
 
 def test_each_key_is_built_once_and_a_hit_is_the_same_dictionary():
     a, b = train(0), train(1)
-    with dictcache.reuse() as cache:
-        first = {(kind, k): machines.build(kind, a, k) for kind in ("ideal", "els", "bbels") for k in (3, 5)}
-        again = {(kind, k): machines.build(kind, a.copy(), k) for kind in ("ideal", "els", "bbels") for k in (3, 5)}
-        other = machines.build("els", b, 3)  # other images: another key
-        with patches.shared_shapes(bits=1):
-            padded = machines.build("els", a, 3)  # another shape rule: another key
+    cache = dictcache.DictionaryCache()
+    first = {(kind, k): denoisers.build(kind, a, k, cache=cache) for kind in ("ideal", "els", "bbels") for k in (3, 5)}
+    again = {(kind, k): denoisers.build(kind, a.copy(), k, cache=cache) for kind in ("ideal", "els", "bbels") for k in (3, 5)}  # fmt: skip
+    other = denoisers.build("els", b, 3, cache=cache)  # other images: another key
+    padded = denoisers.build("els", a, 3, cache=cache, shape_bits=1)  # another shape rule: another key
     assert cache.builds == 1 + 2 + 2 + 1 + 1 and cache.hits == 1 + 6  # IS ignores k: its second k is a hit
     for key, machine in first.items():
         assert all(x is y for x, y in zip(jax.tree_util.tree_leaves(machine), jax.tree_util.tree_leaves(again[key])))
-    want = machines.build("els", b, 3)  # outside the context: built
+    want = denoisers.build("els", b, 3)  # without the cache: built
     for x, y in zip(leaves(other), leaves(want)):
         np.testing.assert_array_equal(x, y)
     assert padded.tables[0].keys.shape != first["els", 3].tables[0].keys.shape
-    assert dictcache.active() is None
 
 
 def test_memory_is_bounded_by_max_bytes():
     a = train(0)
-    size = {k: sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(machines.build("els", a, k))) for k in (3, 5)}
-    with dictcache.reuse(max_bytes=max(size.values())) as cache:
-        machines.build("els", a, 3)
-        machines.build("els", a, 5)  # both do not fit: the least recently used (k = 3) goes
-        machines.build("els", a, 3)
+    size = {k: sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(denoisers.build("els", a, k))) for k in (3, 5)}
+    cache = dictcache.DictionaryCache(max_bytes=max(size.values()))
+    denoisers.build("els", a, 3, cache=cache)
+    denoisers.build("els", a, 5, cache=cache)  # both do not fit: the least recently used (k = 3) goes
+    denoisers.build("els", a, 3, cache=cache)
     assert cache.builds == 3 and cache.hits == 0 and cache.nbytes <= max(size.values())
 
 
 def test_disk_copy_is_bit_for_bit(tmp_path):
     a = train(2)
-    with dictcache.reuse(directory=tmp_path) as cache:
-        built = {kind: machines.build(kind, a, 3) for kind in ("ideal", "els", "bbels")}
+    cache = dictcache.DictionaryCache(directory=tmp_path)
+    built = {kind: denoisers.build(kind, a, 3, cache=cache) for kind in ("ideal", "els", "bbels")}
     assert cache.builds == 3 and len(list(tmp_path.glob("*.npz"))) == 3
-    with dictcache.reuse(directory=tmp_path) as fresh:
-        loaded = {kind: machines.build(kind, a, 3) for kind in ("ideal", "els", "bbels")}
+    fresh = dictcache.DictionaryCache(directory=tmp_path)
+    loaded = {kind: denoisers.build(kind, a, 3, cache=fresh) for kind in ("ideal", "els", "bbels")}
     assert fresh.builds == 0 and fresh.loads == 3
     x = np.random.default_rng(3).normal(size=(2, 10, 10, 1)).astype(np.float32)
     for kind in built:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elsjax import calibrate, machines, noise, sampler
+from elsjax import calibrate, denoisers, noise, sampler
 from elsjax import evaluate as ev
 
 
@@ -25,7 +25,7 @@ class HeldSeedMachineNet:
     def __call__(self, params, x, t, y=None):
         a, b = noise.ddim_coefficients(t, t - jnp.float32(1.0 / self.n))
         hold = x * ((1 - a) / b)[:, None, None, None]  # A x + B hold = x
-        return jnp.where((t >= 1)[:, None, None, None], hold, machines.ScoreMachine.eps(params, x, t))
+        return jnp.where((t >= 1)[:, None, None, None], hold, denoisers.Denoiser.eps(params, x, t))
 
 
 MACHINES = {"els": ("els", [5] * 20), "els3": ("els", [3] * 20), "ideal": ("ideal", None)}
@@ -38,7 +38,7 @@ def random_train(n=8, hw=12, seed=0):
 @pytest.fixture(scope="module")
 def setup():
     train = random_train()
-    return train, machines.build("els", train, 5)
+    return train, denoisers.build("els", train, 5)
 
 
 def test_machine_as_net_agrees_exactly(setup):
@@ -63,7 +63,7 @@ def test_grid_mismatch_is_small_but_real(setup):
     # at t = 0.95): high agreement, but not identity (docs/maths.md §3).
     train, els5 = setup
     e = ev.evaluate(
-        machines.ScoreMachine.eps, els5, train=train, machines={"els": MACHINES["els"]}, n_seeds=4, net_steps=(20,)
+        denoisers.Denoiser.eps, els5, train=train, machines={"els": MACHINES["els"]}, n_seeds=4, net_steps=(20,)
     )
     r = e.per_seed["els"][20]["r"]
     assert np.all(r > 0.95) and np.all(r < 1 - 1e-6)
@@ -74,7 +74,7 @@ def test_machine_samples_equal_the_loop_on_the_machine_grid(setup):
     train, els5 = setup
     seeds = calibrate.draw(3, 2, train.shape[1:])[0]
     out = ev.machine_samples("els", seeds, train=train, scales=[5] * 20)
-    direct = sampler.sample_loop(machines.ScoreMachine.eps, els5, jnp.asarray(seeds), noise.time_grid(20, start=19))
+    direct = sampler.sample_loop(denoisers.Denoiser.eps, els5, jnp.asarray(seeds), noise.time_grid(20, start=19))
     m = ev.agreement({"els": out}, {19: np.asarray(direct)})["els"][19]
     np.testing.assert_allclose(m["r"], 1.0, rtol=0, atol=1e-6)
     np.testing.assert_allclose(m["R2"], 1.0, rtol=0, atol=1e-5)
@@ -84,7 +84,7 @@ def test_same_seed_same_summary(setup):
     train, els5 = setup
     labels = np.arange(8) % 2
     run = lambda seed: ev.evaluate(
-        machines.ScoreMachine.eps,
+        denoisers.Denoiser.eps,
         els5,
         train=train,
         labels=labels,
@@ -163,9 +163,9 @@ def test_bad_input(setup):
     with pytest.raises(ValueError, match="^per_seed"):
         ev.summarize({"a": {20: {"r": np.zeros(2)}}})
     with pytest.raises(ValueError, match="^y"):
-        ev.net_samples(machines.ScoreMachine.eps, els5, x, y=[0.5, 1], num_steps=2)
+        ev.net_samples(denoisers.Denoiser.eps, els5, x, y=[0.5, 1], num_steps=2)
     with pytest.raises(ValueError, match="^num_steps"):
-        ev.net_samples(machines.ScoreMachine.eps, els5, x, num_steps=0)
+        ev.net_samples(denoisers.Denoiser.eps, els5, x, num_steps=0)
     with pytest.raises(ValueError, match="^scales"):
         ev.machine_samples("els", x, train=train, scales=None)
     good = dict(train=train, machines={"els": MACHINES["els"]}, n_seeds=2, net_steps=(2,))
@@ -181,4 +181,4 @@ def test_bad_input(setup):
         ({"train": train * 3}, "train"),
     ]:
         with pytest.raises(ValueError, match=f"^{match}"):
-            ev.evaluate(machines.ScoreMachine.eps, els5, **{**good, **change})
+            ev.evaluate(denoisers.Denoiser.eps, els5, **{**good, **change})

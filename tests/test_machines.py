@@ -8,7 +8,7 @@ from brute_force import brute_score
 from conftest import relerr
 
 import elsjax
-from elsjax import machines, patches, posterior
+from elsjax import denoisers, patches, posterior
 
 
 def data(n=6, h=9, w=9, c=1, batch=2, seed=0):
@@ -129,11 +129,11 @@ def test_query_blocks_equal_one_pass():
 
 def test_machine_is_a_pytree_and_jits():
     train, x = data()
-    m = machines.build("bbels", train, k=3)
+    m = denoisers.build("bbels", train, k=3)
     leaves = jax.tree_util.tree_leaves(m)
     assert all(isinstance(leaf, jax.Array) for leaf in leaves)
     t = jnp.array([0.3, 0.6])
-    eps = jax.jit(machines.ScoreMachine.eps)(m, jnp.asarray(x), t)
+    eps = jax.jit(denoisers.Denoiser.eps)(m, jnp.asarray(x), t)
     s = m.score(jnp.asarray(x), t)
     np.testing.assert_allclose(
         eps, -np.sqrt(1 - np.cos(np.pi * np.array(t) / 2.016) ** 2)[:, None, None, None] * s, rtol=1e-5, atol=1e-5
@@ -185,9 +185,9 @@ def test_memory_budget_rebuilds_instead_of_keeping(monkeypatch):
     train, x = data(n=5)
     scales = [3, 3, 5, 3, 5, 3]
     builds = []
-    build = machines.build
+    build = denoisers.build
     monkeypatch.setattr(
-        machines, "build", lambda kind, images, k, **kw: builds.append(k) or build(kind, images, k, **kw)
+        denoisers, "build", lambda kind, images, k, **kw: builds.append(k) or build(kind, images, k, **kw)
     )
     kept = elsjax.sampler.sample_machine("els", x, train, scales)
     assert builds == [3, 5]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import elsjax
-from elsjax import machines, patches
+from elsjax import denoisers, patches
 
 
 def mnist_like(n=12, h=12, w=12, seed=0):
@@ -64,8 +64,8 @@ def test_deduplicated_equals_plain(kind):
     train = mnist_like()
     x = np.random.default_rng(2).normal(size=(2, 12, 12, 1)).astype(np.float32)
     t = jnp.array([0.3, 0.8])
-    dedup = machines.build(kind, train, k=3)
-    plain = machines.build(kind, train, k=3, deduplicate=False)
+    dedup = denoisers.build(kind, train, k=3)
+    plain = denoisers.build(kind, train, k=3, deduplicate=False)
     if kind != "ideal":
         assert dedup.tables[0].num_entries < plain.tables[0].num_entries / 2  # really deduplicated
     got, want = dedup.score(x, t), plain.score(x, t)
@@ -74,7 +74,7 @@ def test_deduplicated_equals_plain(kind):
 
 def test_8bit_data_is_stored_as_codes():
     train = mnist_like()
-    m = machines.build("els", train, k=5)
+    m = denoisers.build("els", train, k=5)
     assert m.tables[0].keys.dtype == jnp.uint8 and m.tables[0].values.dtype == jnp.uint8
     np.testing.assert_array_equal(patches.encode_8bit(train).astype(np.float32) * np.float32(2 / 255) - 1, train)
     assert patches.encode_8bit(train + 1e-3) is None  # not 8-bit: stays float32
@@ -94,7 +94,7 @@ def test_8bit_bbels_border_regions_use_codes_and_stay_exact(k):
     train = mnist_like(seed=4)
     stroke = np.rint(np.linspace(0, 255, 36)).astype(np.float32).reshape(1, 6, 6, 1)
     train[:, 3:9, 3:9] = stroke * np.float32(2 / 255) - 1  # a graded block, so border patches differ
-    m = machines.build("bbels", train, k=k)
+    m = denoisers.build("bbels", train, k=k)
     assert all(table.keys.dtype == jnp.uint8 for table in m.tables)
     x = np.random.default_rng(5).normal(size=(1, 12, 12, 1)).astype(np.float32)
     for t in (0.2, 0.7):
@@ -105,9 +105,9 @@ def test_8bit_bbels_border_regions_use_codes_and_stay_exact(k):
 
 def test_dictionary_after_hash_collision_equals_normal(monkeypatch):
     train = mnist_like()
-    want = machines.build("bbels", train, k=5).tables
+    want = denoisers.build("bbels", train, k=5).tables
     monkeypatch.setattr(patches, "_row_hashes", lambda source, block: np.zeros(source.num_rows, np.uint64))
-    got = machines.build("bbels", train, k=5).tables
+    got = denoisers.build("bbels", train, k=5).tables
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_array_equal(g, w)
 
@@ -119,7 +119,7 @@ def build_digest(train):
     digest = hashlib.sha256()
     for kind, ks in (("ideal", [None]), ("els", [3, 5]), ("bbels", [3, 5])):
         for k in ks:
-            for table in machines.build(kind, train, k).tables:
+            for table in denoisers.build(kind, train, k).tables:
                 keys, aux, values = (np.asarray(a) for a in table)
                 log_w = aux[..., 1].astype(np.float64)
                 counts = np.where(log_w > -1e29, np.rint(np.exp(np.maximum(log_w, 0))), 0).astype(np.int64)
@@ -152,26 +152,25 @@ def test_threaded_build_equals_serial_with_hash_collisions(monkeypatch):
     monkeypatch.setattr(patches, "BUILD_BLOCK", 300)
     monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", "1")
-    want = machines.build("bbels", train, k=5).tables
+    want = denoisers.build("bbels", train, k=5).tables
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", "4")
     real = patches._row_hashes
     monkeypatch.setattr(patches, "_row_hashes", lambda source, block: real(source, block) & np.uint64(0xFFFF))
-    got = machines.build("bbels", train, k=5).tables
+    got = denoisers.build("bbels", train, k=5).tables
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("kind, sizes", [("ideal", (50, 40)), ("els", (30, 26)), ("bbels", (30, 26))])
 def test_shared_shapes_pad_and_change_no_result(kind, sizes):
-    """Inside shared_shapes() classes of different sizes share one shape, and scores are identical bit for bit."""
+    """With shape_bits, classes of different sizes share one shape, and scores are identical bit for bit."""
     a, b = (mnist_like(n=n, seed=n) for n in sizes)
     x = np.random.default_rng(4).normal(size=(2, 12, 12, 1)).astype(np.float32)
     t = jnp.array([0.05, 0.6])
-    with patches.shared_shapes(bits=1):
-        shared_a, shared_b = (machines.build(kind, d, 3, chunk_size=16) for d in (a, b))
-    plain_a = machines.build(kind, a, 3, chunk_size=16)
+    shared_a, shared_b = (denoisers.build(kind, d, 3, chunk_size=16, shape_bits=1) for d in (a, b))
+    plain_a = denoisers.build(kind, a, 3, chunk_size=16)
     shape = lambda m: [leaf.shape for leaf in jax.tree_util.tree_leaves(m)]
-    assert shape(shared_a) == shape(shared_b) != shape(machines.build(kind, b, 3, chunk_size=16))
+    assert shape(shared_a) == shape(shared_b) != shape(denoisers.build(kind, b, 3, chunk_size=16))
     assert shared_a.tables[0].num_entries >= plain_a.tables[0].num_entries
     np.testing.assert_array_equal(shared_a.score(x, t), plain_a.score(x, t))
 

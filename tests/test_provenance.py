@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import brute_force  # noqa: E402
 
 import elsjax  # noqa: E402
-from elsjax import machines, patches, posterior, sampler  # noqa: E402
-from elsjax.provenance import num_occurrences, sample_provenance  # noqa: E402
+from elsjax import denoisers, patches, posterior, sampler  # noqa: E402
+from elsjax.provenance import sample_provenance  # noqa: E402
 
 KINDS = ("ideal", "ls", "els", "bbels")
 
@@ -43,7 +44,7 @@ def test_weights_and_entropy_of_a_tiny_dictionary():
     keys = jnp.array([[0.0], [1.0], [1.0], [3.0]])
     d = patches.make_dictionary(keys, keys, chunk_size=2)
     q = posterior.augment_queries(jnp.array([[1.0]]), jnp.ones(1), jnp.ones(1))
-    mean, weight, index, entropy = posterior.finalize_provenance(posterior.stream_provenance(q, d, 3))
+    mean, weight, index, entropy = posterior.TopEntries(3).finalize(posterior.stream(q, d, accumulator=posterior.TopEntries(3)))
     occ_logits = np.array([-0.5, 0.0, 0.0, -2.0])  # per occurrence
     p = np.exp(occ_logits) / np.exp(occ_logits).sum()
     np.testing.assert_allclose(weight[0], [p[1] + p[2], p[0], p[3]], rtol=1e-6)
@@ -55,7 +56,7 @@ def test_weights_and_entropy_of_a_tiny_dictionary():
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_training_image_at_small_t_points_at_itself(kind):
     train = eight_bit((5, 7, 7, 1))
-    p = elsjax.provenance(kind, train[3:4], 1e-3, train=train, k=3, top=3)
+    p = elsjax.explain(kind, train[3:4], 1e-3, train=train, k=3, top=3)
     rows, cols = np.meshgrid(np.arange(7), np.arange(7), indexing="ij")
     inside = slice(None) if kind != "els" else slice(1, 6)  # ELS queries wrap around at the border
     assert (p.image[0, inside, inside, 0] == 3).all()
@@ -71,7 +72,7 @@ def test_a_training_image_at_small_t_points_at_itself(kind):
 def test_entropy_at_t_1_approaches_the_log_of_the_occurrences(kind, data):
     train = data((6, 7, 7, 1))
     x = np.random.default_rng(1).normal(size=(1, 7, 7, 1)).astype(np.float32)
-    p = elsjax.provenance(kind, x, 1.0, train=train, k=3, top=1)
+    p = elsjax.explain(kind, x, 1.0, train=train, k=3, top=1)
     # Occurrences per pixel: N for IS and LS; every valid patch for ELS; bbELS: N * (interior rows or 1) * (cols).
     h = 7
     per_axis = np.where((np.arange(h) >= 1) & (np.arange(h) < h - 1), h - 2, 1)
@@ -103,7 +104,7 @@ def test_top_entries_and_entropy_match_brute_force(kind, k, data):
     x = np.random.default_rng(3).normal(size=(2, 7, 7, 1)).astype(np.float32)
     t = np.array([0.3, 0.7], np.float32)
     top = 4
-    p = elsjax.provenance(kind, x, t, train=train, k=k, top=top)
+    p = elsjax.explain(kind, x, t, train=train, k=k, top=top)
     assert (p.weight.sum(-1) <= 1 + 1e-5).all()
     for b in range(2):
         brute = brute_force.brute_posterior(kind, x[b], t[b], train, k)
@@ -126,7 +127,7 @@ def test_the_mean_is_the_machines_mean():
     train = eight_bit((5, 8, 8, 2))  # two channels: one posterior per pixel
     x = np.random.default_rng(1).normal(size=(2, 8, 8, 2)).astype(np.float32)
     for kind in KINDS:
-        m = machines.build(kind, train, 3)
+        m = denoisers.build(kind, train, 3)
         post = m.posterior(x, 0.4, top=2)
         np.testing.assert_allclose(post.mean, m.denoise(x, 0.4), atol=1e-6)
         assert post.weight.shape == (2, 8, 8, 2) and post.entropy.shape == (2, 8, 8)
@@ -139,13 +140,13 @@ def test_partial_states_merge_exactly():
     first = patches.make_dictionary(keys[:24], keys[:24, :1], chunk_size=8, deduplicate=False)
     second = patches.make_dictionary(keys[24:], keys[24:, :1], chunk_size=8, deduplicate=False)
     q = posterior.augment_queries(jnp.asarray(rng.normal(size=(6, 5)), jnp.float32), jnp.full(6, 0.8), jnp.full(6, 0.6))
-    a = posterior.stream_provenance(q, first, 5)
-    b = posterior.stream_provenance(q, second, 5)
+    a = posterior.stream(q, first, accumulator=posterior.TopEntries(5))
+    b = posterior.stream(q, second, accumulator=posterior.TopEntries(5))
     b = b._replace(top_index=jnp.where(b.top_index >= 0, b.top_index + 24, -1))
-    for merged in (posterior.merge_provenance(a, b), posterior.merge_provenance(b, a)):
+    for merged in (posterior.TopEntries(5).merge(a, b), posterior.TopEntries(5).merge(b, a)):
         got, want = (
-            posterior.finalize_provenance(merged),
-            posterior.finalize_provenance(posterior.stream_provenance(q, whole, 5)),
+            posterior.TopEntries(5).finalize(merged),
+            posterior.TopEntries(5).finalize(posterior.stream(q, whole, accumulator=posterior.TopEntries(5))),
         )
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-7)
@@ -156,8 +157,8 @@ def test_query_blocks_change_nothing():
     x = np.random.default_rng(1).normal(size=(3, 6, 6, 1)).astype(np.float32)
     queries = posterior.augment_queries(jnp.asarray(x.reshape(3, -1)), jnp.full(3, 0.9), jnp.full(3, 0.4))
     d = patches.ideal_dictionary(train)
-    one = posterior.finalize_provenance(posterior.stream_provenance(queries, d, 2, query_block=None))
-    blocked = posterior.finalize_provenance(posterior.stream_provenance(queries, d, 2, query_block=2))
+    one = posterior.TopEntries(2).finalize(posterior.stream(queries, d, accumulator=posterior.TopEntries(2), query_block=None))
+    blocked = posterior.TopEntries(2).finalize(posterior.stream(queries, d, accumulator=posterior.TopEntries(2), query_block=2))
     for a, b in zip(one, blocked):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
@@ -196,8 +197,9 @@ def test_sample_provenance_class_conditional_maps_to_global_indices():
 
 
 def test_num_occurrences():
-    assert num_occurrences("els", (10, 8, 8, 1), 3) == 360
-    assert num_occurrences("bbels", (10, 8, 8, 1), 3) == num_occurrences("ls", (10, 8, 8, 1), 3) == 10
+    fewest = lambda kind: denoisers.get(kind).fewest_occurrences((10, 8, 8, 1), 3)
+    assert fewest("els") == 360
+    assert fewest("bbels") == fewest("ls") == 10
 
 
 TRAIN = eight_bit((4, 6, 6, 1))
@@ -218,7 +220,7 @@ def test_bad_inputs(kwargs, match):
     args = dict(kind="bbels", x=X, t=0.5, train=TRAIN, k=3, top=2)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        elsjax.provenance(args.pop("kind"), args.pop("x"), args.pop("t"), **args)
+        elsjax.explain(args.pop("kind"), args.pop("x"), args.pop("t"), **args)
 
 
 def test_sample_provenance_bad_steps():
@@ -232,7 +234,7 @@ def test_fewer_distinct_entries_than_slots_leave_empty_slots():
     train = eight_bit((4, 7, 7, 1))
     train[:, :2], train[:, -2:], train[:, :, :2], train[:, :, -2:] = -1, -1, -1, -1  # constant borders
     x = np.random.default_rng(1).normal(size=(1, 7, 7, 1)).astype(np.float32)
-    p = elsjax.provenance("bbels", x, 0.5, train=train, k=3, top=3)
+    p = elsjax.explain("bbels", x, 0.5, train=train, k=3, top=3)
     corner = (slice(None), 0, 0)
     assert p.image[corner].tolist() == [[0, -1, -1]] and p.count[corner].tolist() == [[4, 0, 0]]
     np.testing.assert_allclose(p.weight[corner], [[1, 0, 0]], atol=1e-6)
@@ -241,10 +243,10 @@ def test_fewer_distinct_entries_than_slots_leave_empty_slots():
 
 
 def test_the_default_program_is_free_of_provenance():
-    m = machines.build("els", TRAIN, 3)
+    m = denoisers.build("els", TRAIN, 3)
     t = jnp.full(1, 0.5)
-    default = machines._denoise.lower(m, X, t).as_text()
-    with_provenance = machines._posterior.lower(m, X, t, 2).as_text()
+    default = jax.jit(lambda m, x, t: m.denoise(x, t)).lower(m, X, t).as_text()
+    with_provenance = jax.jit(lambda m, x, t: m.posterior(x, t, top=2)).lower(m, X, t).as_text()
     assert "top_k" not in default and "chlo.top_k" in with_provenance
 
 
@@ -300,7 +302,7 @@ def test_occurrences_list_every_place_of_a_deduplicated_entry(kind, k):
 
     train = repetitive((5, 7, 7, 1), seed=2)
     x = np.random.default_rng(3).normal(size=(1, 7, 7, 1)).astype(np.float32)
-    p = elsjax.provenance(kind, x, 0.5, train=train, k=k, top=3)
+    p = elsjax.explain(kind, x, 0.5, train=train, k=k, top=3)
     brute = brute_force.brute_posterior(kind, x[0], 0.5, train, k)
     for r, c in [(0, 0), (0, 3), (3, 3), (6, 5)]:
         for j in range(3):

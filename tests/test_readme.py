@@ -99,7 +99,7 @@ def test_a_broken_example_fails():
 
 
 def test_a_deprecated_name_fails():
-    code = "from elsjax import machines\n\nm = machines.build('els', train, k=3)\nmachines.score(m, x, t)\n"
+    code = "from elsjax import machines\n\nm = denoisers.build('els', train, k=3)\nmachines.score(m, x, t)\n"
     with pytest.raises(AssertionError, match="deprecated"):
         run_block(code, 10, stand_ins())
 

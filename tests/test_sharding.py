@@ -21,7 +21,7 @@ from conftest import relerr
 from jax.sharding import Mesh
 
 import elsjax
-from elsjax import machines, sharding
+from elsjax import denoisers, sharding
 
 CHECKS = Path(__file__).parent / "sharding_checks.py"
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_one_device_mesh_equals_no_mesh():
 def test_sharded_machine_is_a_pytree_with_its_mesh():
     train, x = data()
     mesh = elsjax.make_mesh(1, 1)
-    m = machines.build("els", train, 3, mesh=mesh)
+    m = denoisers.build("els", train, 3, mesh=mesh)
     assert m.mesh == mesh
     leaves, treedef = jax.tree_util.tree_flatten(m)
     assert all(leaf.sharding.spec == jax.sharding.PartitionSpec(None, "entries") for leaf in leaves)
@@ -135,9 +135,9 @@ def test_calibration_takes_a_mesh():
     from elsjax import calibrate
 
     train, x = data(n=5, batch=3)
-    net = machines.build("els", train, 5)  # a "net": the ELS machine with k = 5, so the sharded k = 5 machine is it
+    net = denoisers.build("els", train, 5)  # a "net": the ELS machine with k = 5, so the sharded k = 5 machine is it
     cal = calibrate.calibrate_seeds(
-        machines.ScoreMachine.eps, net, x, kind="els", train=train, ks=[5], num_steps=2, mesh=elsjax.make_mesh(1, 1)
+        denoisers.Denoiser.eps, net, x, kind="els", train=train, ks=[5], num_steps=2, mesh=elsjax.make_mesh(1, 1)
     )
     assert np.all(cal.cosine > 1 - 1e-6)
 

@@ -9,7 +9,7 @@ import pytest
 from bad_inputs import LABELS, TRAIN, X, sample, score  # noqa: E402
 
 import elsjax
-from elsjax import machines
+from elsjax import denoisers
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_large_k_is_fine_where_defined():
     assert np.all(np.isfinite(score(kind="ideal", k=None)))
 
 
-@pytest.mark.parametrize("kind", elsjax.machines.KINDS)
+@pytest.mark.parametrize("kind", elsjax.denoisers.names())
 @pytest.mark.parametrize("t", [1e-3, 1e-4, 1e-5, 1e-6, 1e-12])
 def test_small_times_give_finite_scores(kind, t):
     # b_t = sin(pi t / 2.016) stays a normal float32 down to t = 1e-12 (the reference's 1 - cos^2 is 0 below 1.6e-4).
@@ -94,11 +94,11 @@ def test_small_times_give_finite_scores(kind, t):
 )
 def test_build_rejects(kind, images, k, match):
     with pytest.raises(ValueError, match=match):
-        machines.build(kind, images, k)
+        denoisers.build(kind, images, k)
 
 
 def test_machine_score_broadcasts_a_scalar_time():
-    m = machines.build("bbels", TRAIN, 3)
+    m = denoisers.build("bbels", TRAIN, 3)
     np.testing.assert_array_equal(m.score(jnp.asarray(X), 0.5), m.score(jnp.asarray(X), jnp.full(2, 0.5)))
 
 
@@ -108,7 +108,7 @@ def test_high_level_api_composes_with_jit_and_grad():
     got = jax.jit(lambda x: elsjax.score("els", x, 0.5, train=TRAIN, k=3))(X)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     grad = jax.grad(lambda x: elsjax.score("els", x, 0.5, train=TRAIN, k=3).sum())(jnp.asarray(X))
-    direct = jax.grad(lambda x: machines.build("els", TRAIN, 3).score(x, 0.5).sum())(jnp.asarray(X))
+    direct = jax.grad(lambda x: denoisers.build("els", TRAIN, 3).score(x, 0.5).sum())(jnp.asarray(X))
     np.testing.assert_allclose(grad, direct, rtol=1e-6)
     traced_sample = jax.jit(lambda s: elsjax.sample("bbels", s, train=TRAIN, scales=[3, 3, 5]))(X)
     np.testing.assert_allclose(traced_sample, elsjax.sample("bbels", X, train=TRAIN, scales=[3, 3, 5]), atol=1e-6)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks, dictcache, figures, runs, sharding
+from elsjax import checks, denoisers, dictcache, figures, runs, sharding
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -52,7 +52,7 @@ def _data_label(subject) -> str:
     return f"{subject.dataset.name}, N={n}"
 
 
-def run(cfg) -> dict:
+def run(cfg, *, cache=None) -> dict:
     """Runs one calibration described by a :func:`elsjax.config.calibrate_config`.
 
     Returns:
@@ -63,8 +63,8 @@ def run(cfg) -> dict:
     primary = sharding.is_primary()  # process 0 writes the outputs
     out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
     ks = parse_ks(cfg.ks)
-    checks.kind(cfg.kind)
-    checks.candidates("ks", ks, "bbels", (10**9, 10**9))  # odd, >= 3, distinct; ELS's k <= H once the data is known
+    denoiser = denoisers.get(cfg.kind)
+    checks.candidates("ks", ks, denoiser, (10**9, 10**9))  # odd, >= 3, distinct; the data comes later
     published = scales_lib.resolve(cfg.published) if cfg.published else None
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     clock.lap("load")
@@ -75,13 +75,14 @@ def run(cfg) -> dict:
     # The classes of the seeds come from the whole training set's labels, whatever this process's share holds.
     num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
     try:
-        with dictcache.reuse(dictcache.active(), directory=os.environ.get(dictcache.ENV_DIR) or None):
-            result = calibrate_lib.calibrate(
-                subject.eps_fn, subject.params, kind=cfg.kind, train=train, ks=ks, labels=labels,
-                conditional=subject.conditional, num_classes=num_classes,
-                n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
-                batch_size=cfg.batch_size or None, progress=timer, mesh=mesh,
-            )  # fmt: skip
+        if cache is None:
+            cache = dictcache.DictionaryCache(directory=os.environ.get(dictcache.ENV_DIR) or None)
+        result = calibrate_lib.calibrate(
+            subject.eps_fn, subject.params, kind=denoiser, train=train, ks=ks, labels=labels,
+            conditional=subject.conditional, num_classes=num_classes,
+            n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
+            batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, cache=cache,
+        )  # fmt: skip
     finally:
         bar.close()
     clock.lap("calibrate")

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from elsjax import checks, dictcache, figures, runs, seeds, sharding
 from elsjax import config as config_lib
+from elsjax import denoisers, dictcache, figures, runs, seeds, sharding
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
@@ -88,8 +88,8 @@ def parse_machines(text: str) -> list[MachineSpec]:
         if not sep or not name.strip():
             raise ValueError(f"machines: expected NAME=KIND:SCALES entries, got {entry!r}")
         kind, _, scales_text = rest.partition(":")
-        kind = checks.kind(kind.strip())
-        if kind == "ideal":
+        kind = denoisers.get(kind.strip()).name
+        if not denoisers.get(kind).takes_k:
             specs.append(MachineSpec(name.strip(), kind, None))
             continue
         if not scales_text:
@@ -142,8 +142,11 @@ def _check(cfg) -> None:
             raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
 
 
-def run(cfg, *, log=print) -> dict:
+def run(cfg, *, log=print, cache=None) -> dict:
     """Runs (or resumes) one evaluation described by a :func:`elsjax.config.evaluate_config`.
+
+    ``cache`` is the :class:`elsjax.dictcache.DictionaryCache` of the machines' dictionaries (default: a new one, on
+    disk in ``$ELSJAX_DICTIONARY_CACHE_DIR`` if set); a sweep row passes its calibration's.
 
     Returns:
       The record written to ``record.json``.
@@ -204,41 +207,44 @@ def run(cfg, *, log=print) -> dict:
     timer = runs.PhaseTimer()
     block = cfg.seeds_per_part
     # Every machine and every block of seeds needs the same dictionaries (per class and k): each is built once.
-    with dictcache.reuse(dictcache.active(), directory=os.environ.get(dictcache.ENV_DIR) or None):
-        for spec in specs:
-            pieces = []
-            for start in range(0, cfg.n_seeds, block):
-                stop = min(start + block, cfg.n_seeds)
-                path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
-                tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
-                       "seeds": [start, stop]}  # fmt: skip
-                samples, seconds = _load_part(path, tag) if primary else (None, None)
-                if samples is not None:
-                    reused("machine", seconds)
-                if not _on_primary(samples is not None):  # every process computes what process 0 lacks
-                    start_s = time.perf_counter()
-                    bar = runs.StepBar(
-                        0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}"
-                    )
-                    try:
-                        samples = evaluate_lib.machine_samples(
-                            spec.kind, noise[start:stop], train=train,
-                            scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
-                            labels=labels, y=None if y is None else y[start:stop], convention=cfg.convention,
-                            chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh,
-                        )  # fmt: skip
-                    finally:
-                        bar.close()
-                    if primary:
-                        _save_part(path, samples, tag, time.perf_counter() - start_s)
-                    computed.append(path.name)
-                pieces.append(samples)
-            machine_out[spec.name] = np.concatenate(pieces) if primary else None
-            machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
+    if cache is None:
+        cache = dictcache.DictionaryCache(directory=os.environ.get(dictcache.ENV_DIR) or None)
+    for spec in specs:
+        pieces = []
+        for start in range(0, cfg.n_seeds, block):
+            stop = min(start + block, cfg.n_seeds)
+            path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
+            tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
+                   "seeds": [start, stop]}  # fmt: skip
+            samples, seconds = _load_part(path, tag) if primary else (None, None)
+            if samples is not None:
+                reused("machine", seconds)
+            if not _on_primary(samples is not None):  # every process computes what process 0 lacks
+                start_s = time.perf_counter()
+                bar = runs.StepBar(
+                    0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}"
+                )
+                try:
+                    samples = evaluate_lib.machine_samples(
+                        spec.kind, noise[start:stop], train=train,
+                        scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
+                        labels=labels, y=None if y is None else y[start:stop], convention=cfg.convention,
+                        chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh,
+                        cache=cache,
+                    )  # fmt: skip
+                finally:
+                    bar.close()
+                if primary:
+                    _save_part(path, samples, tag, time.perf_counter() - start_s)
+                computed.append(path.name)
+            pieces.append(samples)
+        machine_out[spec.name] = np.concatenate(pieces) if primary else None
+        machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
     if not primary:
         return {"command": "elsjax evaluate", "computed_parts": computed, "timings": clock.laps()}
 
-    ideal = next((m.name for m in specs if m.kind == "ideal"), None)
+    # The paper's "(E)LS > IS" column compares with the ideal score machine, whatever name it has here.
+    ideal = next((m.name for m in specs if issubclass(denoisers.get(m.kind), denoisers.Ideal)), None)
     per_seed = evaluate_lib.agreement(machine_out, net_out)
     summary = evaluate_lib.summarize(per_seed, ideal=ideal)
     summary["machines_spec"] = {

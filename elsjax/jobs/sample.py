@@ -35,9 +35,9 @@ def _check(cfg) -> None:
 
 def check_sampling(cfg, *, positive: tuple[str, ...]) -> None:
     """The checks of a sampling job's config (``elsjax sample``, ``elsjax explain``): ``positive`` fields >= 1."""
-    from elsjax import checks
+    from elsjax import denoisers
 
-    checks.kind(cfg.kind)
+    denoisers.get(cfg.kind)  # a ValueError naming the registered denoisers
     for key in positive:
         if cfg[key] < 1:
             raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")

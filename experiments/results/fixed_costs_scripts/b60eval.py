@@ -9,12 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import data, machines
+from elsjax import data, denoisers
 
 imgs = data.load("fashion_mnist").images
 out = {"tag": os.environ.get("TAG"), "threads": os.environ.get("ELSJAX_BUILD_THREADS", "default")}
 c0, w0 = time.process_time(), time.perf_counter()
-m = jax.block_until_ready(machines.build("els", imgs, 3))
+m = jax.block_until_ready(denoisers.build("els", imgs, 3))
 out["build_wall_s"], out["build_cpu_s"] = time.perf_counter() - w0, time.process_time() - c0
 if len(sys.argv) > 1 and sys.argv[1] == "eval":
     x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 32, 32, 1)), jnp.float32)

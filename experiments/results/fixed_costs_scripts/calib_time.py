@@ -4,15 +4,15 @@ import json
 import sys
 import time
 
-from elsjax import calibrate, data, machines, runs
+from elsjax import calibrate, data, denoisers, runs
 
 n = int(sys.argv[1])
 ds = data.load("mnist", limit=n)
-net = machines.build("els", ds.images, 5)
+net = denoisers.build("els", ds.images, 5)
 timer = runs.PhaseTimer()
 t0 = time.perf_counter()
 cal = calibrate.calibrate(
-    machines.ScoreMachine.eps,
+    denoisers.Denoiser.eps,
     net,
     kind=sys.argv[2],
     train=ds.images,

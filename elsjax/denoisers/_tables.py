@@ -1,0 +1,88 @@
+"""What the dictionary denoisers (IS, LS, ELS, bbELS) share: tables, building through a cache, sharding."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import numpy as np
+
+from elsjax import dictcache, patches, posterior, sharding
+from elsjax.denoisers._base import Denoiser, Located, static
+
+__all__ = ["DictionaryDenoiser", "per_pixel", "here", "located"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DictionaryDenoiser(Denoiser):
+    """A denoiser whose posterior streams precomputed tables through :func:`elsjax.posterior.stream`.
+
+    Attributes:
+      tables: the dictionaries, a tuple (IS and ELS one :class:`~elsjax.patches.PatchDictionary`, bbELS one per
+        region, LS one :class:`~elsjax.patches.ImageStack`).
+      k: patch size (0 for IS).
+      image_shape: ``(H, W, C)``.
+      mesh: None (one device), or the ``jax.sharding.Mesh`` the tables are split over (:mod:`elsjax.sharding`):
+        their entries over ``"entries"``, the images of a batch over ``"seeds"``.
+    """
+
+    tables: tuple
+    k: int = static()
+    image_shape: tuple[int, int, int] = static()
+    mesh: Any = static(default=None)
+
+    cacheable: ClassVar[bool] = True  # tables a DictionaryCache can keep (PatchDictionary tuples)
+
+    @classmethod
+    def build_tables(cls, images, k, *, chunk_size, deduplicate: bool, to_device: bool, shape_bits) -> tuple:
+        """The tables of training images ``[N, H, W, C]`` (host arrays when ``to_device`` is False)."""
+        raise NotImplementedError
+
+    @classmethod
+    def build(
+        cls, images, k=None, *, chunk_size=None, deduplicate=True, mesh=None, cache=None, shape_bits=None
+    ) -> DictionaryDenoiser:
+        mesh = sharding.check_mesh(mesh)
+        to_device = mesh is None  # a sharded build stays on the host until sharding.shard_tables places its pieces
+        options = dict(chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits)
+        make = lambda: cls.build_tables(images, k, **options)
+        if cache is None or not cls.cacheable:
+            tables = make()
+        else:
+            key = (dictcache.digest(np.asarray(images, np.float32)), cls.name, k, chunk_size, deduplicate, shape_bits, to_device)  # fmt: skip
+            tables = cache.get_or_build(key, make, to_device=patches.device_put if to_device else None)
+        if mesh is not None:
+            tables = sharding.shard_tables(tables, mesh)
+        return cls(tables=tuple(tables), k=int(k or 0), image_shape=tuple(images.shape[1:]), mesh=mesh)
+
+    def posterior_mean(self, x, t):
+        if self.mesh is None:
+            return self.accumulate(x, t, posterior.MEAN)
+        # The same maths per device, on its shard of every table and of the batch; the partial softmax states are
+        # merged across "entries" before the division (sharding.merge_across).
+        local = lambda tables, x, t, combine: dataclasses.replace(self, tables=tables).accumulate(
+            x, t, posterior.MEAN, combine
+        )
+        return sharding.map_entries(local, self.mesh, self.tables, x, t)
+
+    @classmethod
+    def fewest_occurrences(cls, shape, k) -> int:
+        return int(shape[0])
+
+
+def per_pixel(out, n: int, h: int, w: int):
+    """An accumulator's result over the queries of every pixel, ``[B * H * W, ...]`` per leaf, as ``[B, H, W, ...]``."""
+    return jax.tree.map(lambda v: v.reshape((n, h, w) + v.shape[1:]), out)
+
+
+def here(entry: np.ndarray):
+    """Each slot's own pixel: ``(rows, cols)`` broadcast to ``entry [B, H, W, top]``."""
+    _, h, w, _ = entry.shape
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.broadcast_to(rows[None, :, :, None], entry.shape), np.broadcast_to(cols[None, :, :, None], entry.shape)
+
+
+def located(image, row, col, count, valid) -> Located:
+    invalid = lambda a: np.where(valid, a, -1).astype(np.int64)
+    return Located(invalid(image), invalid(row), invalid(col), np.where(valid, count, 0).astype(np.int64), valid)
