@@ -86,7 +86,9 @@ def _check_top(top, denoiser, shapes, k) -> int:
     return top
 
 
-def locate(kind, post: denoisers.Posterior, tables, *, k: int, members=None, labels=None, num_images=None) -> Provenance:
+def locate(
+    kind, post: denoisers.Posterior, tables, *, k: int, members=None, labels=None, num_images=None
+) -> Provenance:
     """Maps a :class:`~elsjax.denoisers.Posterior`'s entries to training images, positions, counts and classes.
 
     Args:

@@ -363,7 +363,9 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
     every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
     records = []
     for row in rows:
-        cache = dictcache.DictionaryCache(directory=os.environ.get(dictcache.ENV_DIR) or None)  # the row's jobs share it
+        cache = dictcache.DictionaryCache(
+            directory=os.environ.get(dictcache.ENV_DIR) or None
+        )  # the row's jobs share it
         records.append(run_row(row, out_dir, progress=cfg.progress, log=log, cache=cache))
         # The table holds every finished row of the sweep file, in its order, also those of earlier `--only` runs.
         finished = [_finished_row(out_dir, name, records) for name in every]

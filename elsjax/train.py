@@ -146,16 +146,3 @@ def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int
     )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), loss
-
-
-def train(cfg, out_dir=None, *, log=print) -> dict:
-    """Deprecated: the training job moved to :func:`elsjax.jobs.train.run` (one release of grace)."""
-    import warnings
-
-    from elsjax.jobs import train as train_job  # the job layer sits above this one; imported only for the alias
-
-    warnings.warn("elsjax.train.train(cfg) moved to elsjax.jobs.train.run(cfg)", DeprecationWarning, stacklevel=2)
-    if out_dir is not None:
-        cfg = cfg.copy_and_resolve_references()
-        cfg.out_dir = str(out_dir)
-    return train_job.run(cfg, log=log)

@@ -87,3 +87,77 @@ def test_readme_module_map_lists_every_module():
     missing = [str(p.relative_to(REPO)) for p in modules if p.relative_to(REPO).as_posix() not in readme
                and (p.parent == PACKAGE or f"`{p.parent.relative_to(REPO).as_posix()}/`" not in readme)]  # fmt: skip
     assert not missing, f"modules missing from the README's map: {missing}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The layer map the README draws.
+
+
+def layer_map() -> dict[str, int]:
+    """``{module or package name: layer}`` from the README's ```text block of ``layer N  title : a, b, ...`` lines."""
+    readme = (REPO / "README.md").read_text()
+    lines = re.findall(r"^layer (\d+) +[\w ]+?: (.+)$", readme, flags=re.M)
+    assert lines, "the README draws no layer map"
+    return {name.strip(): int(n) for n, names in lines for name in names.split(",")}
+
+
+def layer_of(module: str, layers: dict[str, int]) -> int | None:
+    """The layer of ``elsjax.a.b``: that of ``a.b``, else of its package ``a``."""
+    parts = module.split(".")[1:]
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in layers:
+            return layers[".".join(parts[:i])]
+    return None
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_every_module_is_on_the_layer_map_and_imports_only_downwards(path):
+    layers = layer_map()
+    me = module_name(path)
+    mine = layer_of(me, layers)
+    assert mine is not None, f"{me} is on no layer of the README's map"
+    above = {
+        name: layer_of(name, layers)
+        for name in imported_modules(path)
+        if name != "elsjax" and (layer_of(name, layers) or -1) > mine
+    }
+    assert not above, f"{me} (layer {mine}) imports from higher layers: {above}"
+
+
+def test_the_layer_check_can_fail(tmp_path):
+    layers = {"noise": 0, "denoisers": 3}
+    assert layer_of("elsjax.denoisers.patch", layers) == 3 and layer_of("elsjax.nowhere", layers) is None
+    bad = tmp_path / "bad.py"
+    bad.write_text("from elsjax.denoisers import build\n")
+    assert any(layer_of(n, layers) == 3 for n in imported_modules(bad))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_private_names_never_cross_modules(path):
+    # `module._name` on another elsjax module, or `from elsjax.x import _name`; a package's private modules
+    # (elsjax.denoisers._base) are used by that package alone.
+    me = module_name(path)
+    text = path.read_text()
+    offending = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("elsjax"):
+            offending += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            private = [p for p in node.module.split(".") if p.startswith("_")]
+            package = node.module.split("._")[0]
+            if private and not me.startswith(package):
+                offending.append(node.module)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if isinstance(node.value, ast.Name) and node.value.id in _elsjax_aliases(text):
+                offending.append(f"{node.value.id}.{node.attr}")
+    assert not offending, f"{me} uses private names of other modules: {offending}"
+
+
+def _elsjax_aliases(text: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.module == "elsjax":
+            names.update(a.asname or a.name for a in node.names)
+    return names

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import elsjax
-from elsjax import denoisers, patches
+from elsjax import dedup, denoisers, patches
 
 
 def mnist_like(n=12, h=12, w=12, seed=0):
@@ -31,14 +31,14 @@ def test_numpy_and_jax_extraction_agree(padding):
 def test_distinct_rows_is_exact():
     rng = np.random.default_rng(1)
     rows = rng.integers(0, 3, size=(5000, 4)).astype(np.uint8)  # at most 81 distinct rows, most repeated
-    first, counts = patches.distinct_rows(rows, block=777)
+    first, counts = dedup.distinct_rows(rows, block=777)
     uniq, ref_first, ref_counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
     order = np.argsort(ref_first)
     np.testing.assert_array_equal(first, ref_first[order])
     np.testing.assert_array_equal(counts, ref_counts[order])
     assert counts.sum() == len(rows)
     floats = rows.astype(np.float32)
-    np.testing.assert_array_equal(patches.distinct_rows(floats)[1], counts)
+    np.testing.assert_array_equal(dedup.distinct_rows(floats)[1], counts)
 
 
 @pytest.mark.parametrize(
@@ -51,8 +51,8 @@ def test_distinct_rows_is_exact():
 )
 def test_distinct_rows_survives_hash_collisions(monkeypatch, weak_hash):
     rows = np.random.default_rng(5).integers(0, 3, size=(3000, 4)).astype(np.uint8)
-    monkeypatch.setattr(patches, "_row_hashes", lambda source, block: weak_hash(source.array))
-    first, counts = patches.distinct_rows(rows, block=500)
+    monkeypatch.setattr(dedup, "row_hashes", lambda source, block: weak_hash(source.array))
+    first, counts = dedup.distinct_rows(rows, block=500)
     _, ref_first, ref_counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
     order = np.argsort(ref_first)
     np.testing.assert_array_equal(first, ref_first[order])
@@ -106,7 +106,7 @@ def test_8bit_bbels_border_regions_use_codes_and_stay_exact(k):
 def test_dictionary_after_hash_collision_equals_normal(monkeypatch):
     train = mnist_like()
     want = denoisers.build("bbels", train, k=5).tables
-    monkeypatch.setattr(patches, "_row_hashes", lambda source, block: np.zeros(source.num_rows, np.uint64))
+    monkeypatch.setattr(dedup, "row_hashes", lambda source, block: np.zeros(source.num_rows, np.uint64))
     got = denoisers.build("bbels", train, k=5).tables
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_array_equal(g, w)
@@ -140,8 +140,8 @@ PREVIOUS_BUILD = {
 def test_build_equals_previous_build_bit_for_bit(monkeypatch, threads):
     """Many blocks on several threads (or one) build the same keys, counts and values as the previous build."""
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", threads)
-    monkeypatch.setattr(patches, "BUILD_BLOCK", 700)  # many blocks per source, in any thread order
-    monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)  # the grouping split by hash over the threads
+    monkeypatch.setattr(dedup, "BUILD_BLOCK", 700)  # many blocks per source, in any thread order
+    monkeypatch.setattr(dedup, "PARALLEL_GROUPING_ROWS", 500)  # the grouping split by hash over the threads
     assert build_digest(mnist_like(n=40, h=16, w=16, seed=7)) == PREVIOUS_BUILD["8bit"]
     assert build_digest(mnist_like(n=40, h=16, w=16, seed=8) * np.float32(0.5)) == PREVIOUS_BUILD["float"]
 
@@ -149,13 +149,13 @@ def test_build_equals_previous_build_bit_for_bit(monkeypatch, threads):
 def test_threaded_build_equals_serial_with_hash_collisions(monkeypatch):
     """A weak hash (every row in one sort run) takes the split path; the threaded build still matches."""
     train = mnist_like(n=30, h=14, w=14, seed=3)
-    monkeypatch.setattr(patches, "BUILD_BLOCK", 300)
-    monkeypatch.setattr(patches, "PARALLEL_GROUPING_ROWS", 500)
+    monkeypatch.setattr(dedup, "BUILD_BLOCK", 300)
+    monkeypatch.setattr(dedup, "PARALLEL_GROUPING_ROWS", 500)
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", "1")
     want = denoisers.build("bbels", train, k=5).tables
     monkeypatch.setenv("ELSJAX_BUILD_THREADS", "4")
-    real = patches._row_hashes
-    monkeypatch.setattr(patches, "_row_hashes", lambda source, block: real(source, block) & np.uint64(0xFFFF))
+    real = dedup.row_hashes
+    monkeypatch.setattr(dedup, "row_hashes", lambda source, block: real(source, block) & np.uint64(0xFFFF))
     got = denoisers.build("bbels", train, k=5).tables
     for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_array_equal(g, w)

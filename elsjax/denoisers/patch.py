@@ -158,7 +158,9 @@ class EquivariantLocal(PatchDenoiser):
         k = super().check_k(name, k, image_shape)
         h, w = image_shape[:2]
         if k > min(h, w):
-            raise ValueError(f"{name}: ELS needs k <= H and k <= W (no valid {k}x{k} patch in a {h}x{w} image), got {k}")
+            raise ValueError(
+                f"{name}: ELS needs k <= H and k <= W (no valid {k}x{k} patch in a {h}x{w} image), got {k}"
+            )
         return k
 
     @classmethod

@@ -221,9 +221,7 @@ def run(cfg, *, log=print, cache=None) -> dict:
                 reused("machine", seconds)
             if not _on_primary(samples is not None):  # every process computes what process 0 lacks
                 start_s = time.perf_counter()
-                bar = runs.StepBar(
-                    0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}"
-                )
+                bar = runs.StepBar(0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}")
                 try:
                     samples = evaluate_lib.machine_samples(
                         spec.kind, noise[start:stop], train=train,

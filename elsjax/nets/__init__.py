@@ -116,13 +116,3 @@ def abstract_params(spec: dict) -> tuple[NetEpsFn, nnx.State]:
 def param_count(params) -> int:
     """Number of scalar parameters."""
     return int(sum(x.size for x in jax.tree.leaves(params)))
-
-
-def __getattr__(name):
-    # nets.NetEpsFn was renamed NetEpsFn (sampler.EpsFn is the contract it implements); one release of grace.
-    if name == "EpsFn":
-        import warnings
-
-        warnings.warn("elsjax.nets.EpsFn was renamed elsjax.nets.NetEpsFn", DeprecationWarning, stacklevel=2)
-        return NetEpsFn
-    raise AttributeError(f"module 'elsjax.nets' has no attribute {name!r}")
