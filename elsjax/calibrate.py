@@ -39,6 +39,7 @@ import numpy as np
 from elsjax import checks, denoisers, noise, patches, sampler, sharding
 from elsjax import seeds as seeds_lib
 from elsjax.programs import Programs
+from elsjax.progress import Phase, Progress
 
 __all__ = [
     "Calibration",
@@ -234,7 +235,7 @@ def calibrate(
     num_steps: int = 20,
     chunk_size: int | None = None,
     batch_size: int | None = None,
-    progress: Callable[[str, int, int, int], None] | None = None,
+    progress: Progress | None = None,
     mesh=None,
     cache=None,
     programs: Programs | None = None,
@@ -259,9 +260,9 @@ def calibrate(
       chunk_size: dictionary entries per streamed chunk (default per machine).
       batch_size: images per net or machine call (default: all states of a class group at once); results do not
         depend on it beyond float rounding.
-      progress: optional ``progress(phase, done, total, k)``, called as each phase *ends*: ``"net"`` (the net's
-        trajectory and noise estimates), then per (class group, k) ``"build"`` (the dictionary), ``"compile"``
-        (the machine's program) and ``"evaluate"`` (all states scored); ``done`` of ``total`` counts (class group,
+      progress: an :class:`elsjax.progress.Progress`, called as each phase *ends*: ``NET`` (the net's
+        trajectory and noise estimates), then per (class group, k) ``BUILD`` (the dictionary), ``COMPILE``
+        (the machine's program) and ``EVALUATE`` (all states scored); ``done`` of ``total`` counts (class group,
         k) pairs. :class:`elsjax.runs.PhaseTimer` turns these calls into a split of the wall time.
       mesh: None (one device) or a mesh from :func:`elsjax.make_mesh`: every machine's dictionary is split over
         ``"entries"`` and its batch of states over ``"seeds"`` (padded to a multiple of it); the net runs on one
@@ -314,7 +315,7 @@ def calibrate_seeds(
     num_steps: int = 20,
     chunk_size: int | None = None,
     batch_size: int | None = None,
-    progress: Callable[[str, int, int, int], None] | None = None,
+    progress: Progress | None = None,
     seed: int | None = None,
     mesh=None,
     cache=None,
@@ -362,7 +363,7 @@ def calibrate_seeds(
     del traj
     if jax.process_count() > 1:  # every process runs the net; the machines must see the very same states
         states, net = sharding.broadcast((states, net))
-    report("net", 0, total, 0)
+    report(Phase.NET, 0, total, 0)
 
     # 2. Per class group and per k: one dictionary, one batched evaluation over all (step, seed) states of the group.
     cos = np.full((n, n_seeds, len(ks)), np.nan)  # grid-row order: row i is t = (n - i) / n
@@ -377,8 +378,8 @@ def calibrate_seeds(
                 denoiser, images, int(k) if denoiser.takes_k else None, chunk_size=chunk_size, mesh=mesh,
                 cache=cache, shape_bits=shape_bits,
             )  # fmt: skip
-            report("build", done, total, int(k))
-            compiled = functools.partial(report, "compile", done, total, int(k))
+            report(Phase.BUILD, done, total, int(k))
+            compiled = functools.partial(report, Phase.COMPILE, done, total, int(k))
             eps_k = in_batches(
                 _machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh, programs=programs
             )
@@ -386,7 +387,7 @@ def calibrate_seeds(
             gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
             cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
             done += 1
-            report("evaluate", done, total, int(k))
+            report(Phase.EVALUATE, done, total, int(k))
     if not denoiser.takes_k:
         cos[:] = cos[:, :, :1]
     cos = cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n

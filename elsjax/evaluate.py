@@ -34,6 +34,7 @@ import numpy as np
 
 from elsjax import api, checks, denoisers, metrics, sampler, sharding
 from elsjax.calibrate import draw, in_batches
+from elsjax.progress import Phase
 
 __all__ = ["Evaluation", "net_samples", "machine_samples", "agreement", "summarize", "evaluate", "DEFAULT_STEPS"]
 
@@ -337,7 +338,7 @@ def evaluate(
     net = {}
     for steps in steps_list:
         net[steps] = net_samples(eps_fn, params, seeds, y=y, num_steps=steps, batch_size=batch_size)
-        report(f"net_{steps}", "sample", 1, 1, 0)
+        report(f"net_{steps}", Phase.SAMPLE, 1, 1, 0)
     outputs = {}
     for name, (kind, scales) in machines.items():
         outputs[name] = machine_samples(

@@ -234,9 +234,9 @@ def sample_provenance(
     per_step: dict[int, list] = {}
     for index, members in groups:
         images = train[members]
-        out, records = sampler.sample_machine(
-            denoiser, seeds[index], images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
-            provenance=top, provenance_steps=steps,
+        out, records = sampler.sample_posteriors(
+            denoiser, seeds[index], images, scales, top=top, steps=steps, convention=convention,
+            chunk_size=chunk_size, progress=progress,
         )  # fmt: skip
         samples[index] = np.asarray(out)
         tables = {}

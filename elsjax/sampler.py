@@ -27,7 +27,7 @@ import concurrent.futures
 import functools
 import gc
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -36,10 +36,11 @@ import numpy as np
 from jax import lax
 
 from elsjax import denoisers, noise, patches, sharding
+from elsjax.progress import Phase, Progress
 
 __all__ = [
-    "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "CONVENTIONS", "KEEP_BYTES",
-    "default_keep_bytes", "StepPosterior",
+    "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "machine_trajectory", "sample_posteriors",
+    "plan", "SamplePlan", "Segment", "CONVENTIONS", "KEEP_BYTES", "default_keep_bytes", "StepPosterior",
 ]  # fmt: skip
 
 CONVENTIONS = ("reference", "corrected")
@@ -68,7 +69,7 @@ class EpsFn(Protocol):
 
 
 class StepPosterior(NamedTuple):
-    """What :func:`sample_machine` records at one step when ``provenance`` is on (host NumPy arrays).
+    """What :func:`sample_posteriors` records at one step (host NumPy arrays).
 
     Attributes:
       step: the step's index on the machine grid (0 is the first evaluation, at t = 0.95 on the paper's grid).
@@ -178,24 +179,177 @@ def machine_steps(scales: Sequence[int], convention: str = "reference"):
     return noise.time_grid(n, start=n - 1), ks
 
 
+class Segment(NamedTuple):
+    """Consecutive steps of the machine grid that share one patch size: ``steps start ... start + length - 1``."""
+
+    k: int
+    start: int
+    length: int
+
+
+class SamplePlan(NamedTuple):
+    """The host side of a machine sample: what to build, in what order, within what memory.
+
+    Attributes:
+      grid: ``[steps, 2]`` float32 ``(t, t_prev)`` of every step (:func:`machine_steps`).
+      segments: the steps grouped by patch size, in order (k = 0 for a denoiser without a patch size).
+      prefetch: the distinct k built before the first step, in order of first use: those whose upper bound of
+        dictionary bytes (every patch distinct) fits in ``keep_bytes`` together.
+      keep_bytes: bytes of dictionaries kept for reuse by later segments (measured, not bounded, as they are built).
+    """
+
+    grid: np.ndarray
+    segments: tuple[Segment, ...]
+    prefetch: tuple[int, ...]
+    keep_bytes: int
+
+
+def plan(
+    kind, shape, scales: Sequence[int], *, convention: str = "reference", keep_bytes: int | None = None, itemsize=4
+) -> SamplePlan:
+    """The :class:`SamplePlan` of a sample of ``kind`` from training images of ``shape = (N, H, W, C)``.
+
+    ``itemsize``: bytes per stored pixel (1 for 8-bit data). See :func:`sample_machine` for the rest.
+
+    Example:
+      >>> p = plan("els", (10, 8, 8, 1), [3, 3, 5, 3, 3])
+      >>> [tuple(s) for s in p.segments], p.prefetch
+      ([(3, 0, 1), (5, 1, 1), (3, 2, 2)], (3, 5))
+    """
+    denoiser = denoisers.get(kind)
+    grid, ks = machine_steps(scales, convention)
+    if not denoiser.takes_k:
+        ks = np.zeros_like(ks)  # no patch size: one segment
+    segments, start = [], 0
+    for k, run in itertools.groupby(ks):
+        length = len(list(run))
+        segments.append(Segment(int(k), start, length))
+        start += length
+    keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
+    prefetch, budget = [], keep_bytes
+    for k in dict.fromkeys(s.k for s in segments):
+        budget -= denoiser.memory_bound(tuple(shape), k, itemsize)
+        if budget < 0:
+            break
+        prefetch.append(k)
+    return SamplePlan(grid, tuple(segments), tuple(prefetch), keep_bytes)
+
+
+class _Builder:
+    """Builds a plan's denoisers (ahead of time where the plan says), compiles each one's program on a background
+    thread while the next is built, and frees what no later segment needs (or what exceeds the plan's memory)."""
+
+    def __init__(self, denoiser, images, plan: SamplePlan, x, report, build_options, warm):
+        self.denoiser, self.images, self.plan, self.x = denoiser, images, plan, x
+        self.report, self.options, self.warm = report, build_options, warm
+        self.built, self.compiling = {}, {}
+        # Ahead of time only with concrete inputs: a traced x cannot be compiled for.
+        self.ahead = None if isinstance(x, jax.core.Tracer) else concurrent.futures.ThreadPoolExecutor(1)
+        total = len(plan.grid)
+        self.total = total
+        if self.ahead is not None:
+            for k in plan.prefetch:
+                self._build(k, 0)
+
+    def _build(self, k: int, done: int) -> None:
+        self.report(Phase.BUILD, done, self.total, k)
+        self.built[k] = denoisers.build(self.denoiser, self.images, k or None, **self.options)
+        self.report(Phase.BUILT, done, self.total, k)
+        if self.ahead is not None:
+            self.compiling[k] = self.ahead.submit(self.warm, self.built[k])
+
+    def take(self, segment: Segment):
+        """The denoiser of ``segment``, compiled; kept for a later segment while the memory allows."""
+        k = segment.k
+        if k not in self.built:
+            self._build(k, segment.start)
+        if k in self.compiling:
+            self.compiling.pop(k).result()
+        machine = self.built.pop(k)
+        later = {s.k for s in self.plan.segments if s.start > segment.start}
+        if k in later and _nbytes(machine) + sum(map(_nbytes, self.built.values())) <= self.plan.keep_bytes:
+            self.built[k] = machine
+        return machine
+
+    def release(self, k: int) -> None:
+        if k not in self.built:
+            # Some reference cycle (not traced) keeps the dictionary's host buffers alive until the cyclic garbage
+            # collector runs; without this the next build overlapped the last dictionary (measured +1x at N=20000).
+            gc.collect()
+
+    def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.shutdown()
+
+
+class _Run:
+    """One machine sample on the host side: the plan, the builds, the seeds' placement, the release of dictionaries.
+
+    Iterating yields ``(segment, denoiser)`` in order; the caller runs the segment on the device and sets ``x``.
+    :meth:`result` is the final ``x``, clipped to the training pixels' range and without the mesh's padding.
+    """
+
+    def __init__(self, kind, seeds, images, scales, *, convention, chunk_size, progress, keep_bytes, mesh, cache,
+                 shape_bits, warm):  # fmt: skip
+        self.report = progress or (lambda *args: None)
+        denoiser = denoisers.get(kind)
+        self.mesh = sharding.check_mesh(mesh)
+        if self.mesh is None:
+            self.lo, self.hi = float(np.min(images)), float(np.max(images))
+        else:
+            self.lo, self.hi = sharding.global_range(images)
+        itemsize = 1 if patches.encode_8bit(images) is not None else 4
+        self.plan = plan(
+            denoiser, np.shape(images), scales, convention=convention, keep_bytes=keep_bytes, itemsize=itemsize
+        )
+        self.batch = np.shape(seeds)[0]
+        self.x = jnp.asarray(seeds, jnp.float32)
+        if self.mesh is not None:
+            self.x = sharding.put_batch(self.x, self.mesh)  # split over "seeds"
+        options = dict(chunk_size=chunk_size, mesh=self.mesh, cache=cache, shape_bits=shape_bits)
+        x0, grid = self.x, self.plan.grid
+        self.builder = _Builder(denoiser, images, self.plan, self.x, self.report, options, lambda m: warm(m, x0, grid))
+
+    def __iter__(self):
+        try:
+            for segment in self.plan.segments:
+                yield segment, self.builder.take(segment)
+                # Dispatch is asynchronous: without waiting, the next dictionary would be built while this segment
+                # still runs and holds its own, so every dictionary of the schedule stayed alive (60k: 16 GB).
+                if not isinstance(self.x, jax.core.Tracer):
+                    self.x = jax.block_until_ready(self.x)
+                self.builder.release(segment.k)
+                self.report(Phase.SAMPLE, segment.start + segment.length, self.builder.total, segment.k)
+        finally:
+            self.builder.close()
+
+    def padded_grid(self, start: int, length: int) -> np.ndarray:
+        """Rows ``start:start + length`` of the grid, padded with zeros to its full length: one compiled program per
+        denoiser shape, whatever the segment's length."""
+        grid = np.zeros_like(self.plan.grid)
+        grid[:length] = self.plan.grid[start : start + length]
+        return grid
+
+    def result(self):
+        x = jnp.clip(self.x, self.lo, self.hi)
+        return x if self.mesh is None else x[: self.batch]
+
+
 def sample_machine(
-    kind: str,
+    kind,
     seeds,
     images,
     scales: Sequence[int],
     *,
     convention: str = "reference",
     chunk_size: int | None = None,
-    return_trajectory: bool = False,
-    progress: Callable[[str, int, int, int], None] | None = None,
+    progress: Progress | None = None,
     keep_bytes: int | None = None,
     mesh=None,
-    provenance: int | None = None,
-    provenance_steps: Sequence[int] | None = None,
     cache=None,
     shape_bits: int | None = None,
 ):
-    """Runs a score machine from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
+    """Runs a denoiser from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
     Args:
       kind: a registered denoiser (its name or class, :func:`elsjax.denoisers.names`).
@@ -204,133 +358,108 @@ def sample_machine(
       scales: the k schedule, see :func:`machine_steps`.
       convention: see :func:`machine_steps`.
       chunk_size: dictionary chunk size (default per machine).
-      return_trajectory: also return the ``x`` at every evaluation, ``[steps, B, H, W, C]``.
-      progress: optional ``progress(phase, steps_done, total_steps, k)``, called with phase ``"build"`` before a
-        dictionary is built, ``"built"`` after it, and ``"sample"`` after each segment of steps (for progress bars
-        and timings).
+      progress: an :class:`elsjax.progress.Progress`, called with :attr:`~elsjax.progress.Phase.BUILD` before a
+        dictionary is built, ``BUILT`` after it, and ``SAMPLE`` after each segment of steps.
       keep_bytes: keep dictionaries that a later segment needs again while they take at most this many bytes in
         all (default :func:`default_keep_bytes`); others are freed and rebuilt when needed. The dictionaries of the
         schedule's distinct k are built before the first step while an upper bound of their size (every patch
-        distinct) fits in it, each one's program compiling on a background thread while the next is built.
-        Results do not depend on it.
+        distinct) fits in it, each one's program compiling on a background thread while the next is built
+        (:func:`plan`). Results do not depend on it.
       mesh: None (one device) or a ``jax.sharding.Mesh`` (:func:`elsjax.make_mesh`): each dictionary is split over
         ``"entries"`` and the seeds over ``"seeds"`` (padded by repetition to a multiple of it, the padding
         dropped at the end); the loop runs on the sharded state. With several processes, ``images`` are this
         process's own training images and ``seeds`` the same on every process.
-      provenance: None (the default: the loop is exactly as without this argument), or ``top``: at the recorded
-        steps the machine is evaluated by :meth:`~elsjax.denoisers.Denoiser.posterior` (the same mean, to float
-        rounding, with the ``top`` heaviest entries and the entropy, in the same pass), and a
-        :class:`StepPosterior` is kept per recorded step. Not with ``mesh`` or ``return_trajectory``.
-      provenance_steps: the step indices to record (default: every step); other steps run the default loop.
       cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in.
       shape_bits: dictionaries padded to shared shapes (:func:`elsjax.patches.bucket`), or None.
 
     Returns:
-      ``[B, H, W, C]`` samples (and the trajectory, if asked; or, with ``provenance``, the list of
-      :class:`StepPosterior` in step order). The output is a posterior mean, a convex combination of training
-      pixels: it is clipped to the training images' range to remove float32 rounding beyond it (a sample's minimum
-      was measured at -1.0000001 with data in [-1, 1]).
+      ``[B, H, W, C]`` samples. The output is a posterior mean, a convex combination of training pixels: it is
+      clipped to the training images' range to remove float32 rounding beyond it (a sample's minimum was measured at
+      -1.0000001 with data in [-1, 1]).
     """
-    report = progress or (lambda *args: None)
-    denoiser = denoisers.get(kind)
-    mesh = sharding.check_mesh(mesh)
-    if provenance is not None:
-        if mesh is not None:
-            raise ValueError("mesh: provenance runs on one device; sample without a mesh")
-        if return_trajectory:
-            raise ValueError("return_trajectory: not with provenance (each recorded step keeps its x)")
-    lo, hi = (float(np.min(images)), float(np.max(images))) if mesh is None else sharding.global_range(images)
-    keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
-    grid, ks = machine_steps(scales, convention)
-    if not denoiser.takes_k:
-        ks = np.zeros_like(ks)  # no patch size: one segment
-    batch = np.shape(seeds)[0]
-    x = jnp.asarray(seeds, jnp.float32)
-    if mesh is not None:
-        x = sharding.put_batch(x, mesh)  # split over "seeds"
-    visited, built, start, records = [], {}, 0, []
-    # Ahead of time: each dictionary's program compiles on a background thread while the next dictionary is built.
-    ahead = None if isinstance(x, jax.core.Tracer) else concurrent.futures.ThreadPoolExecutor(1)
-    compiling = {}
+    warm = lambda machine, x, grid: jax.block_until_ready(
+        sample_loop(denoisers.Denoiser.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0))
+    )
+    run = _Run(
+        kind, seeds, images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
+        keep_bytes=keep_bytes, mesh=mesh, cache=cache, shape_bits=shape_bits, warm=warm,
+    )  # fmt: skip
+    for segment, machine in run:
+        grid = run.padded_grid(segment.start, segment.length)
+        run.x = sample_loop(denoisers.Denoiser.eps, machine, run.x, grid, num_steps=jnp.int32(segment.length))
+    return run.result()
 
-    def build(k, done):
-        report("build", done, len(ks), int(k))
-        built[k] = denoisers.build(
-            denoiser, images, int(k) or None, chunk_size=chunk_size, mesh=mesh, cache=cache, shape_bits=shape_bits
+
+def machine_trajectory(kind, seeds, images, scales: Sequence[int], *, convention: str = "reference", **options):
+    """:func:`sample_machine` that also returns the ``x`` of every evaluation: ``(samples, [steps, B, H, W, C])``.
+
+    ``options`` are :func:`sample_machine`'s (not ``mesh``: the trajectory of a sharded sample is not kept).
+    """
+    if options.get("mesh") is not None:
+        raise ValueError("mesh: machine_trajectory runs on one device")
+    warm = lambda machine, x, grid: jax.block_until_ready(
+        sample_loop(denoisers.Denoiser.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0),
+                    return_trajectory=True)
+    )  # fmt: skip
+    run = _Run(kind, seeds, images, scales, convention=convention, warm=warm, **_run_options(options))
+    visited = []
+    for segment, machine in run:
+        grid = run.padded_grid(segment.start, segment.length)
+        run.x, traj = sample_loop(
+            denoisers.Denoiser.eps, machine, run.x, grid, num_steps=jnp.int32(segment.length), return_trajectory=True
         )
-        report("built", done, len(ks), int(k))
-        if ahead is not None:
-            compiling[k] = ahead.submit(_compile, built[k], x, grid, return_trajectory)
-
-    if ahead is not None:  # the schedule's distinct k in order of first use, while they fit in keep_bytes
-        budget, itemsize = keep_bytes, 1 if patches.encode_8bit(images) is not None else 4
-        for k in dict.fromkeys(ks):
-            budget -= denoiser.memory_bound(np.shape(images), int(k), itemsize)
-            if budget < 0:
-                break
-            build(k, 0)
-    for k, steps in itertools.groupby(ks):
-        length = len(list(steps))
-        if k not in built:
-            build(k, start)
-        if k in compiling:
-            compiling.pop(k).result()
-        machine = built.pop(k)
-        if k in ks[start + length :] and _nbytes(machine) + sum(map(_nbytes, built.values())) <= keep_bytes:
-            built[k] = machine  # needed again and within the budget; anything else is freed after this segment
-        if provenance is None:
-            # Every segment's grid is padded to the full length: one compilation per k, whatever the segment lengths.
-            segment = np.zeros_like(grid)
-            segment[:length] = grid[start : start + length]
-            out = sample_loop(
-                denoisers.Denoiser.eps, machine, x, segment, num_steps=jnp.int32(length),
-                return_trajectory=return_trajectory,
-            )  # fmt: skip
-            x, traj = out if return_trajectory else (out, None)
-        else:
-            out = x = _record_segment(machine, x, grid, start, length, int(k), provenance, provenance_steps, records)
-            traj = None
-        # Dispatch is asynchronous: without waiting, the next dictionary would be built while this segment still
-        # runs and holds its own, so every dictionary of the schedule stayed alive (full 60k: 16 GB).
-        if not isinstance(x, jax.core.Tracer):
-            x = jax.block_until_ready(x)
-        del machine, out
-        if k not in built:
-            # Some reference cycle (not traced) keeps the dictionary's host buffers alive until the cyclic garbage
-            # collector runs; without this the next build overlapped the last dictionary (measured +1x at N=20000).
-            gc.collect()
-        visited.append(traj[:length] if return_trajectory else None)
-        start += length
-        report("sample", start, len(ks), int(k))
-    if ahead is not None:
-        ahead.shutdown()
-    x = jnp.clip(x, lo, hi)
-    if mesh is not None:
-        x = x[:batch]
-        visited = [v[:, :batch] for v in visited] if return_trajectory else visited
-    if provenance is not None:
-        return x, records
-    return (x, jnp.concatenate(visited)) if return_trajectory else x
+        visited.append(traj[: segment.length])
+    return run.result(), jnp.concatenate(visited)
 
 
-def _record_segment(machine, x, grid, start: int, length: int, k: int, top: int, steps, records: list):
-    """One segment of :func:`sample_machine` with provenance: recorded steps one by one through the posterior
-    path, runs of other steps through :func:`sample_loop` exactly as without provenance."""
+def sample_posteriors(
+    kind, seeds, images, scales: Sequence[int], *, top: int, steps: Sequence[int] | None = None,
+    convention: str = "reference", **options,
+):  # fmt: skip
+    """:func:`sample_machine` that records the posterior of chosen steps: ``(samples, [StepPosterior, ...])``.
+
+    At the recorded steps the denoiser is evaluated by :meth:`~elsjax.denoisers.Denoiser.posterior` (the same mean,
+    to float rounding, with the ``top`` heaviest entries and the entropy, in the same pass); the other steps run
+    the default loop. ``steps``: the step indices to record (default: every step). ``options`` are
+    :func:`sample_machine`'s (not ``mesh``: provenance runs on one device).
+    """
+    if options.get("mesh") is not None:
+        raise ValueError("mesh: provenance runs on one device; sample without a mesh")
+    warm = lambda machine, x, grid: None  # the recorded steps compile as they come
+    run = _Run(kind, seeds, images, scales, convention=convention, warm=warm, **_run_options(options))
+    records = []
+    for segment, machine in run:
+        run.x = _record_segment(run, machine, segment, top, steps, records)
+    return run.result(), records
+
+
+def _run_options(options: dict) -> dict:
+    defaults = dict(chunk_size=None, progress=None, keep_bytes=None, mesh=None, cache=None, shape_bits=None)
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise TypeError(f"unexpected options {sorted(unknown)}")
+    return {**defaults, **options}
+
+
+def _record_segment(run: _Run, machine, segment: Segment, top: int, steps, records: list):
+    """One segment with provenance: recorded steps one by one through the posterior path, runs of other steps
+    through :func:`sample_loop` exactly as without provenance."""
     is_recorded = lambda i: steps is None or i in steps
-    i, end = start, start + length
+    x, grid = run.x, run.plan.grid
+    i, end = segment.start, segment.start + segment.length
     while i < end:
         if is_recorded(i):
             t = jnp.full((x.shape[0],), grid[i, 0], jnp.float32)
             t_prev = jnp.full((x.shape[0],), grid[i, 1], jnp.float32)
             x_next, post = _posterior_step(machine, x, t, t_prev, top)
-            records.append(StepPosterior(i, float(grid[i, 0]), k, np.asarray(x), jax.tree.map(np.asarray, post)))
+            records.append(
+                StepPosterior(i, float(grid[i, 0]), segment.k, np.asarray(x), jax.tree.map(np.asarray, post))
+            )
             x, i = x_next, i + 1
             continue
-        run = next((j for j in range(i, end) if is_recorded(j)), end) - i
-        segment = np.zeros_like(grid)
-        segment[:run] = grid[i : i + run]
-        x = sample_loop(denoisers.Denoiser.eps, machine, x, segment, num_steps=jnp.int32(run))
-        i += run
+        length = next((j for j in range(i, end) if is_recorded(j)), end) - i
+        x = sample_loop(denoisers.Denoiser.eps, machine, x, run.padded_grid(i, length), num_steps=jnp.int32(length))
+        i += length
     return x
 
 
@@ -339,18 +468,9 @@ def _posterior_step(machine, x, t, t_prev, top: int):
     """One DDIM step of the machine through its provenance path: ``(x at t_prev, Posterior at (x, t))``."""
     post = machine.posterior(x, t, top=top)
     a, b = noise.signal_noise_std(t)
-    eps_hat = (x - a[:, None, None, None] * post.mean) / b[:, None, None, None]  # as ScoreMachine.eps
+    eps_hat = (x - a[:, None, None, None] * post.mean) / b[:, None, None, None]  # as Denoiser.eps
     return noise.ddim_step(x, eps_hat, t, t_prev), post
 
 
 def _nbytes(tree) -> int:
     return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def _compile(machine, x, grid, return_trajectory: bool) -> None:
-    """Compiles (and caches) the loop's program for ``machine``'s shapes by running zero steps of it."""
-    out = sample_loop(
-        denoisers.Denoiser.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0),
-        return_trajectory=return_trajectory,
-    )  # fmt: skip
-    jax.block_until_ready(out)

@@ -88,7 +88,7 @@ def bench_sample(kind, images, batch, top, schedule):
     off = np.asarray(sampler.sample_machine(kind, seeds, images, schedule))
     off_s = time.perf_counter() - start
     start = time.perf_counter()
-    on, records = sampler.sample_machine(kind, seeds, images, schedule, provenance=top)
+    on, records = sampler.sample_posteriors(kind, seeds, images, schedule, top=top)
     on_s = time.perf_counter() - start
     return {
         "kind": kind, "n": len(images), "batch": batch, "top": top, "steps": len(records), "off_s": off_s,

@@ -102,8 +102,8 @@ def test_sampler_structure(runs):
     np.testing.assert_array_equal(ks, runs["traj_k"])
     _, corrected = elsjax.sampler.machine_steps(runs["scales"], "corrected")
     np.testing.assert_array_equal(corrected, runs["scales"][np.arange(18, -1, -1)])
-    out, traj = elsjax.sampler.sample_machine(
-        "els", runs["seed"][None], runs["train_images"], runs["scales"], return_trajectory=True
+    out, traj = elsjax.sampler.machine_trajectory(
+        "els", runs["seed"][None], runs["train_images"], runs["scales"]
     )
     assert traj.shape == (19, 1, 32, 32, 1)
     np.testing.assert_allclose(traj[:, 0], runs["run_traj_x"][1], atol=5e-3)

@@ -169,11 +169,11 @@ def test_sampler_with_provenance_gives_the_same_samples(kind):
     seeds = np.random.default_rng(5).normal(size=(2, 8, 8, 1)).astype(np.float32)
     scales = [3, 3, 5, 5, 3]
     off = np.asarray(sampler.sample_machine(kind, seeds, train, scales))
-    on, records = sampler.sample_machine(kind, seeds, train, scales, provenance=2)
+    on, records = sampler.sample_posteriors(kind, seeds, train, scales, top=2)
     np.testing.assert_allclose(np.asarray(on), off, atol=1e-5)
     assert [r.step for r in records] == [0, 1, 2, 3]
     assert [r.k for r in records] == ([0] * 4 if kind == "ideal" else [3, 5, 5, 3])
-    some, records = sampler.sample_machine(kind, seeds, train, scales, provenance=2, provenance_steps=[2])
+    some, records = sampler.sample_posteriors(kind, seeds, train, scales, top=2, steps=[2])
     np.testing.assert_allclose(np.asarray(some), off, atol=1e-5)
     assert [r.step for r in records] == [2]
 
@@ -226,8 +226,8 @@ def test_bad_inputs(kwargs, match):
 def test_sample_provenance_bad_steps():
     with pytest.raises(ValueError, match=r"^steps: step indices run from 0 to 2"):
         sample_provenance("els", X, train=TRAIN, scales=[3, 3, 3, 3], steps=[3])
-    with pytest.raises(ValueError, match=r"^return_trajectory: not with provenance"):
-        sampler.sample_machine("els", X, TRAIN, [3, 3], provenance=2, return_trajectory=True)
+    with pytest.raises(TypeError, match="unexpected options"):
+        sampler.sample_posteriors("els", X, TRAIN, [3, 3], top=2, return_trajectory=True)
 
 
 def test_fewer_distinct_entries_than_slots_leave_empty_slots():
