@@ -214,7 +214,7 @@ def plan(
     Example:
       >>> p = plan("els", (10, 8, 8, 1), [3, 3, 5, 3, 3])
       >>> [tuple(s) for s in p.segments], p.prefetch
-      ([(3, 0, 1), (5, 1, 1), (3, 2, 2)], (3, 5))
+      ([(3, 0, 2), (5, 2, 1), (3, 3, 1)], (3, 5))
     """
     denoiser = denoisers.get(kind)
     grid, ks = machine_steps(scales, convention)
