@@ -40,6 +40,7 @@ def score(
     y=None,
     chunk_size: int | None = None,
     mesh=None,
+    **knobs,
 ):
     """The score of a machine at a batch of noisy images.
 
@@ -56,6 +57,7 @@ def score(
         over ``"entries"``, the images over ``"seeds"`` (which must divide ``B``). With several processes
         (:func:`elsjax.sharding.initialize`), ``train`` and ``labels`` are this process's own share of the
         training set and ``x``, ``t``, ``y`` the same on every process.
+      knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`).
 
     Returns:
       The score ``[B, H, W, C]``, a ``jax.Array``.
@@ -79,7 +81,7 @@ def score(
     mesh = _check_mesh(mesh, x.shape[0], "x")
     out = _Output(x.shape, mesh, traced=checks.is_traced(x, t))
     for index, images in checks.class_groups(x.shape[0], train, labels, y):
-        machine = denoisers.build(denoiser, images, k, chunk_size=chunk_size, mesh=mesh)
+        machine = denoisers.build(denoiser, images, k, chunk_size=chunk_size, mesh=mesh, **knobs)
         xs, ts = jnp.asarray(x)[index], jnp.asarray(t)[index]
         if mesh is None:
             out.set(index, machine.score(xs, ts))
@@ -102,6 +104,7 @@ def sample(
     keep_bytes: int | None = None,
     mesh=None,
     cache=None,
+    **knobs,
 ):
     """Samples from a machine on the reference grid: 19 DDIM steps from t = 0.95 to the clean output.
 
@@ -122,6 +125,7 @@ def sample(
         ``"entries"``, seeds over ``"seeds"`` (which must divide ``B``; each class group is padded to a multiple
         of it). With several processes, ``train`` and ``labels`` are this process's share of the training set.
       cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in (None: built).
+      knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`), the same at every step.
 
     Returns:
       ``[B, H, W, C]`` samples, a ``jax.Array``, inside the training pixel range.
@@ -139,6 +143,7 @@ def sample(
         samples = sampler.sample_machine(
             denoiser, jnp.asarray(seeds)[index], images, scales, convention=convention, chunk_size=chunk_size,
             progress=progress, keep_bytes=keep_bytes, mesh=mesh, shape_bits=shape_bits, cache=cache,
+            knobs=knobs,
         )  # fmt: skip
         out.set(index, samples)
     return out.result()

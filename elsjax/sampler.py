@@ -290,7 +290,7 @@ class _Run:
     """
 
     def __init__(self, kind, seeds, images, scales, *, convention, chunk_size, progress, keep_bytes, mesh, cache,
-                 shape_bits, warm):  # fmt: skip
+                 shape_bits, knobs, warm):  # fmt: skip
         self.report = progress or (lambda *args: None)
         denoiser = denoisers.get(kind)
         self.mesh = sharding.check_mesh(mesh)
@@ -306,7 +306,7 @@ class _Run:
         self.x = jnp.asarray(seeds, jnp.float32)
         if self.mesh is not None:
             self.x = sharding.put_batch(self.x, self.mesh)  # split over "seeds"
-        options = dict(chunk_size=chunk_size, mesh=self.mesh, cache=cache, shape_bits=shape_bits)
+        options = dict(chunk_size=chunk_size, mesh=self.mesh, cache=cache, shape_bits=shape_bits, **(knobs or {}))
         x0, grid = self.x, self.plan.grid
         self.builder = _Builder(denoiser, images, self.plan, self.x, self.report, options, lambda m: warm(m, x0, grid))
 
@@ -348,6 +348,7 @@ def sample_machine(
     mesh=None,
     cache=None,
     shape_bits: int | None = None,
+    knobs: dict | None = None,
 ):
     """Runs a denoiser from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
@@ -371,6 +372,7 @@ def sample_machine(
         process's own training images and ``seeds`` the same on every process.
       cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in.
       shape_bits: dictionaries padded to shared shapes (:func:`elsjax.patches.bucket`), or None.
+      knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`), the same at every step.
 
     Returns:
       ``[B, H, W, C]`` samples. The output is a posterior mean, a convex combination of training pixels: it is
@@ -382,7 +384,7 @@ def sample_machine(
     )
     run = _Run(
         kind, seeds, images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
-        keep_bytes=keep_bytes, mesh=mesh, cache=cache, shape_bits=shape_bits, warm=warm,
+        keep_bytes=keep_bytes, mesh=mesh, cache=cache, shape_bits=shape_bits, knobs=knobs, warm=warm,
     )  # fmt: skip
     for segment, machine in run:
         grid = run.padded_grid(segment.start, segment.length)
@@ -434,7 +436,7 @@ def sample_posteriors(
 
 
 def _run_options(options: dict) -> dict:
-    defaults = dict(chunk_size=None, progress=None, keep_bytes=None, mesh=None, cache=None, shape_bits=None)
+    defaults = dict(chunk_size=None, progress=None, keep_bytes=None, mesh=None, cache=None, shape_bits=None, knobs=None)
     unknown = set(options) - set(defaults)
     if unknown:
         raise TypeError(f"unexpected options {sorted(unknown)}")

@@ -173,3 +173,11 @@ def test_a_sweep_row_runs_a_plugin(tmp_path):
     summary = json.loads((tmp_path / "sweep" / "a" / "evaluate" / "summary.json").read_text())
     assert summary["machines_spec"]["test_els_zero_queries"]["kind"] == "test_els_zero_queries"
     assert record["name"] == "a"
+
+
+def test_knobs_are_checked_by_name():
+    train, x = data()
+    with pytest.raises(ValueError, match=r"^tau: the 'els' denoiser has no such knob \(its knobs: \[\]\)"):
+        denoisers.build("els", train, 3, tau=0.1)
+    with pytest.raises(ValueError, match="^tau: the 'bbels' denoiser has no such knob"):
+        elsjax.score("bbels", x, 0.5, train=train, k=3, tau=0.1)

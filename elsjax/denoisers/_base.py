@@ -88,10 +88,12 @@ class Denoiser:
     Class attributes:
       name: the registered name (set by :func:`register`).
       takes_k: whether the denoiser has a patch size ``k`` (the knob the calibration chooses).
+      knobs: the names of its other knobs, passed to :meth:`build` as keyword arguments (e.g. ``tau``).
     """
 
     name: ClassVar[str] = ""
     takes_k: ClassVar[bool] = True
+    knobs: ClassVar[tuple[str, ...]] = ()  # keyword arguments of build() beyond k and the build options
 
     # -------------------------------------------------------------------------------------------------------------
     # What a subclass provides.
@@ -101,7 +103,8 @@ class Denoiser:
         """The denoiser of training images ``[N, H, W, C]`` (checked, class-filtered) and patch size ``k``.
 
         ``options`` are the keyword arguments of :func:`build` (``chunk_size``, ``deduplicate``, ``mesh``,
-        ``cache``, ``shape_bits``); a denoiser ignores those it has no use for.
+        ``cache``, ``shape_bits``, and the denoiser's :attr:`knobs`); a denoiser ignores the build options it has no
+        use for and checks its knobs (a one-line ValueError naming the knob).
         """
         raise NotImplementedError
 
@@ -275,6 +278,7 @@ def build(
     mesh=None,
     cache=None,
     shape_bits: int | None = None,
+    **knobs,
 ) -> Denoiser:
     """Builds the denoiser registered as ``name`` from training images ``[N, H, W, C]`` (already class-filtered).
 
@@ -290,12 +294,13 @@ def build(
       cache: an :class:`elsjax.dictcache.DictionaryCache` to take built dictionaries from and keep them in.
       shape_bits: pad dictionaries to shared shapes (:func:`elsjax.patches.bucket`) so that different data share
         compiled programs; None: exact sizes.
+      knobs: the denoiser's own keyword arguments (:attr:`Denoiser.knobs`).
 
     Returns:
       The denoiser.
 
     Raises:
-      ValueError: an unknown name, a bad k, images that are not finite NHWC float arrays in [-1, 1].
+      ValueError: an unknown name, a bad k or knob, images that are not finite NHWC float arrays in [-1, 1].
     """
     cls = get(name)
     images = checks.train_images(images, "images")
@@ -304,5 +309,8 @@ def build(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
     ):
         raise ValueError(f"chunk_size: expected a positive integer or None, got {chunk_size!r}")
+    unknown = sorted(set(knobs) - set(cls.knobs))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: the {cls.name!r} denoiser has no such knob (its knobs: {list(cls.knobs)})")
     options = dict(chunk_size=chunk_size, deduplicate=deduplicate, mesh=mesh, cache=cache, shape_bits=shape_bits)
-    return cls.build(images, k, **options)
+    return cls.build(images, k, **options, **knobs)
