@@ -353,16 +353,7 @@ def calibrate_seeds(
     total = len(groups) * len(machine_ks)
 
     # 1. The net's own trajectory on the network grid, and its noise estimate at every visited x.
-    grid = noise.time_grid(n)
-    y_net = None if y is None else jnp.asarray(y)
-    _, traj = sampler.sample_loop(eps_fn, params, jnp.asarray(x1), grid, y_net, return_trajectory=True)
-    states = np.asarray(traj).reshape((n * n_seeds,) + x1.shape[1:])  # state s * ... : row i (t = grid[i, 0]), seed b
-    t_states = np.repeat(grid[:, 0], n_seeds)
-    y_states = None if y is None else np.tile(y, n)
-    net = in_batches(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
-    del traj
-    if jax.process_count() > 1:  # every process runs the net; the machines must see the very same states
-        states, net = sharding.broadcast((states, net))
+    states, t_states, net = _net_states(eps_fn, params, x1, y, n, batch_size)
     report(Phase.NET, 0, total, 0)
 
     # 2. Per class group and per k: one dictionary, one batched evaluation over all (step, seed) states of the group.
@@ -406,6 +397,23 @@ def calibrate_seeds(
         y=y,
         kind=denoiser.name,
     )
+
+
+def _net_states(eps_fn, params, x1, y, n: int, batch_size):
+    """The net's DDIM trajectory from ``x1`` on the n-step network grid and its noise estimate at every state:
+    ``(states [n * B, H, W, C], t [n * B], eps [n * B, H, W, C])``, state ``i * B + b`` at grid row i, seed b."""
+    n_seeds = x1.shape[0]
+    grid = noise.time_grid(n)
+    y_net = None if y is None else jnp.asarray(y)
+    _, traj = sampler.sample_loop(eps_fn, params, jnp.asarray(x1), grid, y_net, return_trajectory=True)
+    states = np.asarray(traj).reshape((n * n_seeds,) + x1.shape[1:])
+    t_states = np.repeat(grid[:, 0], n_seeds)
+    y_states = None if y is None else np.tile(y, n)
+    net = in_batches(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
+    del traj
+    if jax.process_count() > 1:  # every process runs the net; the machines must see the very same states
+        states, net = sharding.broadcast((states, net))
+    return states, t_states, net
 
 
 _net_eps = jax.jit(lambda eps_fn, params, x, t, y: eps_fn(params, x, t, y), static_argnums=0)
