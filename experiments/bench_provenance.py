@@ -3,9 +3,9 @@
 For each machine kind, training-set size N, patch size k and batch B it compiles and times, on the same machine and
 inputs,
 
-* off: ``ScoreMachine.denoise``, the default program (the code path every sampler uses; provenance leaves it as it
+* off: ``Denoiser.denoise``, the default program (the code path every sampler uses; provenance leaves it as it
   was: the test suite checks that its compiled program has no top-k in it);
-* on: ``ScoreMachine.posterior(top=TOP)``, the provenance program: the same mean plus the top entries and the
+* on: ``Denoiser.posterior(top=TOP)``, the provenance program: the same mean plus the top entries and the
   entropy, in the same single pass over the dictionary;
 
 and prints compile seconds (``jit(...).lower(...).compile()``), seconds per evaluation (best of ``--repeats``, warm),
