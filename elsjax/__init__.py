@@ -5,7 +5,7 @@ registered denoiser by name (:mod:`elsjax.denoisers`: ``register``, ``names``). 
 using only those before it: :mod:`elsjax.noise` -> :mod:`elsjax.patches` -> :mod:`elsjax.posterior` (one streaming
 kernel, its accumulators) -> :mod:`elsjax.denoisers` (the registry) -> :mod:`elsjax.sampler` -> calibration,
 metrics, evaluation and :mod:`elsjax.provenance`, with :mod:`elsjax.sharding` wrapping the kernel. The lab (data,
-runs, jobs, sweeps, figures, the command line) sits on top; docs/architecture.md draws the map.
+runs, jobs, sweeps, figures, the command line) sits on top; README.md draws the map.
 """
 
 from elsjax import denoisers, noise, patches, posterior, provenance, sampler, scales, seeds, sharding

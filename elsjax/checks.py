@@ -105,7 +105,7 @@ def train_images(value, name: str = "train"):
     if is_traced(value):
         raise ValueError(
             f"{name}: the training images must be concrete (a dictionary is built on the host); "
-            "build the machine outside jit with elsjax.machines.build and trace its score instead"
+            "build the denoiser outside jit with elsjax.denoisers.build and trace its score instead"
         )
     arr = float_array(name, value, 4)
     layout(name, arr.shape)

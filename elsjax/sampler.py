@@ -2,7 +2,7 @@
 
 :func:`sample_loop` runs deterministic DDIM (docs/maths.md §2.3) over a time grid with ``lax.scan``. It takes
 an :class:`EpsFn`, ``eps_fn(params, x, t, y) -> eps_hat``, and does not care whether ``params`` are network
-weights (:class:`elsjax.nets.NetEpsFn`) or a score machine (``ScoreMachine.eps``, the machine as its own params).
+weights (:class:`elsjax.nets.NetEpsFn`) or a denoiser (``Denoiser.eps``, the denoiser as its own params).
 
 The machine sampler (:func:`sample_machine`) follows the reference's grid (docs/maths.md §3, §6): ``n = len(scales)``
 (20), evaluations at ``t = i / n`` for ``i = n - 1, ..., 1`` (t = 0.95 ... 0.05), the patch size at ``t = i / n`` is
@@ -60,7 +60,7 @@ class EpsFn(Protocol):
     ``x = a_t x0 + b_t eps``. It must be a pure, traceable function of its arguments, and hashable (it is a static
     argument of the compiled loop); everything that changes between calls goes in the pytree ``params``.
 
-    Implementations: :class:`elsjax.nets.NetEpsFn` (a Flax net; ``params`` its weights) and ``ScoreMachine.eps``
+    Implementations: :class:`elsjax.nets.NetEpsFn` (a Flax net; ``params`` its weights) and ``Denoiser.eps``
     (``params`` the :class:`~elsjax.denoisers.Denoiser` itself; ``y`` ignored, a conditional machine is built
     from its class's images).
     """

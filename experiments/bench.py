@@ -1,7 +1,7 @@
 """Benchmark of the exact ELS machine: seconds per evaluation, pairs per second, and how close to this machine's floor.
 
 For each training-set size N, patch size k and batch of images B it times one exact ELS evaluation
-(``ScoreMachine.score``, compiled, warm) and, in the same run, the floors for the same amount of work:
+(``Denoiser.score``, compiled, warm) and, in the same run, the floors for the same amount of work:
 
 * exp floor: a plain ``sum(exp(x))`` streamed over as many elements as there are (query pixel, distinct patch)
   pairs: one exp per pair is the least any exact kernel must do;

@@ -3,9 +3,9 @@
 For each machine kind, training-set size N, patch size k and batch B it compiles and times, on the same machine and
 inputs,
 
-* off: ``ScoreMachine.denoise``, the default program (the code path every sampler uses; provenance leaves it as it
+* off: ``Denoiser.denoise``, the default program (the code path every sampler uses; provenance leaves it as it
   was: the test suite checks that its compiled program has no top-k in it);
-* on: ``ScoreMachine.posterior(top=TOP)``, the provenance program: the same mean plus the top entries and the
+* on: ``Denoiser.posterior(top=TOP)``, the provenance program: the same mean plus the top entries and the
   entropy, in the same single pass over the dictionary;
 
 and prints compile seconds (``jit(...).lower(...).compile()``), seconds per evaluation (best of ``--repeats``, warm),
@@ -61,7 +61,12 @@ def entries(machine) -> int:
     """Distinct dictionary entries a query pixel streams past, averaged over pixels (padding excluded)."""
     h, w, _ = machine.image_shape
     if not isinstance(machine, denoisers.PatchDenoiser):  # IS and LS: one table of one group
-        return int(np.sum(np.asarray(machine.tables[0].log_weights if machine.name == "ls" else machine.tables[0].aux[..., 1]) > -1e29))
+        return int(
+            np.sum(
+                np.asarray(machine.tables[0].log_weights if machine.name == "ls" else machine.tables[0].aux[..., 1])
+                > -1e29
+            )
+        )
     table, group = machine.pixel_groups((h, w), machine.k)
     counts = [np.sum(np.asarray(t.aux[..., 1]) > -1e29, axis=(-2, -1)).reshape(-1) for t in machine.tables]
     return float(np.mean([counts[t][g] for t, g in zip(table.reshape(-1), group.reshape(-1))]))

@@ -204,7 +204,7 @@ def finite(value) -> str:
     return "finite, shape " + str(tuple(np.shape(value))) if np.all(np.isfinite(np.asarray(value))) else "NOT FINITE"
 
 
-def machines_build(*args):
+def build_denoiser(*args):
     from elsjax import denoisers
 
     return denoisers.build(*args)
@@ -375,16 +375,16 @@ CASES: list[Case] = [
     raises("elsjax.score", "`mesh=(1, 64)`: more devices than exist", lambda tmp: score(mesh=(1, 64)), ValueError, r"^ValueError: entries: asked for a mesh of 1 x 64 = 64 devices \(seeds x entries\), but only 1 cpu device exists"),
     raises("elsjax.score", "a mesh with an unknown axis name", lambda tmp: score(mesh=jax.make_mesh((1,), ("data",))), ValueError, r"^ValueError: mesh: unknown axis name\(s\) \['data'\]"),
     raises("elsjax.make_mesh", "`seeds=0`", lambda tmp: __import__("elsjax").make_mesh(seeds=0), ValueError, r"^ValueError: seeds: expected a positive integer, got 0"),
-    raises("machines.build", "even patch size k = 4", lambda tmp: machines_build("els", TRAIN, 4), ValueError, r"k: expected an odd integer >= 3, got 4"),
-    raises("machines.build", "k = 9 > H = 8 for ELS", lambda tmp: machines_build("els", TRAIN, 9), ValueError, r"k: ELS needs k <= H"),
-    raises("machines.build", "NCHW training images", lambda tmp: machines_build("els", TRAIN.transpose(0, 3, 1, 2), 3), ValueError, r"images: expected NHWC.*NCHW"),
-    raises("machines.build", "NaN training images", lambda tmp: machines_build("els", np.where(TRAIN > 0.9, np.nan, TRAIN), 3), ValueError, r"images: contains NaN"),
-    returns("ScoreMachine.score", "a scalar t", lambda tmp: finite(machines_build("bbels", TRAIN, 3).score(X, 0.5)), r"finite"),
-    # elsjax.provenance
-    raises("elsjax.provenance", "`top=0`", lambda tmp: provenance(top=0), ValueError, r"^ValueError: top: expected an integer >= 1, got 0"),
-    raises("elsjax.provenance", "`top` above a pixel's dictionary occurrences", lambda tmp: provenance(top=7), ValueError, r"^ValueError: top: asked for 7 entries but some pixel's posterior has only 6 dictionary occurrences"),
-    raises("elsjax.provenance", "unknown kind `'elss'`", lambda tmp: provenance(kind="elss"), ValueError, r"^ValueError: kind: expected one of"),
-    raises("ScoreMachine.posterior", "a machine sharded over a mesh", sharded_posterior, ValueError, r"^ValueError: mesh: provenance runs on one device"),
+    raises("denoisers.build", "even patch size k = 4", lambda tmp: build_denoiser("els", TRAIN, 4), ValueError, r"k: expected an odd integer >= 3, got 4"),
+    raises("denoisers.build", "k = 9 > H = 8 for ELS", lambda tmp: build_denoiser("els", TRAIN, 9), ValueError, r"k: ELS needs k <= H"),
+    raises("denoisers.build", "NCHW training images", lambda tmp: build_denoiser("els", TRAIN.transpose(0, 3, 1, 2), 3), ValueError, r"images: expected NHWC.*NCHW"),
+    raises("denoisers.build", "NaN training images", lambda tmp: build_denoiser("els", np.where(TRAIN > 0.9, np.nan, TRAIN), 3), ValueError, r"images: contains NaN"),
+    returns("Denoiser.score", "a scalar t", lambda tmp: finite(build_denoiser("bbels", TRAIN, 3).score(X, 0.5)), r"finite"),
+    # elsjax.explain
+    raises("elsjax.explain", "`top=0`", lambda tmp: provenance(top=0), ValueError, r"^ValueError: top: expected an integer >= 1, got 0"),
+    raises("elsjax.explain", "`top` above a pixel's dictionary occurrences", lambda tmp: provenance(top=7), ValueError, r"^ValueError: top: asked for 7 entries but some pixel's posterior has only 6 dictionary occurrences"),
+    raises("elsjax.explain", "unknown kind `'elss'`", lambda tmp: provenance(kind="elss"), ValueError, r"^ValueError: kind: expected one of"),
+    raises("Denoiser.posterior", "a machine sharded over a mesh", sharded_posterior, ValueError, r"^ValueError: mesh: provenance runs on one device"),
     exits("elsjax explain", "`--top 0`", explain_argv("--top", "0"), 2, r"top: expected a positive integer, got 0"),
     exits("elsjax explain", "`--samples` that does not exist", explain_argv("--samples", "nothing.npz"), 2, r"samples: no such file 'nothing.npz'"),
     exits("elsjax explain", "`--which 5` with 2 seeds", explain_argv("--which", "5", "--top", "2"), 2, r"which: seed indices run from 0 to 1, got 5"),

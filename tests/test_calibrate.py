@@ -112,7 +112,9 @@ def test_one_dictionary_per_k(scheduled, monkeypatch):
     builds = []
     build = denoisers.build
     monkeypatch.setattr(
-        denoisers, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
+        denoisers,
+        "build",
+        lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw),
     )
     calls = []
     run(n_seeds=3, seed=5, progress=lambda *a: calls.append(a))
@@ -151,7 +153,9 @@ def test_conditional_grouping_equals_each_class_alone(monkeypatch):
     builds = []
     build = denoisers.build
     monkeypatch.setattr(
-        denoisers, "build", lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw)
+        denoisers,
+        "build",
+        lambda kind, images, k, **kw: builds.append((k, len(images))) or build(kind, images, k, **kw),
     )
     grouped = cal.calibrate(
         net, means, kind="bbels", train=train, ks=ks, labels=labels, conditional=True, n_seeds=6, seed=2, num_steps=6

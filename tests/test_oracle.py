@@ -102,9 +102,7 @@ def test_sampler_structure(runs):
     np.testing.assert_array_equal(ks, runs["traj_k"])
     _, corrected = elsjax.sampler.machine_steps(runs["scales"], "corrected")
     np.testing.assert_array_equal(corrected, runs["scales"][np.arange(18, -1, -1)])
-    out, traj = elsjax.sampler.machine_trajectory(
-        "els", runs["seed"][None], runs["train_images"], runs["scales"]
-    )
+    out, traj = elsjax.sampler.machine_trajectory("els", runs["seed"][None], runs["train_images"], runs["scales"])
     assert traj.shape == (19, 1, 32, 32, 1)
     np.testing.assert_allclose(traj[:, 0], runs["run_traj_x"][1], atol=5e-3)
     np.testing.assert_allclose(out[0], runs["run_output"][1], atol=5e-3)

@@ -44,7 +44,9 @@ def test_weights_and_entropy_of_a_tiny_dictionary():
     keys = jnp.array([[0.0], [1.0], [1.0], [3.0]])
     d = patches.make_dictionary(keys, keys, chunk_size=2)
     q = posterior.augment_queries(jnp.array([[1.0]]), jnp.ones(1), jnp.ones(1))
-    mean, weight, index, entropy = posterior.TopEntries(3).finalize(posterior.stream(q, d, accumulator=posterior.TopEntries(3)))
+    mean, weight, index, entropy = posterior.TopEntries(3).finalize(
+        posterior.stream(q, d, accumulator=posterior.TopEntries(3))
+    )
     occ_logits = np.array([-0.5, 0.0, 0.0, -2.0])  # per occurrence
     p = np.exp(occ_logits) / np.exp(occ_logits).sum()
     np.testing.assert_allclose(weight[0], [p[1] + p[2], p[0], p[3]], rtol=1e-6)
@@ -157,8 +159,12 @@ def test_query_blocks_change_nothing():
     x = np.random.default_rng(1).normal(size=(3, 6, 6, 1)).astype(np.float32)
     queries = posterior.augment_queries(jnp.asarray(x.reshape(3, -1)), jnp.full(3, 0.9), jnp.full(3, 0.4))
     d = patches.ideal_dictionary(train)
-    one = posterior.TopEntries(2).finalize(posterior.stream(queries, d, accumulator=posterior.TopEntries(2), query_block=None))
-    blocked = posterior.TopEntries(2).finalize(posterior.stream(queries, d, accumulator=posterior.TopEntries(2), query_block=2))
+    one = posterior.TopEntries(2).finalize(
+        posterior.stream(queries, d, accumulator=posterior.TopEntries(2), query_block=None)
+    )
+    blocked = posterior.TopEntries(2).finalize(
+        posterior.stream(queries, d, accumulator=posterior.TopEntries(2), query_block=2)
+    )
     for a, b in zip(one, blocked):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 

@@ -19,8 +19,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import datasets_for_tests as fake  # noqa: E402
 import brute_force  # noqa: E402
+import datasets_for_tests as fake  # noqa: E402
 
 import elsjax  # noqa: E402
 from elsjax import calibrate, cli, denoisers, evaluate, noise, patches, sweeps  # noqa: E402
