@@ -342,17 +342,35 @@ def load_file(path) -> ml_collections.ConfigDict:
     """Runs a config file's ``get_config()``.
 
     Raises:
-      ValueError: the file is missing or has no ``get_config``.
+      ValueError: the file is missing, fails to run (its error and line named), or has no ``get_config``.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config: no such file {str(path)!r}")
     spec = importlib.util.spec_from_file_location(f"elsjax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - any error in the user's file is reported with the file
+        raise ValueError(f"config: {path} fails to load ({_where(err, path)})") from None
     if not hasattr(module, "get_config"):
         raise ValueError(f"config: {path} defines no get_config()")
-    return module.get_config()
+    try:
+        return module.get_config()
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"config: {path}: get_config() fails ({_where(err, path)})") from None
+
+
+def _where(err: BaseException, path: Path) -> str:
+    """``Type: message, line N`` of an error raised by a config file."""
+    import traceback
+
+    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
+    if line is None:
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+        line = frames[-1].lineno if frames else None
+    message = err.msg if isinstance(err, SyntaxError) else str(err)
+    return f"{type(err).__name__}: {message}" + (f", line {line}" if line else "")
 
 
 # Old field names still accepted (with a DeprecationWarning) for one release: old name -> new name.

@@ -272,9 +272,11 @@ def _blocks(num_rows: int, block: int):
 
 def build_threads() -> int:
     """Threads a dictionary build uses (``ELSJAX_BUILD_THREADS``, default: the CPUs this process may use)."""
-    value = os.environ.get("ELSJAX_BUILD_THREADS", "")
-    if value.strip():
-        return max(1, int(value))
+    from elsjax import envvars
+
+    threads = envvars.get("ELSJAX_BUILD_THREADS")
+    if threads is not None:
+        return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
