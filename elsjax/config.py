@@ -64,7 +64,8 @@ HELP = {
     "limit": "training subset: the first LIMIT images of the split (before the class filter); 0 = all",
     "conditional": "class-conditional machines (the dictionary holds only the seed's class)",
     "label": "class of every seed; -1 = seed i gets class i mod num_classes (or, unconditional, all classes)",
-    "scales": "patch size k per step: a published name (see `elsjax scales`) or a comma-separated list of odd ints",
+    "scales": "patch size k per step: a published name (see `elsjax scales`) or a comma-separated list of odd ints "
+    "(or joined by '+')",
     "convention": "scales indexing: reference (scales[i] at t=i/n, the authors' sampler) or corrected (scales[i-1])",
     "n_seeds": "number of samples",
     "seed": "PRNG seed: the seeds are jax.random.normal(jax.random.key(SEED), ...)",
@@ -99,8 +100,8 @@ HELP = {
     "net_step": "which checkpoint step of the net (0: the newest)",
     "ks": "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)",
     "published": "published scales to draw beside the result (a name from `elsjax scales`; empty: none)",
-    "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, k list joined "
-    "by '+', or a calibration.json); NAME=ideal for the IS",
+    "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, a comma-separated "
+    "k list, or a calibration.json); NAME=ideal for the IS",
     "net_steps": "DDIM steps of the net's samples, comma-separated (150: the paper's Table 1, 20: Table 2)",
     "seeds_per_part": "seeds per saved piece of a machine's samples (what an interruption can lose)",
     # explain

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
@@ -206,11 +207,21 @@ class Run:
     """A started job's run directory (:func:`start_run`): its ``path``, whether it is ``resuming`` an earlier
     run, and its lock, given back by :meth:`close` (or by the :func:`job` decorator)."""
 
-    def __init__(self, path: Path, lock: runlock.RunLock, resuming: bool):
-        self.path, self.lock, self.resuming = path, lock, resuming
+    def __init__(self, path: Path, lock: runlock.RunLock, resuming: bool, created: bool = False):
+        self.path, self.lock, self.resuming, self.created = path, lock, resuming, created
 
-    def close(self) -> None:
-        self.lock.release()
+    def close(self, failed: bool = False) -> None:
+        """Unlocks the directory; after a failure, a directory this run created and left without any result (only
+        what :func:`start_run` wrote) is removed."""
+        try:
+            if failed and self.created and _holds_no_result(_contents(self.path)):
+                for name in (CONFIG_FILE, DIFF_FILE):
+                    (self.path / name).unlink(missing_ok=True)
+        finally:
+            self.lock.release()
+        if failed and self.created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only if empty
 
     def __enter__(self) -> Run:
         return self
@@ -224,16 +235,19 @@ _OPEN_RUNS: contextvars.ContextVar[list | None] = contextvars.ContextVar("elsjax
 
 def job(fn: Callable) -> Callable:
     """Decorates a job's ``run``: every run directory it starts (:func:`start_run`) is unlocked when it returns or
-    raises."""
+    raises; one it created and left without a result (bad input found after the start) is removed."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         token = _OPEN_RUNS.set([])
+        failed = True
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            failed = False
+            return result
         finally:
             for run in reversed(_OPEN_RUNS.get()):
-                run.close()
+                run.close(failed=failed)
             _OPEN_RUNS.reset(token)
 
     return wrapper
@@ -279,6 +293,7 @@ def start_run(
     """
     path = Path(path)
     _check_is_dir(path)
+    created = not path.exists()
     try:
         atomic.check_writable(path, "out_dir")
     except ValueError as err:
@@ -290,7 +305,7 @@ def start_run(
         raise RunDirError(str(err)) from None
     except OSError as err:
         raise RunDirError(f"out_dir: {path} is not writable ({err.strerror or err})") from None
-    run = Run(path, lock, resuming=False)
+    run = Run(path, lock, resuming=False, created=created)
     try:
         if not rules:
             pass
@@ -300,15 +315,24 @@ def start_run(
             _fresh(path, config, overwrite=overwrite, defaults=defaults, log=log)
         if rules:
             (path / RECORD_FILE).unlink(missing_ok=True)  # finished again only when this run writes it
+            _remove_leftovers(path)
         write_config(path, config)
         _write_code_diff(path)
     except BaseException:
-        run.close()
+        run.close(failed=True)
         raise
     open_runs = _OPEN_RUNS.get()
     if open_runs is not None:
         open_runs.append(run)
     return run
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Removes the temporary files of writes that never finished (a killed job's): under the lock, no other job
+    writes here."""
+    for leftover in path.rglob(".*.tmp"):
+        if atomic.is_temporary(leftover) and leftover.is_file():
+            leftover.unlink(missing_ok=True)
 
 
 def _holds_no_result(contents: list[Path]) -> bool:

@@ -30,6 +30,7 @@ directory (and the net's samples), and tells the others which machine parts are 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def parse_steps(text) -> list[int]:
     return steps
 
 
-def _load_part(path: Path, tag: dict, log=print):
+def _load_part(path: Path, tag: dict):
     """A finished part: ``(samples, seconds)`` (seconds None for a part saved before they were recorded), or
     ``(None, None)`` if missing, computed from something else, or unreadable (truncated or corrupt: then it is
     reported and recomputed)."""
@@ -154,7 +155,8 @@ def _load_part(path: Path, tag: dict, log=print):
             return samples, (float(f["seconds"]) if "seconds" in f.files else None)
     except Exception as err:  # noqa: BLE001 - any unreadable part is recomputed, whatever broke it
         detail = " ".join(str(err).split())[:200]
-        log(f"{path} is unreadable (truncated or corrupt: {type(err).__name__}: {detail}); recomputing it")
+        print(f"elsjax: warning: {path} is unreadable (truncated or corrupt: {type(err).__name__}: {detail}); "
+              "recomputing it", file=sys.stderr)  # fmt: skip
         return None, None
 
 
@@ -218,7 +220,7 @@ def run(cfg, *, log=print) -> dict:
     net_out = {}
     for n in steps if primary else ():  # the net's samples are only needed by the metrics, on process 0
         path, tag = parts / f"net_{n}.npz", {**base_tag, "net_steps": n}
-        samples, seconds = _load_part(path, tag, log)
+        samples, seconds = _load_part(path, tag)
         if samples is None:
             start_s = time.perf_counter()
             samples = evaluate_lib.net_samples(
@@ -245,7 +247,7 @@ def run(cfg, *, log=print) -> dict:
                 path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
                 tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
                        "seeds": [start, stop]}  # fmt: skip
-                samples, seconds = _load_part(path, tag, log) if primary else (None, None)
+                samples, seconds = _load_part(path, tag) if primary else (None, None)
                 if samples is not None:
                     reused("machine", seconds)
                 if not _on_primary(samples is not None):  # every process computes what process 0 lacks

@@ -45,6 +45,8 @@ def check(cfg) -> None:
     for key in ("limit", "n_samples", "checkpoint_every_steps", "emb_dim"):
         if cfg[key] < 0:
             raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
+    nets.spec(cfg.arch, channels=1, width=cfg.width, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim,
+              kernel_size=cfg.kernel_size, last_kernel_size=cfg.last_kernel_size, padding=cfg.padding)  # fmt: skip
     if not cfg.learning_rate > 0 or not 0 < cfg.lr_decay <= 1:
         raise ValueError(
             f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}"
