@@ -41,7 +41,10 @@ _SUFFIX = ".tmp"
 
 
 class WriteError(OSError):
-    """A file could not be written; nothing half-written was left under its name."""
+    """A file could not be written; nothing half-written was left under its name. ``errno`` is the cause's."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message, without OSError's "[Errno N]"
 
 
 def temporary_name(path: Path) -> Path:

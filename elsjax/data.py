@@ -253,8 +253,11 @@ def _read_preprocessed(name: str, split: str, located: datasources.Located, resi
         try:
             atomic.save_npz(path, images=images, labels=labels, preprocessing=how)  # a reader never sees half a file
         except OSError as err:  # an unwritable cache costs time on the next run, nothing else
-            _warn(f"{err}; going on without the data cache (set ELSJAX_CACHE to a writable directory, or pass "
-                  "--no-cache)")  # fmt: skip
+            import os
+
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            _warn(f"the data cache {path.parent} cannot be written ({reason}); going on without it (set "
+                  "ELSJAX_CACHE to a writable directory, or pass --no-cache)")  # fmt: skip
     return images, labels, how
 
 
