@@ -645,3 +645,84 @@ def test_a_run_folder_records_the_commit_the_diff_and_the_versions(tmp_path):
     packages = record["versions"]["packages"]
     assert {"flax", "optax", "orbax-checkpoint", "numpy", "matplotlib"} <= set(packages)
     assert packages["flax"] and packages["numpy"] == np.__version__
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures that label what they show.
+
+
+def capture_figures(monkeypatch) -> list:
+    from elsjax import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or Path(path))
+    return drawn
+
+
+def test_the_calibration_plot_labels_the_published_k(tmp_path, monkeypatch):
+    from elsjax import figures
+    from elsjax.calibrate import Calibration
+
+    drawn = capture_figures(monkeypatch)
+    per_seed = np.array([[3, 5, 7, 7], [3, 5, 5, 7]])
+    c = Calibration(
+        (3, 5, 7), [0.25, 0.5, 0.75, 1.0], per_seed, [3, 5, 5, 7], [3, 5, 5, 7], np.ones((2, 4, 3)), 0, None
+    )
+    figures.calibration_plot(c, tmp_path / "c.png", published=[3, 9, 11, 13])
+    ticks = [int(t) for t in drawn[0].axes[0].get_yticks()]
+    assert ticks == [3, 5, 7, 9, 11, 13]
+
+
+def test_the_explain_title_clears_the_legend(tmp_path, monkeypatch):
+    from matplotlib.text import Text
+
+    from elsjax import figures
+
+    drawn = capture_figures(monkeypatch)
+    rng = np.random.default_rng(0)
+    train = rng.uniform(-1, 1, (6, 16, 16, 1))
+    steps = 5
+    figures.provenance_figure(
+        tmp_path / "p.png", sample=train[0], mosaic=train[0], source=rng.integers(0, 6, (steps, 16, 16)),
+        entropy=rng.uniform(0, 2, (steps, 16, 16)), estimates=train[:steps], t=np.linspace(0.9, 0.1, steps),
+        k=[3] * steps, train=train, count=rng.integers(0, 20, (steps, 16, 16)), title="bbels on mnist, seed 0: " * 4,
+    )  # fmt: skip
+    fig = drawn[0]
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    title = fig._suptitle.get_window_extent(renderer)
+    legend = next(t for t in fig.findobj(Text) if t.get_text().startswith("most used training images"))
+    assert not title.overlaps(legend.get_window_extent(renderer))
+    assert title.y0 > legend.get_window_extent(renderer).y1
+
+
+def test_loss_png_draws_a_smoothed_curve_even_for_a_short_run():
+    from elsjax import images
+
+    values = np.tile([1.0, 0.25], 20)  # a loss that jumps every step: its mean is flat
+    image = images.line_plot(values)
+    blue = np.all(image == (31, 119, 180), axis=-1)
+    rows = np.flatnonzero(blue[40:-40].any(axis=1))  # inside the plot (the key sits in the top margin)
+    assert rows.size and rows.max() - rows.min() < 0.2 * image.shape[0]
+
+
+def test_agreement_png_has_every_column_of_the_table(tmp_path, monkeypatch):
+    from elsjax import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "agreement_by_row", lambda *args, **kw: drawn.append(args))
+    medians = {m: {"20": 0.5} for m in ("bbels", "ls", "ideal", "bbels_published", "ls_published")}
+    record = {"name": "a", "key": ["mnist", "resnet", "zeros", False], "kind": "bbels", "net_step": 1,
+              "net_batch_size": 64, "summary": {"median_r": medians}}  # fmt: skip
+    sweeps.figure([record], tmp_path / "a.png")
+    (panels, _, _) = drawn[0]
+    assert set(panels["net sampled with 20 DDIM steps"]) == {"(E)LS", "LS", "IS", "(E)LS published", "LS published"}
+
+
+def test_the_wall_time_counts_only_the_sweeps_own_work():
+    record = {"name": "a", "key": ["mnist", "resnet", "zeros", False], "kind": "bbels", "net_step": 1800,
+              "net_batch_size": 64, "net_params": None, "train_images": 500, "published": None, "calibrated": {},
+              "summary": {"n_seeds": 3, "median_r": {"bbels": {"20": 0.5}}, "frac_beats_ideal": {}},
+              "wall_s": {"train": None, "net_training_elsewhere": 900.0, "calibrate_bbels": 60.0, "calibrate_ls": 30.0,
+                         "evaluate": 90.0}}  # fmt: skip
+    assert "| 3 min |" in sweeps.table([record], machine="m")
