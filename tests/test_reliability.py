@@ -21,7 +21,7 @@ import datasets_for_tests as fake
 import numpy as np
 import pytest
 
-from elsjax import atomic, cli, runlock, runs, sweeps
+from elsjax import cli, runs, sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +124,7 @@ def test_sample_calibrate_explain_find_an_unwritable_folder_before_computing(tmp
 
 def test_config_json_and_the_lock_come_before_the_computation(tmp_path, monkeypatch):
     import elsjax
+    from elsjax import runlock  # here: the other tests run without it
 
     data = fake.mnist_dir(tmp_path / "mnist", n_train=40)
     out = tmp_path / "run"
@@ -186,6 +187,8 @@ GATED = textwrap.dedent(
 
 
 def test_two_evaluations_on_one_folder_the_second_is_refused_the_first_finishes_intact(tmp_path, trained):
+    from elsjax import runlock  # here: the other tests run without it
+
     _, net, _ = trained
     out, script, gate = tmp_path / "ev", tmp_path / "gated.py", tmp_path / "gate"
     script.write_text(GATED)
@@ -225,6 +228,7 @@ def test_two_evaluations_on_one_folder_the_second_is_refused_the_first_finishes_
 
 
 def test_a_held_lock_refuses_training_at_once_and_a_stale_one_is_taken_over(tmp_path, capsys):
+
     data = fake.mnist_dir(tmp_path / "mnist", n_train=40)
     run = tmp_path / "run"
     run.mkdir()
@@ -251,6 +255,8 @@ def test_a_held_lock_refuses_training_at_once_and_a_stale_one_is_taken_over(tmp_
 
 
 def test_lock_file_holds_the_holder_and_is_reentrant_within_a_process(tmp_path):
+    from elsjax import runlock  # here: the other tests run without it
+
     with runlock.RunLock(tmp_path) as outer:
         info = runlock.holder(tmp_path)
         assert info["pid"] == os.getpid() and info["host"] == socket.gethostname() and info["started"]
@@ -438,6 +444,7 @@ def fill_but(path: Path, free: int) -> Path:
 
 @pytest.mark.parametrize("how", ["tmpfs", "simulated"])
 def test_a_full_disk_leaves_no_half_file_and_the_rerun_recomputes(tmp_path, monkeypatch, capsys, how):
+
     data = fake.mnist_dir(tmp_path / "mnist", n_train=40)
     reference = tmp_path / "reference"
     assert cli.main(sample_argv(data, reference)) == 0
@@ -520,6 +527,8 @@ KILLED_DURING_A_WRITE = textwrap.dedent(
 
 
 def test_a_job_killed_during_a_write_loses_no_finished_work(tmp_path, capsys, trained):
+    from elsjax import atomic, runlock  # here: the other tests run without it
+
     _, net, _ = trained
     whole, out = tmp_path / "whole", tmp_path / "ev"
     assert cli.main(evaluate_argv(net, whole)) == 0
