@@ -345,6 +345,7 @@ def calibrate_seeds(
     groups = checks.class_groups(x1.shape[0], train, labels, y)
     if y is not None:
         y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by checks.class_groups
+        sampler.check_net_labels(y, x1.shape[0], sampler.net_classes(eps_fn, params))  # and within the net's classes
     report = progress or (lambda *args: None)
     n_seeds = x1.shape[0]
     programs = Programs() if programs is None else programs

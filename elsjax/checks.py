@@ -207,6 +207,9 @@ def class_members(batch, train, labels, y):
         y = np.full(batch, y)
     if y.shape != (batch,) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y: expected integers of shape ({batch},), got {y.dtype} {y.shape}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"y: class {int(y.min())} is negative (classes are 0, 1, ...; labels present: "
+                         f"{np.unique(labels).tolist()})")  # fmt: skip
     groups = []
     for cls in np.unique(y):
         members = np.flatnonzero(labels == cls)

@@ -3,7 +3,8 @@
 A command module exposes ``HELP`` (optional one-line summary), ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the chosen command's module is imported, so a command whose module does not exist yet (or needs heavy
 imports) costs nothing to the others. Bad input (``ValueError``, a missing data source, an existing output
-directory) ends with one line on stderr and exit code 2, never a traceback (set ``ELSJAX_DEBUG=1`` to see it).
+directory, a bad environment variable) ends with one line on stderr and exit code 2, never a traceback (set
+``ELSJAX_DEBUG=1`` to see it); a file that cannot be written (a full disk) ends with one line and exit code 1.
 
 Example:
     >>> from elsjax import cli
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 RENAMED_COMMANDS = {"schedules": "scales"}
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # the command could not finish (a file could not be written); its run directory says so
 
 
 class UsageError(Exception):
@@ -93,55 +94,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(module, "ACCEPTS_EXTRA", False):
         parser.parse_args(argv)  # argparse's own message and exit code 2
     args.extra = extra
-    return _run(module, args)
+    return call(args.command, lambda: _run(module, args))
 
 
 def enable_compilation_cache() -> str | None:
     """Keeps compiled programs on disk in ``$ELSJAX_CACHE/jax`` so that a repeated run skips compilation.
 
     A command compiles one program per (dictionary shape, k); on 2 CPU cores that is about 1 s each, a large part
-    of a short run. Skipped when ``ELSJAX_COMPILATION_CACHE=0`` or when JAX's own cache directory is already set.
+    of a short run. Skipped when ``ELSJAX_COMPILATION_CACHE=0`` or when JAX's own cache directory is already set;
+    an unwritable directory is reported in one line, and the command compiles without it.
     """
     import jax
 
+    from elsjax import atomic, envvars
     from elsjax.datasources import cache_root
 
-    if os.environ.get("ELSJAX_COMPILATION_CACHE") == "0" or jax.config.jax_compilation_cache_dir:
+    if not envvars.get("ELSJAX_COMPILATION_CACHE") or jax.config.jax_compilation_cache_dir:
         return None
-    path = str(cache_root() / "jax")
+    try:
+        path = str(atomic.check_writable(cache_root() / "jax", "ELSJAX_CACHE"))
+    except ValueError as err:
+        print(f"elsjax: warning: {err}; compiling without the compilation cache", file=sys.stderr)
+        return None
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
     return path
 
 
 def _run(module, args) -> int:
+    from elsjax import envvars
+
+    envvars.check_all()  # a bad value costs one line, before anything starts
     if getattr(module, "COMPILES", False):
         enable_compilation_cache()
-    return call(args.command, lambda: module.run(args))
+    return module.run(args)
 
 
 def call(name: str, fn: Callable[[], int | None]) -> int:
     """Runs ``fn()`` the way the command line runs a command, and returns the exit code.
 
     Bad input (``ValueError``, including :class:`elsjax.runs.RunDirError`; a missing data source; ``UsageError``)
-    is one line on stderr, ``elsjax NAME: error: ...``, and exit code 2; Ctrl-C is exit code 130, SIGTERM 143. For scripts in
-    ``experiments/`` that wrap a library job the way a command does.
+    is one line on stderr, ``elsjax NAME: error: ...``, and exit code 2; a file that cannot be written
+    (:class:`elsjax.atomic.WriteError`: a full disk, a read-only file system) is one line and exit code 1; Ctrl-C
+    is exit code 130, SIGTERM 143. For scripts in ``experiments/`` that wrap a library job the way a command does.
     """
+    from elsjax.atomic import WriteError
     from elsjax.datasources import SourceUnavailable
 
     try:
         return int(fn() or 0)
     except (UsageError, ValueError, SourceUnavailable, FileExistsError) as err:
-        if os.environ.get("ELSJAX_DEBUG"):
+        if _debug():
             raise  # the full traceback, for debugging
         message = " ".join(str(err).split())  # one line
         print(f"elsjax {name}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteError as err:
+        if _debug():
+            raise
+        message = " ".join(str(err).split())
+        print(
+            f"elsjax {name}: error: {message}; nothing half-written was left, and the run is unfinished (no "
+            "record.json): make room (or fix the file system) and run the same command again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt as err:
         # Ctrl-C exits 130 and SIGTERM 143 (128 + the signal), as a shell reports them.
         signum = int(getattr(err, "signum", signal.SIGINT))
         print(f"elsjax {name}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
+
+
+def _debug() -> bool:
+    """``ELSJAX_DEBUG`` (a bad value counts as off here; the command's start reports it)."""
+    from elsjax import envvars
+
+    try:
+        return bool(envvars.get("ELSJAX_DEBUG"))
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

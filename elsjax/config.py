@@ -64,7 +64,8 @@ HELP = {
     "limit": "training subset: the first LIMIT images of the split (before the class filter); 0 = all",
     "conditional": "class-conditional machines (the dictionary holds only the seed's class)",
     "label": "class of every seed; -1 = seed i gets class i mod num_classes (or, unconditional, all classes)",
-    "scales": "patch size k per step: a published name (see `elsjax scales`) or a comma-separated list of odd ints",
+    "scales": "patch size k per step: a published name (see `elsjax scales`) or a comma-separated list of odd ints "
+    "(or joined by '+')",
     "convention": "scales indexing: reference (scales[i] at t=i/n, the authors' sampler) or corrected (scales[i-1])",
     "n_seeds": "number of samples",
     "seed": "PRNG seed: the seeds are jax.random.normal(jax.random.key(SEED), ...)",
@@ -99,8 +100,8 @@ HELP = {
     "net_step": "which checkpoint step of the net (0: the newest)",
     "ks": "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)",
     "published": "published scales to draw beside the result (a name from `elsjax scales`; empty: none)",
-    "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, k list joined "
-    "by '+', or a calibration.json); NAME=ideal for the IS",
+    "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, a comma-separated "
+    "k list, or a calibration.json); NAME=ideal for the IS",
     "net_steps": "DDIM steps of the net's samples, comma-separated (150: the paper's Table 1, 20: Table 2)",
     "seeds_per_part": "seeds per saved piece of a machine's samples (what an interruption can lose)",
     # explain
@@ -342,17 +343,35 @@ def load_file(path) -> ml_collections.ConfigDict:
     """Runs a config file's ``get_config()``.
 
     Raises:
-      ValueError: the file is missing or has no ``get_config``.
+      ValueError: the file is missing, fails to run (its error and line named), or has no ``get_config``.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config: no such file {str(path)!r}")
     spec = importlib.util.spec_from_file_location(f"elsjax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - any error in the user's file is reported with the file
+        raise ValueError(f"config: {path} fails to load ({_where(err, path)})") from None
     if not hasattr(module, "get_config"):
         raise ValueError(f"config: {path} defines no get_config()")
-    return module.get_config()
+    try:
+        return module.get_config()
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"config: {path}: get_config() fails ({_where(err, path)})") from None
+
+
+def _where(err: BaseException, path: Path) -> str:
+    """``Type: message, line N`` of an error raised by a config file."""
+    import traceback
+
+    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
+    if line is None:
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+        line = frames[-1].lineno if frames else None
+    message = err.msg if isinstance(err, SyntaxError) else str(err)
+    return f"{type(err).__name__}: {message}" + (f", line {line}" if line else "")
 
 
 # Old field names still accepted (with a DeprecationWarning) for one release: old name -> new name.

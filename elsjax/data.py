@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from elsjax import datasources
 from elsjax.datasources import SourceUnavailable
 
 __all__ = [
+    "locate",
     "Dataset",
     "DatasetInfo",
     "DATASETS",
@@ -239,17 +239,32 @@ def _read_preprocessed(name: str, split: str, located: datasources.Located, resi
     """``(uint8 images, labels, preprocessing)`` of the whole split, from the cache when it is there."""
     path = _cache_path(name, split, located, resize)
     if cache and path.is_file():
-        with np.load(path) as f:
-            return f["images"], f["labels"], str(f["preprocessing"])
+        try:
+            with np.load(path) as f:
+                return f["images"], f["labels"], str(f["preprocessing"])
+        except Exception as err:  # noqa: BLE001 - a truncated or garbled cache file is read again from the source
+            _warn(f"the data cache {path} is unreadable ({type(err).__name__}); reading {name} again from its source")
     raw = located.read()
     images, how = preprocess(raw.images, resize=resize)
     labels = np.asarray(raw.labels, np.int32)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, labels=labels, preprocessing=how)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        from elsjax import atomic
+
+        try:
+            atomic.save_npz(path, images=images, labels=labels, preprocessing=how)  # a reader never sees half a file
+        except OSError as err:  # an unwritable cache costs time on the next run, nothing else
+            import os
+
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            _warn(f"the data cache {path.parent} cannot be written ({reason}); going on without it (set "
+                  "ELSJAX_CACHE to a writable directory, or pass --no-cache)")  # fmt: skip
     return images, labels, how
+
+
+def _warn(text: str) -> None:
+    import sys
+
+    print(f"elsjax: warning: {text}", file=sys.stderr)
 
 
 def _locate(name: str, split: str, source: str, data_dir, download: bool) -> datasources.Located:
@@ -275,6 +290,32 @@ def _locate(name: str, split: str, source: str, data_dir, download: bool) -> dat
         + "; ".join(reasons)
         + ". Or pass data_dir (--data-dir) pointing at your own copy."
     )
+
+
+def locate(
+    name: str,
+    *,
+    split: str = "train",
+    limit=None,
+    source: str = "auto",
+    data_dir=None,
+    resize: str = "bilinear",
+    cache: bool = True,
+    download: bool = False,
+) -> datasources.Located:
+    """Where :func:`load` would read ``name`` from, without reading it (a few file lookups): for checks up front.
+
+    Takes :func:`load`'s arguments (``limit``, ``resize`` and ``cache`` are ignored).
+
+    Raises:
+      ValueError: an unknown dataset, split or source.
+      SourceUnavailable: the data is not on this machine (the message says how to get it).
+    """
+    del limit, resize, cache
+    name = canonical_name(name)
+    if split not in DATASETS[name].splits:
+        raise ValueError(f"split: {name} has splits {list(DATASETS[name].splits)}, got {split!r}")
+    return _locate(name, split, source, data_dir, download)
 
 
 def load(

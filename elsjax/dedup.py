@@ -21,6 +21,8 @@ import threading
 
 import numpy as np
 
+from elsjax import envvars
+
 __all__ = [
     "ArrayRows", "PatchRows", "distinct_rows", "groups", "fill_group", "exact_groups", "row_hashes", "hash_groups",
     "blocks", "parallel", "build_threads", "as_slice", "BUILD_BLOCK", "PARALLEL_GROUPING_ROWS",
@@ -102,9 +104,9 @@ def blocks(num_rows: int, block: int):
 
 def build_threads() -> int:
     """Threads a dictionary build uses (``ELSJAX_BUILD_THREADS``, default: the CPUs this process may use)."""
-    value = os.environ.get("ELSJAX_BUILD_THREADS", "")
-    if value.strip():
-        return max(1, int(value))
+    threads = envvars.get("ELSJAX_BUILD_THREADS")
+    if threads is not None:
+        return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -2,8 +2,8 @@
 sweep row, side-by-side sample grids and patch-provenance panels (PNG).
 
 matplotlib is imported inside each function (``import elsjax`` stays light) and used through its object API on an
-Agg canvas, so no global backend is switched and no window opens. Each function writes one file and returns its
-path (parent directories are created).
+Agg canvas, so no global backend is switched and no window opens. Each function writes one file, atomically, and
+returns its path (parent directories are created).
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -33,14 +33,17 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path) -> pathlib.Path:
+    from elsjax import atomic
+
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    with atomic.writing(path) as f:  # a crash or a full disk never leaves half a PNG
+        fig.savefig(f, format="png", bbox_inches="tight")
     return path
 
 
 def calibration_plot(calibration, path, *, published: Sequence[int] | None = None, title: str = "") -> pathlib.Path:
-    """k against t: each seed's best k (jittered points), the per-step median (line) and a published schedule.
+    """k against t: each seed's best k (jittered points), the per-step median (line) and a published schedule; the y
+    axis labels every candidate and every published k.
 
     Args:
       calibration: a :class:`elsjax.calibrate.Calibration` (or its ``to_dict()``).
@@ -85,7 +88,9 @@ def calibration_plot(calibration, path, *, published: Sequence[int] | None = Non
     ax.plot(times, calibration.median, "-o", color="tab:red", ms=4, label="median (lower)")
     if published is not None:
         ax.plot(times, [int(k) for k in published], "--", color="black", label="published")
-    ax.set_yticks(list(calibration.ks))
+    # The candidates and the published values (which may lie outside the candidates) are labelled on the y axis.
+    ticks = sorted({int(k) for k in calibration.ks} | {int(k) for k in (published or [])})
+    ax.set_yticks(ticks)
     ax.set_xlim(0, 1 + step / 2)
     ax.set_xlabel("t (entry j at t = (j + 1) / n)")
     ax.set_ylabel("k")
@@ -452,6 +457,6 @@ def provenance_figure(
     ax_k.set_yticks(sorted({int(v) for v in k}))
     ax_k.set_title("patch size per step", fontsize=8)
     ax_k.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10, y=1.02)
+    if title:  # above the legend's two-line heading, which reaches past the top of the figure
+        fig.suptitle(title, fontsize=10, y=1.035, va="bottom")
     return _save(fig, path)

@@ -59,22 +59,27 @@ def grid(images, *, columns: int, pad: int = 2, fill: int = 255) -> np.ndarray:
 
 
 def save_png(path, image: np.ndarray, *, scale: int = 1) -> Path:
-    """Saves a uint8 ``[H, W, C]`` image (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest neighbour)."""
+    """Saves a uint8 ``[H, W, C]`` image (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest neighbour); atomically
+    (:mod:`elsjax.atomic`)."""
     from PIL import Image
+
+    from elsjax import atomic
 
     image = np.asarray(image, np.uint8)
     if scale > 1:
         image = image.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+    with atomic.writing(path) as f:
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(f, format="PNG")
     return path
 
 
 def line_plot(values, *, title: str = "", size=(640, 400), smooth: int = 0) -> np.ndarray:
     """A uint8 ``[H, W, 3]`` plot of positive ``values`` against their index (1-based), log-scale y.
 
-    Raw values are drawn in grey and a moving average (``smooth`` points; default about 1% of them) in blue.
-    Drawn with PIL, to keep plotting libraries out of the dependencies.
+    Raw values are drawn in grey and a moving average (``smooth`` points; default 1% of them, at least 5 and at most
+    half of them) in blue, named in a key at the top right. Drawn with PIL, to keep plotting libraries out of the
+    dependencies.
 
     Example:
       >>> line_plot([1.0, 0.5, 0.25], title="loss").shape
@@ -84,7 +89,7 @@ def line_plot(values, *, title: str = "", size=(640, 400), smooth: int = 0) -> n
 
     v = np.log10(np.maximum(np.asarray(values, np.float64), 1e-12))
     n = len(v)
-    smooth = smooth or max(1, n // 100)
+    smooth = smooth or max(1, min(max(5, n // 100), n // 2))
     avg = np.convolve(v, np.ones(smooth) / smooth, mode="valid") if n >= smooth else v
     width, height = size
     left, right, top, bottom = 70, 20, 30, 40
@@ -114,5 +119,12 @@ def line_plot(values, *, title: str = "", size=(640, 400), smooth: int = 0) -> n
     if n > 1:
         draw.line([xy(i, value) for i, value in enumerate(v)], fill=(190, 190, 190))
         offset = (smooth - 1) / 2 if n >= smooth else 0
-        draw.line([xy(i + offset, value) for i, value in enumerate(avg)], fill=(31, 119, 180), width=2)
+        if len(avg) > 1:
+            draw.line([xy(i + offset, value) for i, value in enumerate(avg)], fill=(31, 119, 180), width=2)
+        key_x = width - right - 190
+        draw.line([key_x, 12, key_x + 20, 12], fill=(190, 190, 190), width=2)
+        draw.text((key_x + 26, 6), "every step", fill="black")
+        if smooth > 1:
+            draw.line([key_x + 95, 12, key_x + 115, 12], fill=(31, 119, 180), width=2)
+            draw.text((key_x + 121, 6), f"mean of {smooth}", fill="black")
     return np.asarray(image)

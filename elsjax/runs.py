@@ -3,12 +3,20 @@
 A *run* is one job's output directory. This module holds what the jobs share, so that each job module is only its
 own computation:
 
-* the directory rules: :func:`new_run_dir` refuses a non-empty directory unless overwriting; :func:`resume_run_dir`
-  accepts a directory holding a run of the same config (to resume it) and refuses anything else. Both raise
-  :class:`RunDirError` (a ``ValueError``: the command line reports it in one line with exit code 2);
-* the record: ``config.json`` written first, ``record.json`` (config, versions, timings, data, whatever the job
-  adds) written last, so a run directory with a ``record.json`` is complete (:func:`is_complete`);
-* :class:`Stopwatch` for the timings, :func:`versions` of the software;
+* the start of every job, :func:`start_run`, before its first expensive step: it creates the directory, proves it
+  writable, takes its lock (:mod:`elsjax.runlock`: a second job on the same directory is refused with one line
+  naming the holder), applies the directory rules and writes ``config.json`` (and ``code.diff`` when the code that
+  runs differs from its git commit). The directory rules: a job that starts afresh (:func:`new_run_dir`) refuses a
+  non-empty directory unless overwriting, except that it recomputes an unfinished run of the same config; a
+  resumable job (:func:`resume_run_dir`) accepts a directory holding a run of the same config and refuses anything
+  else. Both raise :class:`RunDirError` (a ``ValueError``: the command line reports it in one line with exit code
+  2). A job function decorated with :func:`job` gives its locks back when it returns or fails;
+* the record: ``config.json`` written first, ``record.json`` (config, versions, the code's git commit, timings,
+  data, whatever the job adds) written last, so a run directory with a ``record.json`` is complete
+  (:func:`is_complete`); a run that is started again loses its ``record.json`` until it finishes;
+* every file written atomically (:mod:`elsjax.atomic`): a crash or a full disk never leaves a half file that looks
+  finished; :func:`read_json` names the file whose JSON is broken;
+* :class:`Stopwatch` for the timings, :func:`versions` of the software, :func:`code_state` of the code;
 * :func:`save_samples`: seeds above their samples as a PNG grid, and the arrays (with the PRNG seed) as ``.npz``;
 * :class:`StepBar`: a progress bar over a sampler's reverse steps.
 
@@ -20,24 +28,34 @@ Example:
     >>> _ = runs.write_config(out, ml_collections.ConfigDict({"n": 1}))
     >>> record = runs.write_record(out, {"command": "doc"}, config=ml_collections.ConfigDict({"n": 1}), timings=clock.laps())
     >>> runs.is_complete(out), sorted(record)
-    (True, ['command', 'config', 'timings', 'versions'])
+    (True, ['code', 'command', 'config', 'timings', 'versions'])
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import json
 import platform
+import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from elsjax import images
+from elsjax import atomic, images, runlock
 
 __all__ = [
     "RunDirError",
+    "Run",
+    "start_run",
+    "job",
+    "read_json",
+    "code_state",
+    "dictionary_cache_dir",
     "new_run_dir",
     "config_differences",
     "resume_run_dir",
@@ -56,6 +74,11 @@ __all__ = [
 
 CONFIG_FILE = "config.json"
 RECORD_FILE = "record.json"
+DIFF_FILE = "code.diff"
+
+# Config fields that say where or how a job runs, not what it computes: an unfinished run that differs only in them
+# is the same run.
+LOCATION_FIELDS = frozenset({"out_dir", "overwrite", "progress"})
 
 
 class RunDirError(ValueError):
@@ -67,14 +90,55 @@ def _check_is_dir(path: Path) -> None:
         raise RunDirError(f"out_dir: {path} exists and is not a directory")
 
 
+def _contents(path: Path) -> list[Path]:
+    """What a run directory holds, leaving out its lock and the temporary files of unfinished writes."""
+    if not path.is_dir():
+        return []
+    return [p for p in path.iterdir() if p.name != runlock.LOCK_FILE and not atomic.is_temporary(p)]
+
+
+def read_json(path, *, name: str = "", hint: str = ""):
+    """The JSON in ``path``; a ``ValueError`` that names the file (and ``name``, the field it came from) if it is
+    missing, unreadable or not valid JSON.
+
+    Example:
+      >>> import tempfile, pathlib
+      >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+      >>> _ = bad.write_text("{")
+      >>> read_json(bad, name="machines")  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: machines: .../x.json is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))
+    """
+    prefix = f"{name}: " if name else ""
+    suffix = f"; {hint}" if hint else ""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{prefix}{path} does not exist{suffix}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{prefix}{path} cannot be read ({getattr(err, 'strerror', None) or err}){suffix}") from None
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{prefix}{path} is not valid JSON ({err}){suffix}") from None
+
+
 def new_run_dir(path, *, overwrite: bool = False) -> Path:
     """The output directory of a job that starts afresh; refuses a non-empty one unless ``overwrite``.
 
-    Nothing is created: a job creates the directory when it writes its first file, after its inputs are checked.
+    Nothing is created (:func:`start_run` creates it, after the job's inputs are checked). A directory holding an
+    unfinished run (a ``config.json`` but no ``record.json``) is refused with a message that says so; a job's
+    :func:`start_run` recomputes it instead when it is a run of the same config.
     """
     path = Path(path)
     _check_is_dir(path)
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if _contents(path) and not overwrite:
+        if (path / CONFIG_FILE).is_file() and not is_complete(path):
+            raise RunDirError(
+                f"out_dir: {path} holds a run that never finished ({CONFIG_FILE} but no {RECORD_FILE}: it was "
+                "killed or a write failed); pass --overwrite to start it again, or choose another out_dir"
+            )
         raise RunDirError(f"out_dir: {path} exists and is not empty (pass --overwrite to write into it)")
     return path
 
@@ -113,12 +177,12 @@ def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "r
     """
     path = Path(path)
     _check_is_dir(path)
-    if not path.is_dir() or not any(path.iterdir()):
+    if not _contents(path):
         return False
     saved_path = path / CONFIG_FILE
     if not saved_path.is_file():
         raise RunDirError(f"out_dir: {path} is not empty and holds no {kind} (no {CONFIG_FILE}); choose another")
-    saved = json.loads(saved_path.read_text())
+    saved = _saved_config(saved_path)
     current = _as_dict(config)
     differ = config_differences(saved, current, ignore=resumable_fields, defaults=defaults)
     if differ:
@@ -127,9 +191,186 @@ def resume_run_dir(path, config, *, resumable_fields=frozenset(), kind: str = "r
     return True
 
 
+def _saved_config(path: Path) -> dict:
+    saved = read_json(path, name="out_dir", hint="delete it (or the run directory), or choose another out_dir")
+    if not isinstance(saved, dict):
+        raise RunDirError(f"out_dir: {path} holds no config (a JSON object); delete it, or choose another out_dir")
+    return saved
+
+
 def is_complete(path) -> bool:
     """Whether ``path`` holds a finished run (its ``record.json`` is written last)."""
     return (Path(path) / RECORD_FILE).is_file()
+
+
+class Run:
+    """A started job's run directory (:func:`start_run`): its ``path``, whether it is ``resuming`` an earlier
+    run, and its lock, given back by :meth:`close` (or by the :func:`job` decorator)."""
+
+    def __init__(self, path: Path, lock: runlock.RunLock, resuming: bool, created: bool = False):
+        self.path, self.lock, self.resuming, self.created = path, lock, resuming, created
+
+    def close(self, failed: bool = False) -> None:
+        """Unlocks the directory; after a failure, a directory this run created and left without any result (only
+        what :func:`start_run` wrote) is removed."""
+        try:
+            if failed and self.created and _holds_no_result(_contents(self.path)):
+                for name in (CONFIG_FILE, DIFF_FILE):
+                    (self.path / name).unlink(missing_ok=True)
+        finally:
+            self.lock.release()
+        if failed and self.created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only if empty
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_OPEN_RUNS: contextvars.ContextVar[list | None] = contextvars.ContextVar("elsjax_open_runs", default=None)
+
+
+def job(fn: Callable) -> Callable:
+    """Decorates a job's ``run``: every run directory it starts (:func:`start_run`) is unlocked when it returns or
+    raises; one it created and left without a result (bad input found after the start) is removed."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        token = _OPEN_RUNS.set([])
+        failed = True
+        try:
+            result = fn(*args, **kwargs)
+            failed = False
+            return result
+        finally:
+            for run in reversed(_OPEN_RUNS.get()):
+                run.close(failed=failed)
+            _OPEN_RUNS.reset(token)
+
+    return wrapper
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def start_run(
+    path,
+    config,
+    *,
+    resumable: bool = False,
+    overwrite: bool = False,
+    rules: bool = True,
+    resumable_fields=frozenset(),
+    kind: str = "run",
+    defaults=None,
+    log: Callable[[str], None] = _note,
+) -> Run:
+    """Starts a job in its run directory, before any expensive step: creates it and proves it writable, takes its
+    lock, applies the directory rules, forgets an earlier ``record.json`` and writes ``config.json`` (and
+    ``code.diff`` when the code differs from its git commit).
+
+    Args:
+      path: the run directory.
+      config: the job's resolved config.
+      resumable: the job resumes a run of the same config (:func:`resume_run_dir`); else it starts afresh
+        (:func:`new_run_dir`), but recomputes an unfinished run of the same config (up to :data:`LOCATION_FIELDS`)
+        with a note, and reuses a directory that holds only an earlier ``config.json``.
+      overwrite: a fresh job may write into a non-empty directory.
+      rules: False for a directory that holds other runs and is always continued (a sweep's): no directory rules,
+        only the lock and ``config.json``.
+      resumable_fields, kind, defaults: see :func:`resume_run_dir`.
+      log: where notes go (a stale lock taken over, an unfinished run recomputed); default: stderr.
+
+    Returns:
+      A :class:`Run`; inside a :func:`job` it is closed (unlocked) when the job ends, else call its ``close``.
+
+    Raises:
+      RunDirError: the directory cannot be used (not writable, in use by another run, holding something else).
+    """
+    path = Path(path)
+    _check_is_dir(path)
+    created = not path.exists()
+    try:
+        atomic.check_writable(path, "out_dir")
+    except ValueError as err:
+        raise RunDirError(str(err)) from None
+    lock = runlock.RunLock(path, log=log)
+    try:
+        lock.acquire()
+    except runlock.Locked as err:
+        raise RunDirError(str(err)) from None
+    except OSError as err:
+        raise RunDirError(f"out_dir: {path} is not writable ({err.strerror or err})") from None
+    run = Run(path, lock, resuming=False, created=created)
+    try:
+        if not rules:
+            pass
+        elif resumable and not _holds_no_result(_contents(path)):
+            run.resuming = resume_run_dir(path, config, resumable_fields=resumable_fields, kind=kind, defaults=defaults)
+        else:
+            _fresh(path, config, overwrite=overwrite, defaults=defaults, log=log)
+        if rules:
+            (path / RECORD_FILE).unlink(missing_ok=True)  # finished again only when this run writes it
+            _remove_leftovers(path)
+        write_config(path, config)
+        _write_code_diff(path)
+    except BaseException:
+        run.close(failed=True)
+        raise
+    open_runs = _OPEN_RUNS.get()
+    if open_runs is not None:
+        open_runs.append(run)
+    return run
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Removes the temporary files of writes that never finished (a killed job's): under the lock, no other job
+    writes here."""
+    for leftover in path.rglob(".*.tmp"):
+        if atomic.is_temporary(leftover) and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
+def _holds_no_result(contents: list[Path]) -> bool:
+    """Whether a run directory's contents are only what :func:`start_run` writes (an earlier start, no result)."""
+    return {p.name for p in contents} <= {CONFIG_FILE, DIFF_FILE}
+
+
+def dictionary_cache_dir() -> Path | None:
+    """``$ELSJAX_DICTIONARY_CACHE_DIR`` (None when unset), checked writable before a job relies on it.
+
+    Raises:
+      ValueError: naming the variable, when the directory cannot be created or written.
+    """
+    from elsjax import envvars
+
+    directory = envvars.get("ELSJAX_DICTIONARY_CACHE_DIR")
+    return None if directory is None else atomic.check_writable(directory, "ELSJAX_DICTIONARY_CACHE_DIR")
+
+
+def _fresh(path: Path, config, *, overwrite: bool, defaults, log) -> None:
+    """The directory rules of a job that starts afresh (see :func:`start_run`)."""
+    contents = _contents(path)
+    if not contents or overwrite:
+        return
+    saved_path = path / CONFIG_FILE
+    if _holds_no_result(contents):
+        return  # an earlier start that stopped before its first result: nothing to lose
+    if saved_path.is_file() and not is_complete(path):
+        saved = _saved_config(saved_path)
+        if not config_differences(saved, config, ignore=LOCATION_FIELDS, defaults=defaults):
+            log(f"elsjax: note: {path} holds an unfinished run of this config (no {RECORD_FILE}): recomputing it")
+            return
+        differ = ", ".join(config_differences(saved, config, ignore=LOCATION_FIELDS, defaults=defaults))
+        raise RunDirError(
+            f"out_dir: {path} holds a run of another config ({differ}) that never finished (no {RECORD_FILE}: it "
+            "was killed or a write failed); pass --overwrite to replace it, or choose another out_dir"
+        )
+    new_run_dir(path, overwrite=False)  # raises the usual message
 
 
 def _as_dict(config) -> dict:
@@ -138,12 +379,7 @@ def _as_dict(config) -> dict:
 
 def write_json(path, obj) -> Path:
     """Writes ``obj`` as indented JSON, atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def write_config(out_dir, config) -> Path:
@@ -159,17 +395,34 @@ def write_record(out_dir, record: Mapping, *, config=None, timings: Mapping | No
     if timings is not None:
         out["timings"] = dict(timings)
     out["versions"] = versions()
+    code = dict(code_state()[0])
+    code["diff_file"] = DIFF_FILE if (Path(out_dir) / DIFF_FILE).is_file() and code.get("dirty") else None
+    out["code"] = code
     write_json(Path(out_dir) / RECORD_FILE, out)
     return out
 
 
+# The packages whose versions a record holds (besides elsjax, jax and jaxlib), as pip names them.
+PACKAGES = ("numpy", "flax", "optax", "orbax-checkpoint", "ml_collections", "pillow", "matplotlib", "tqdm",
+            "tensorflow-datasets")  # fmt: skip
+
+
 def versions() -> dict:
-    """Versions of the software that produced a result, and the command line."""
+    """Versions of the software that produced a result (and of the packages in :data:`PACKAGES`), the command
+    line."""
+    import importlib.metadata
+
     import jax
     import jaxlib
 
     import elsjax
 
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
     return {
         "elsjax": elsjax.__version__,
         "jax": jax.__version__,
@@ -178,8 +431,51 @@ def versions() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "backend": jax.default_backend(),
+        "packages": packages,
         "argv": list(sys.argv),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def code_state() -> tuple[dict, str]:
+    """``(state, diff)`` of the code this process runs, read once: the git ``commit`` of the elsjax checkout,
+    whether it is ``dirty`` (with the ``untracked`` files, at most 50), and the text of ``git diff HEAD``
+    (empty when clean). Without git or outside a checkout (an installed package): ``commit`` None and the
+    ``source`` directory.
+    """
+    import elsjax
+
+    root = Path(elsjax.__file__).resolve().parents[1]
+    state = {"source": str(root), "commit": None, "dirty": None, "untracked": []}
+
+    def git(*args) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        if done.returncode:
+            raise OSError(done.stderr.strip())
+        return done.stdout
+
+    if not (root / ".git").exists():
+        return state, ""
+    try:
+        state["commit"] = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain")
+        diff = git("diff", "HEAD") if status.strip() else ""
+    except (OSError, subprocess.SubprocessError):
+        return state, ""
+    untracked = [line[3:] for line in status.splitlines() if line.startswith("??")]
+    state["dirty"] = bool(status.strip())
+    state["untracked"] = untracked[:50] + ([f"... and {len(untracked) - 50} more"] if len(untracked) > 50 else [])
+    return state, diff
+
+
+def _write_code_diff(out_dir: Path) -> None:
+    """Writes ``code.diff`` (``git diff HEAD`` of the code this process runs) when the checkout is dirty."""
+    state, diff = code_state()
+    path = out_dir / DIFF_FILE
+    if state.get("dirty") and diff:
+        atomic.write_text(path, diff)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class Stopwatch:
@@ -230,10 +526,9 @@ def save_samples(out_dir, seeds, samples, *, labels=None, prng_seed: int, png_sc
     """Writes ``NAME.png`` (seeds above samples) and ``NAME.npz`` (``samples``, ``seeds``, ``labels`` with -1 when
     unconditional, ``prng_seed``)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     seeds, samples = np.asarray(seeds, np.float32), np.asarray(samples, np.float32)
     images.save_png(out_dir / f"{name}.png", seed_sample_grid(seeds, samples), scale=png_scale)
-    np.savez(
+    atomic.save_npz(
         out_dir / f"{name}.npz",
         samples=samples,
         seeds=seeds,

@@ -40,7 +40,8 @@ from elsjax.progress import Phase, Progress
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "machine_trajectory", "sample_posteriors",
-    "plan", "SamplePlan", "Segment", "CONVENTIONS", "KEEP_BYTES", "default_keep_bytes", "StepPosterior",
+    "plan", "SamplePlan", "Segment", "CONVENTIONS", "KEEP_BYTES", "default_keep_bytes", "StepPosterior", "net_classes",
+    "check_net_labels",
 ]  # fmt: skip
 
 CONVENTIONS = ("reference", "corrected")
@@ -146,7 +147,8 @@ def sample_net(eps_fn: EpsFn, params, seeds, *, num_steps: int = 20, y=None):
       params: the net's parameters.
       seeds: ``[B, H, W, C]`` float32.
       num_steps: number of reverse steps n.
-      y: labels ``[B]`` for a class-conditional net.
+      y: labels ``[B]`` (or one for all) for a class-conditional net, each in ``0 .. num_classes - 1`` (checked
+        when concrete: an out-of-range class would otherwise give NaN samples, and -1 the last class).
 
     Example:
       >>> import jax.numpy as jnp
@@ -156,8 +158,49 @@ def sample_net(eps_fn: EpsFn, params, seeds, *, num_steps: int = 20, y=None):
     """
     if int(num_steps) < 1:
         raise ValueError(f"num_steps: expected a positive integer, got {num_steps}")
+    y = check_net_labels(y, np.shape(seeds)[0], net_classes(eps_fn, params))
     y = None if y is None else jnp.asarray(y, jnp.int32)
     return sample_loop(eps_fn, params, jnp.asarray(seeds, jnp.float32), noise.time_grid(int(num_steps)), y)
+
+
+def net_classes(eps_fn, params) -> int | None:
+    """The number of classes a Flax net (:class:`elsjax.nets.NetEpsFn`) embeds: 0 if unconditional, None if
+    ``eps_fn`` is not such a net (then nothing is known)."""
+    graphdef = getattr(eps_fn, "graphdef", None)
+    if graphdef is None:
+        return None
+    from flax import nnx
+
+    try:
+        module = nnx.merge(graphdef, params)
+    except Exception:  # noqa: BLE001 - params that do not fit the graph: the net's own call will say so
+        return None
+    sizes = [m.num_embeddings for _, m in nnx.iter_modules(module) if isinstance(m, nnx.Embed)]
+    return int(sizes[0]) if sizes else 0
+
+
+def check_net_labels(y, batch: int, num_classes: int | None):
+    """``y`` checked for a net of ``num_classes`` classes: integers ``[batch]`` (a scalar is broadcast), each in
+    ``0 .. num_classes - 1``. Traced values, and any value when ``num_classes`` is unknown (None) or 0, pass.
+
+    Example:
+      >>> check_net_labels([12], 1, 10)
+      Traceback (most recent call last):
+      ...
+      ValueError: y: class 12 is out of range for this net (classes 0..9)
+    """
+    if y is None or isinstance(y, jax.core.Tracer):
+        return y
+    arr = np.asarray(y)
+    if arr.ndim == 0:
+        arr = np.full(batch, arr)
+    if arr.shape != (batch,) or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"y: expected integer classes of shape ({batch},), got {arr.dtype} {arr.shape}")
+    if num_classes:
+        bad = arr[(arr < 0) | (arr >= num_classes)]
+        if bad.size:
+            raise ValueError(f"y: class {int(bad[0])} is out of range for this net (classes 0..{num_classes - 1})")
+    return arr
 
 
 def machine_steps(scales: Sequence[int], convention: str = "reference"):

@@ -53,7 +53,7 @@ def resolve(scales: str | Sequence[int]) -> list[int]:
 
     Args:
       scales: a key of :data:`PUBLISHED` (or an alias in :data:`ALIASES`), a string such as ``"3,3,5,5"``
-        (spaces also separate), or a sequence of ints.
+        (spaces or ``+`` also separate), or a sequence of ints.
 
     Returns:
       The scales as a list of odd ints >= 3.
@@ -70,7 +70,7 @@ def resolve(scales: str | Sequence[int]) -> list[int]:
         name = ALIASES.get(text, text)
         if name in PUBLISHED:
             return list(PUBLISHED[name])
-        parts = [p for p in text.replace(",", " ").split() if p]
+        parts = [p for p in text.replace(",", " ").replace("+", " ").split() if p]  # "3,3,5" or "3+3+5"
         try:
             values = [int(p) for p in parts]
         except ValueError:

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
-import os
+import sys
 from collections.abc import Callable
 
 import jax
@@ -492,17 +492,29 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     Raises:
       ValueError: naming the argument, when JAX refuses (e.g. called after JAX started, or a bad process id).
     """
-    coordinator = coordinator or os.environ.get("ELSJAX_COORDINATOR", "")
-    if not coordinator and os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    from elsjax import envvars
+
+    coordinator = coordinator or envvars.get("ELSJAX_COORDINATOR")
+    if not coordinator and envvars.is_set("JAX_COORDINATOR_ADDRESS"):
         coordinator = "auto"
     if not coordinator:
         return False
     if jax.distributed.is_initialized():
         return True
-    num_processes = num_processes or int(os.environ.get("ELSJAX_NUM_PROCESSES", "0") or 0) or None
+    num_processes = num_processes or envvars.get("ELSJAX_NUM_PROCESSES") or None
     if process_id is None or process_id < 0:
-        env = os.environ.get("ELSJAX_PROCESS_ID", "")
-        process_id = int(env) if env else None
+        process_id = envvars.get("ELSJAX_PROCESS_ID")
+    timeout = envvars.get("ELSJAX_COORDINATOR_TIMEOUT")
+    if coordinator != "auto":
+        envvars.address("coordinator", coordinator)  # HOST:PORT, with a message naming the field
+        if process_id:  # process 0 starts the coordinator; the others must reach it, or JAX aborts the process
+            _wait_for_coordinator(coordinator, timeout, process_id, num_processes)
+        elif process_id == 0:
+            print(
+                f"elsjax: process 0 of {num_processes or '?'}: coordinator at {coordinator}, waiting up to "
+                f"{timeout:g} s for the other processes (ELSJAX_COORDINATOR_TIMEOUT)",
+                file=sys.stderr,
+            )
     if jax.config.jax_cpu_collectives_implementation in (None, "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {} if coordinator == "auto" else {"coordinator_address": coordinator}
@@ -511,10 +523,36 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     if process_id is not None:
         kwargs["process_id"] = int(process_id)
     try:
-        jax.distributed.initialize(**kwargs)
+        jax.distributed.initialize(**kwargs, initialization_timeout=max(1, int(round(timeout))))
     except (RuntimeError, ValueError, TypeError) as err:
         raise ValueError(f"coordinator: jax.distributed.initialize({kwargs}) failed: {err}") from None
     return True
+
+
+def _wait_for_coordinator(address: str, timeout: float, process_id: int, num_processes) -> None:
+    """Waits until a TCP connection to the coordinator opens; a ``ValueError`` after ``timeout`` seconds.
+
+    JAX itself would abort the whole process (no exception) when the coordinator never answers.
+    """
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address in brackets
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(2.0, timeout)):
+                return
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+        if time.monotonic() >= deadline:
+            raise ValueError(
+                f"coordinator: no coordinator answers at {address} after {timeout:g} s ({reason}); this is process "
+                f"{process_id} of {num_processes or '?'}: start process 0 first, check the address, or set "
+                "ELSJAX_COORDINATOR_TIMEOUT to wait longer"
+            )
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
 def process_slice(n: int) -> slice:

@@ -28,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
 from collections.abc import Callable
@@ -36,11 +35,11 @@ from pathlib import Path
 
 import ml_collections
 
+from elsjax import atomic, dictcache, paper, runs
 from elsjax import config as config_lib
-from elsjax import dictcache, paper, runs
 from elsjax import scales as scales_lib
 
-__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "table", "STAGES"]
+__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "validate_row", "table", "STAGES"]
 
 STAGES = ("train", "calibrate", "evaluate")
 
@@ -100,7 +99,67 @@ def _rows(cfg) -> list[dict]:
 
 def _train_cfg(row: dict):
     cfg = config_lib.merge(config_lib.train_config(), config_lib.load_file(row["train_config"]).to_dict())
-    return config_lib.merge(cfg, row["train_overrides"])
+    overrides = row["train_overrides"]
+    overrides = overrides.to_dict() if hasattr(overrides, "to_dict") else overrides
+    if not isinstance(overrides, dict):
+        raise ValueError(f"train_overrides: expected a mapping of train config fields, got {overrides!r}")
+    return config_lib.merge(cfg, overrides)
+
+
+def _net_dir(row: dict, out_dir: Path) -> str:
+    """The row's net: the one it names, or ``OUT_DIR/ROW/train`` (trained by the sweep)."""
+    return row["net"] or str(Path(out_dir) / row["name"] / "train")
+
+
+def validate_row(row: dict, out_dir) -> None:
+    """Checks every value of a row before any row runs: names and numbers, the candidates, the published scales,
+    the net (a checkpoint there, or a train config that can make one) and its data (on this machine).
+
+    Raises:
+      ValueError: ``rows: row 'NAME': FIELD: what is wrong``.
+    """
+    from elsjax import checkpoint, checks, data, denoisers
+    from elsjax.jobs import calibrate as calibrate_job
+    from elsjax.jobs import evaluate as evaluate_job
+    from elsjax.jobs import train as train_job
+
+    def check():
+        if row["kind"]:
+            denoisers.get(row["kind"])
+        for key in ("ks", "ls_ks"):
+            checks.candidates(key, calibrate_job.parse_ks(row[key]), denoisers.get("bbels"), (10**9, 10**9))
+        if row["published"]:
+            try:
+                scales_lib.resolve(row["published"])
+            except ValueError as err:
+                raise ValueError(f"published: {err}") from None
+        evaluate_job.parse_steps(row["net_steps"])
+        for key, minimum in (("calibrate_seeds", 1), ("calibrate_steps", 1), ("evaluate_seeds", 1),
+                             ("seeds_per_part", 1), ("net_step", 0), ("seed", 0), ("limit", 0),
+                             ("calibrate_limit", 0)):  # fmt: skip
+            checks.integer(key, row[key], minimum)
+        net = _net_dir(row, out_dir)
+        if Path(net).exists() and checkpoint.latest_step(net) is not None:
+            if row["net_step"] and row["net_step"] not in checkpoint.steps(net):
+                raise ValueError(f"net_step: {net} has no step {row['net_step']} (steps: {checkpoint.steps(net)})")
+            net_cfg = checkpoint.read_meta(net, row["net_step"] or None).get("config")
+            if not net_cfg or "dataset" not in net_cfg:
+                raise ValueError(f"net: the checkpoint in {net} records no training config (its data is unknown)")
+            net_cfg = config_lib.merge(config_lib.train_config(), net_cfg)
+        elif not row["train_config"]:
+            raise ValueError(f"net: no checkpoint in {net} and no train_config to train one")
+        else:
+            net_cfg = _train_cfg(row)
+            train_job.check(net_cfg)
+        try:
+            data.locate(net_cfg.dataset, **config_lib.data_options(net_cfg))
+        except data.SourceUnavailable as err:
+            raise ValueError(f"data: {err}") from None
+
+    try:
+        check()
+    except ValueError as err:
+        raise ValueError(f"rows: row {row['name']!r}: {err}") from None
 
 
 def _key(row: dict, net_cfg: dict, spec: dict):
@@ -112,7 +171,7 @@ def _key(row: dict, net_cfg: dict, spec: dict):
 
 
 def _published_text(row: dict) -> str:
-    return "+".join(str(k) for k in scales_lib.resolve(row["published"])) if row["published"] else ""
+    return ",".join(str(k) for k in scales_lib.resolve(row["published"])) if row["published"] else ""
 
 
 def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache=None) -> dict:
@@ -126,8 +185,9 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
     walls = {}
 
     # 1. The net: the row's own, or trained from its train config (into `net` when that holds no checkpoint yet).
-    net = row["net"] or str(row_dir / "train")
+    net = _net_dir(row, out_dir)
     trained = Path(net).exists() and checkpoint.latest_step(net) is not None
+    trains_here = not row["net"] or not trained  # this sweep trains the net (its time counts in the row's)
     if not trained or not row["net"]:
         if not row["train_config"]:
             raise ValueError(f"rows: row {row['name']!r}: no checkpoint in {net} and no train_config to make one")
@@ -137,7 +197,9 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
         if not _done_with(Path(net), cfg, config_lib.train_config()):
             log(f"[{row['name']}] training ({cfg.num_steps} steps)")
             train_job.run(cfg, log=log)
-    walls["train"] = _total(Path(net))
+    walls["train"] = _total(Path(net)) if trains_here else None  # a net made elsewhere: not this sweep's time
+    if not trains_here:
+        walls["net_training_elsewhere"] = _total(Path(net))
     meta = checkpoint.read_meta(net, row["net_step"] or None)
     spec, net_cfg = meta["spec"], meta.get("config") or {}
     kind = row["kind"] or ("els" if spec.get("padding") == "circular" else "bbels")
@@ -172,7 +234,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
         log(f"[{row['name']}] evaluating {row['evaluate_seeds']} seeds")
         evaluate_job.run(cfg, log=log, cache=cache)
     walls["evaluate"] = _total(eval_dir)
-    summary = json.loads((eval_dir / "summary.json").read_text())
+    summary = runs.read_json(eval_dir / "summary.json")
     record = {
         "name": row["name"],
         "key": list(_key(row, net_cfg, spec)),
@@ -181,8 +243,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
         "net_step": int(meta["step"]),
         "net_batch_size": net_cfg.get("batch_size"),
         "net_params": _param_count(net),
-        "train_images": json.loads((eval_dir / "record.json").read_text())["data"]["num_images"],
-        "calibrated": {m: json.loads(p.read_text())["median"] for m, p in calibrations.items()},
+        "train_images": runs.read_json(eval_dir / "record.json")["data"]["num_images"],
+        "calibrated": {m: runs.read_json(p)["median"] for m, p in calibrations.items()},
         "published": scales_lib.resolve(row["published"]) if row["published"] else None,
         "summary": {
             k: summary[k] for k in ("n_seeds", "median_r", "median_r2", "median_R2", "median_mse", "frac_beats_ideal")
@@ -202,7 +264,7 @@ def _done_with(run_dir: Path, cfg, defaults) -> bool:
     """
     if not runs.is_complete(run_dir):
         return False
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    saved = runs.read_json(Path(run_dir) / "config.json", hint="delete the stage's directory to run it again")
     return not runs.config_differences(saved, cfg, ignore=_LOCATION_FIELDS, defaults=defaults)
 
 
@@ -214,7 +276,7 @@ _LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite"})
 
 def _timings(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "record.json"
-    return json.loads(path.read_text())["timings"] if path.is_file() else None
+    return runs.read_json(path)["timings"] if path.is_file() else None
 
 
 def _wall(timings: dict) -> float:
@@ -246,9 +308,9 @@ def _split(run_dir: Path) -> dict:
 def _param_count(net) -> int | None:
     path = Path(net) / "record.json"
     if path.is_file():
-        return json.loads(path.read_text()).get("param_count")
+        return runs.read_json(path).get("param_count")
     path = Path(net).parent / "record.json"
-    return json.loads(path.read_text()).get("param_count") if path.is_file() else None
+    return runs.read_json(path).get("param_count") if path.is_file() else None
 
 
 def _median_of(medians: dict, steps: str, name: str):
@@ -258,6 +320,11 @@ def _median_of(medians: dict, steps: str, name: str):
 def _net_step_counts(records: list[dict]) -> list[int]:
     """The net step counts the rows were evaluated at, most first (150: Table 1, 20: Table 2)."""
     return sorted({int(s) for r in records for by in r["summary"]["median_r"].values() for s in by}, reverse=True)
+
+
+# The stages whose time a row's wall time sums: training only when the sweep trained the net (``wall_s["train"]`` is
+# None for a net made elsewhere, e.g. a committed checkpoint).
+_WALL_STAGES = ("train", "calibrate_bbels", "calibrate_els", "calibrate_ls", "evaluate")
 
 
 def _fmt(value, paper_value=None) -> str:
@@ -278,7 +345,8 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
     out = [f"Machine: {machine}. Medians over the seeds of the Pearson r between each machine's sample and the "
            "net's sample from the same seed; the paper's number in brackets (its Table 1 for 150 net steps, Table 2 "
            "for 20). (E)LS is bbELS for zero-padded nets and ELS for circular ones; *published* uses the paper's "
-           "published scales for the matching net instead of this net's calibration.", ""]  # fmt: skip
+           "published scales for the matching net instead of this net's calibration. Wall time: the row's stages; "
+           "the net's training counts only when the sweep trained it (not for a net made elsewhere).", ""]  # fmt: skip
     for n in steps:
         label = {150: "Table 1 layout", 20: "Table 2 layout"}.get(n, "no paper table")
         out += [f"### Net sampled with {n} DDIM steps ({label})", "",
@@ -294,7 +362,7 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
             budget = f"{r['net_step']} steps x {r['net_batch_size']}" + (
                 f", {r['net_params']:,} params" if r["net_params"] else ""
             )
-            wall = sum(v for v in r["wall_s"].values() if v) / 60
+            wall = sum(v for k, v in r["wall_s"].items() if v and k in _WALL_STAGES) / 60
             out.append(
                 f"| {r['name']} | {dataset} | {arch} | {padding} | {'yes' if cond else 'no'} "
                 f"| {_fmt(get(kind), ref and ref['els'])} | {_fmt(get('ls'), ref and ref['ls'])} "
@@ -328,7 +396,7 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
 
 # The figure's series: label, the machine's name in a summary ({kind}: the row's (E)LS), the paper's table column.
 _SERIES = (("(E)LS", "{kind}", "els"), ("LS", "ls", "ls"), ("IS", "ideal", "ideal"),
-           ("(E)LS published", "{kind}_published", None))  # fmt: skip
+           ("(E)LS published", "{kind}_published", None), ("LS published", "ls_published", None))  # fmt: skip
 
 
 def figure(records: list[dict], path) -> Path:
@@ -355,23 +423,35 @@ def figure(records: list[dict], path) -> Path:
     return figures.agreement_by_row(panels, rows, path, reference=reference, xlabel=xlabel)
 
 
+@runs.job
 def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Runs (or resumes) every row of a sweep config; rewrites ``table.md``, ``table.json`` and ``agreement.png``
-    after each row."""
+    after each row.
+
+    Every row's values are checked (:func:`validate_row`) before any row runs; then the sweep's directory is
+    locked and its ``config.json`` written.
+
+    Raises:
+      ValueError: no rows, or a row with a bad value (named, with its row).
+    """
     out_dir = Path(cfg.out_dir)
     rows = _rows(cfg)
+    if not rows:
+        raise ValueError("rows: the sweep has no rows: nothing to run, and no table written")
+    for row in rows:
+        validate_row(row, out_dir)
+    cache_dir = runs.dictionary_cache_dir()
+    runs.start_run(out_dir, cfg, rules=False)
     every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
     records = []
     for row in rows:
-        cache = dictcache.DictionaryCache(
-            directory=os.environ.get(dictcache.ENV_DIR) or None
-        )  # the row's jobs share it
+        cache = dictcache.DictionaryCache(directory=cache_dir)  # the row's jobs share it
         records.append(run_row(row, out_dir, progress=cfg.progress, log=log, cache=cache))
         # The table holds every finished row of the sweep file, in its order, also those of earlier `--only` runs.
         finished = [_finished_row(out_dir, name, records) for name in every]
         finished = [r for r in finished if r is not None]
         runs.write_json(out_dir / "table.json", finished)
-        (out_dir / "table.md").write_text(table(finished, machine=machine))
+        atomic.write_text(out_dir / "table.md", table(finished, machine=machine))
         figure(finished, out_dir / "agreement.png")
         if on_row is not None:
             on_row(records[-1])
@@ -384,4 +464,4 @@ def _finished_row(out_dir: Path, name: str, records: list[dict]) -> dict | None:
         if record["name"] == name:
             return record
     path = out_dir / name / "row.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return runs.read_json(path, hint="delete it to run the row again") if path.is_file() else None

@@ -86,7 +86,8 @@ def batch_indices(step, *, num_images: int, batch_size: int, key):
     """Indices ``[batch_size]`` and validity mask of step ``step``'s batch.
 
     Epoch ``e = step // ceil(N / B)`` uses the permutation ``permutation(fold_in(key, e), N)``; the epoch's last
-    batch may be partial: its missing rows repeat the first indices and are masked out.
+    batch may be partial: its missing rows repeat the first indices and are masked out (with fewer images than a
+    batch, every batch is that partial one).
 
     Example:
       >>> idx, mask = batch_indices(2, num_images=5, batch_size=2, key=jax.random.key(0))
@@ -96,7 +97,8 @@ def batch_indices(step, *, num_images: int, batch_size: int, key):
     steps_per_epoch = -(-num_images // batch_size)
     epoch, within = jnp.divmod(jnp.asarray(step, jnp.int32), steps_per_epoch)
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
-    perm = jnp.concatenate([perm, perm[:batch_size]])  # room for the partial last batch
+    room = jnp.tile(perm, -(-batch_size // num_images))[:batch_size]  # room for the partial last batch
+    perm = jnp.concatenate([perm, room])
     start = within * batch_size
     idx = jax.lax.dynamic_slice_in_dim(perm, start, batch_size)
     return idx, start + jnp.arange(batch_size) < num_images

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elsjax import cli, config, data, images
+from elsjax import atomic, cli, config, data, images
 from elsjax.jobs import sample as sample_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def gallery(cfg, png: Path) -> dict:
         "config": record["config"],
         "timings": record["timings"],
     }
-    png.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(png.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
     print(f"wrote {png} and {png.with_suffix('.json')}")
     return summary
 

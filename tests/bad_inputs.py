@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -74,6 +75,8 @@ class Case:
 def _placeholders(text: str, tmp: Path) -> str:
     for path, name in ((tmp.resolve(), "TMP"), (tmp, "TMP"), (REPO, "REPO")):
         text = text.replace(str(path), name)
+    text = re.sub(rf"\b{re.escape(socket.gethostname())}\b", "HOST", text)  # this machine's name, in lock messages
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)  # a free port, different every time
     return " ".join(text.split())  # one line
 
 
@@ -121,12 +124,24 @@ def returns(area: str, what: str, call, match: str) -> Case:
     return Case(area, what, run)
 
 
-def exits(area: str, what: str, argv, code: int, match: str, during=None, stdout: bool = False) -> Case:
+def exits(
+    area: str,
+    what: str,
+    argv,
+    code: int,
+    match: str,
+    during=None,
+    stdout: bool = False,
+    quiet: bool = False,
+    around=contextlib.nullcontext,
+) -> Case:
     """``elsjax ARGV`` (``argv`` a list, or ``argv(tmp)``) exits with ``code`` and one stderr line; the text
     ``exit CODE: STDERR`` must match ``match``.
 
     ``during(tmp)``, if given, runs in a thread while the command runs (to send it a signal). ``stdout`` adds the
     last stdout line to the text (``... | stdout: LINE``, numbers replaced by ``N``, which vary with timing).
+    ``quiet``: the command prints nothing on stderr (a run that works). ``around()``: a context the command runs in
+    (e.g. a simulated full disk).
     """
 
     def run(tmp):
@@ -139,7 +154,8 @@ def exits(area: str, what: str, argv, code: int, match: str, during=None, stdout
             if helper:
                 helper.start()
             try:
-                got = cli.main(args)
+                with around():
+                    got = cli.main(args)
             except SystemExit as err:
                 got = err.code
             if helper:
@@ -149,7 +165,8 @@ def exits(area: str, what: str, argv, code: int, match: str, during=None, stdout
         if stdout:
             printed = stdout_buffer.getvalue().strip().splitlines()
             text += " | stdout: " + re.sub(r"\d+", "N", _placeholders(printed[-1], tmp) if printed else "(nothing)")
-        return _judge(text, tmp, got == code and len(lines) == 1 and "Traceback" not in stderr.getvalue(), match)
+        good = got == code and len(lines) == (0 if quiet else 1) and "Traceback" not in stderr.getvalue()
+        return _judge(text, tmp, good, match)
 
     return Case(area, what, run)
 
@@ -345,6 +362,182 @@ def images_grid(tmp):
     return images.grid(X, columns=2)
 
 
+def below_a_file(tmp: Path) -> Path:
+    """A path that cannot be created: below a regular file (root may write anywhere else)."""
+    (tmp / "file").write_text("x")
+    return tmp / "file" / "out"
+
+
+def quietly(argv) -> int:
+    """``elsjax ARGV`` with its output swallowed (the preparation of a case)."""
+    from elsjax import cli
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return cli.main(argv)
+
+
+def with_env(argv, **env):
+    """``argv`` run with environment variables set (the case's environment restores them afterwards)."""
+
+    def build(tmp):
+        os.environ.update(env)
+        return argv(tmp) if callable(argv) else list(argv)
+
+    return build
+
+
+DEAD_PID = 2**22 + 1  # above Linux's largest PID: no such process
+
+
+def plant_lock(directory: Path, pid: int, host: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    info = {"pid": pid, "host": host, "started": "2025-01-01T00:00:00+00:00", "command": "elsjax sample"}
+    (directory / "run.lock").write_text(json.dumps(info))
+
+
+def locked_elsewhere(tmp):
+    plant_lock(tmp / "run", 1, "otherhost")
+    return train_argv()(tmp)
+
+
+def stale_lock(tmp):
+    plant_lock(tmp / "out", DEAD_PID, socket.gethostname())
+    return sample_argv()(tmp)
+
+
+def broken_config(tmp):
+    run = non_empty(tmp / "run")
+    (run / "config.json").write_text('{"arch": "resnet",\n  "width": }')
+    return train_argv()(tmp)
+
+
+def garbled_gz(tmp):
+    argv = sample_argv()(tmp)
+    (tmp / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"garbage, not gzip")
+    return argv
+
+
+def unwritable_cache(tmp):
+    (tmp / "file").write_text("x")
+    os.environ["ELSJAX_CACHE"] = str(tmp / "file" / "cache")
+    return sample_argv()(tmp)
+
+
+@contextlib.contextmanager
+def disk_full():
+    """Writing ``samples.npz`` fails as on a full disk (ENOSPC) after a few bytes."""
+    import errno
+
+    real = np.savez
+
+    def full(file, **arrays):
+        if "samples.npz" not in str(getattr(file, "name", file)):
+            return real(file, **arrays)
+        file.write(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    np.savez = full
+    try:
+        yield
+    finally:
+        np.savez = real
+
+
+def after_disk_full(tmp):
+    argv = sample_argv()(tmp)
+    with disk_full():
+        assert quietly(argv) == 1
+    return argv
+
+
+def unfinished_other_config(tmp):
+    argv = sample_argv()(tmp)
+    with disk_full():
+        assert quietly(argv) == 1
+    return argv + ["--seed", "1"]
+
+
+def calibration_file(tmp, text: str) -> list[str]:
+    (tmp / "cal.json").write_text(text)
+    return ["evaluate", "--net", "ck", "--machines", f"e=bbels:{tmp / 'cal.json'}", "--out-dir", str(tmp / "ev")]
+
+
+def truncated_part(tmp):
+    assert quietly(train_argv()(tmp)) == 0
+    argv = ["evaluate", "--net", str(tmp / "run"), "--machines", "e=ls:3,3", "--n-seeds", "2", "--net-steps", "2",
+            "--out-dir", str(tmp / "ev"), "--no-progress"]  # fmt: skip
+    assert quietly(argv) == 0
+    part = tmp / "ev" / "parts" / "machine_e_00000-00002.npz"
+    part.write_bytes(part.read_bytes()[:200])
+    return argv
+
+
+def train_run_samples(tmp):
+    from elsjax import config
+
+    run = tmp / "train_run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config.train_config().to_dict()))
+    np.savez(run / "samples.npz", samples=np.zeros((2, 32, 32, 1)), seeds=np.zeros((2, 32, 32, 1)), labels=[-1, -1])
+    return ["explain", "--samples", str(run / "samples.npz"), "--out-dir", str(tmp / "why"), "--no-progress"]
+
+
+def tiny_train_file(tmp) -> Path:
+    data = mnist(tmp)
+    path = tmp / "train_tiny.py"
+    path.write_text(
+        "from elsjax.config import train_config\n"
+        "def get_config():\n"
+        "    c = train_config()\n"
+        f"    c.dataset, c.data_dir, c.limit, c.num_steps = 'mnist', {str(data)!r}, 24, 2\n"
+        "    return c\n"
+    )
+    return path
+
+
+def sweep_file(tmp, rows: str) -> list[str]:
+    path = tmp / "sweep.py"
+    path.write_text(f"from elsjax.sweeps import sweep_config\ndef get_config():\n    c = sweep_config()\n"
+                    f"    c.rows = {rows}\n    return c\n")  # fmt: skip
+    return ["sweep", "--config", str(path), "--out-dir", str(tmp / "sweep"), "--no-progress"]
+
+
+def bad_last_row(tmp):
+    train = str(tiny_train_file(tmp))
+    rows = [dict(name=name, train_config=train, published="MNIST_ResNet_zeros") for name in ("a", "b", "c")]
+    rows[-1]["published"] = "MNIST_Resnet_zero"
+    return sweep_file(tmp, repr(rows))
+
+
+def syntax_error_sweep(tmp):
+    path = tmp / "sweep.py"
+    path.write_text("def get_config():\n    return sweep_config(\n")
+    return ["sweep", "--config", str(path)]
+
+
+def conditional_net():
+    import jax
+
+    from elsjax import nets
+
+    return nets.build(nets.spec(**TINY_SPEC, num_classes=10), key=jax.random.key(0))
+
+
+def sample_net(y):
+    from elsjax import sampler
+
+    eps_fn, params = conditional_net()
+    return sampler.sample_net(eps_fn, params, np.zeros((1, 8, 8, 1), np.float32), num_steps=2, y=y)
+
+
+def unreachable_coordinator(tmp):
+    os.environ["ELSJAX_COORDINATOR_TIMEOUT"] = "1"
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return sample_argv("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1")(tmp)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The cases, in the order of the doc.
 
@@ -364,6 +557,7 @@ CASES: list[Case] = [
     raises("elsjax.score", "t = 1.5 (outside (0, 1])", lambda tmp: score(t=1.5), ValueError, r"t: every time must lie in .*got \[1\.5, 1\.5\]"),
     raises("elsjax.score", "class y without training labels", lambda tmp: score(y=[0, 1]), ValueError, r"labels: class-conditional sampling"),
     raises("elsjax.score", "class 7 has no training images", lambda tmp: score(y=[0, 7], labels=LABELS), ValueError, r"y: class 7 has no training images"),
+    raises("elsjax.score", "class -1", lambda tmp: score(y=[0, -1], labels=LABELS), ValueError, r"^ValueError: y: class -1 is negative"),
     raises("elsjax.sample", "even k in the schedule", lambda tmp: sample(scales=[3, 4, 5]), ValueError, r"scales\[1\]: expected an odd integer"),
     raises("elsjax.sample", "schedule of one entry", lambda tmp: sample(scales=[3]), ValueError, r"scales: need at least 2 entries"),
     raises("elsjax.sample", "ELS schedule entry k = 11 > H = 8", lambda tmp: sample(kind="els", scales=[3, 3, 11]), ValueError, r"scales\[2\]: ELS needs k <= H"),
@@ -375,6 +569,8 @@ CASES: list[Case] = [
     raises("elsjax.score", "`mesh=(1, 64)`: more devices than exist", lambda tmp: score(mesh=(1, 64)), ValueError, r"^ValueError: entries: asked for a mesh of 1 x 64 = 64 devices \(seeds x entries\), but only 1 cpu device exists"),
     raises("elsjax.score", "a mesh with an unknown axis name", lambda tmp: score(mesh=jax.make_mesh((1,), ("data",))), ValueError, r"^ValueError: mesh: unknown axis name\(s\) \['data'\]"),
     raises("elsjax.make_mesh", "`seeds=0`", lambda tmp: __import__("elsjax").make_mesh(seeds=0), ValueError, r"^ValueError: seeds: expected a positive integer, got 0"),
+    raises("sampler.sample_net", "`y=[12]` on a 10-class net", lambda tmp: sample_net([12]), ValueError, r"^ValueError: y: class 12 is out of range for this net \(classes 0\.\.9\)$"),
+    raises("sampler.sample_net", "`y=-1` on a 10-class net", lambda tmp: sample_net(-1), ValueError, r"^ValueError: y: class -1 is out of range for this net \(classes 0\.\.9\)$"),
     raises("denoisers.build", "even patch size k = 4", lambda tmp: build_denoiser("els", TRAIN, 4), ValueError, r"k: expected an odd integer >= 3, got 4"),
     raises("denoisers.build", "k = 9 > H = 8 for ELS", lambda tmp: build_denoiser("els", TRAIN, 9), ValueError, r"k: ELS needs k <= H"),
     raises("denoisers.build", "NCHW training images", lambda tmp: build_denoiser("els", TRAIN.transpose(0, 3, 1, 2), 3), ValueError, r"images: expected NHWC.*NCHW"),
@@ -388,6 +584,8 @@ CASES: list[Case] = [
     exits("elsjax explain", "`--top 0`", explain_argv("--top", "0"), 2, r"top: expected a positive integer, got 0"),
     exits("elsjax explain", "`--samples` that does not exist", explain_argv("--samples", "nothing.npz"), 2, r"samples: no such file 'nothing.npz'"),
     exits("elsjax explain", "`--which 5` with 2 seeds", explain_argv("--which", "5", "--top", "2"), 2, r"which: seed indices run from 0 to 1, got 5"),
+    exits("elsjax explain", "`--samples` of a training run (`elsjax train`'s samples.npz)", train_run_samples, 2, r"samples: TMP/train_run/samples\.npz was written by elsjax train, not by elsjax sample; explain takes the samples of a score machine"),
+    exits("elsjax explain", "`--out-dir` that cannot be created (below a file), found before sampling", lambda tmp: explain_argv()(tmp)[:-3] + ["--out-dir", str(below_a_file(tmp)), "--no-progress"], 2, r"out_dir: TMP/file/out is not writable \(Not a directory\)"),
     # data.load
     raises("data.load", "unknown dataset `'svhn'`", lambda tmp: load(tmp, "svhn"), ValueError, r"dataset: unknown dataset 'svhn'"),
     raises("data.load", "unknown split `'valid'`", lambda tmp: load(tmp, split="valid"), ValueError, r"split: mnist has splits"),
@@ -397,6 +595,8 @@ CASES: list[Case] = [
     raises("data.load", "unknown source", lambda tmp: load(tmp, source="s3"), ValueError, r"source: unknown source 's3'"),
     raises("data.load", "data_dir that does not exist", lambda tmp: load(tmp, data_dir=tmp / "nothing"), SourceUnavailable, r"dir: TMP/nothing is not a directory"),
     raises("data.load", "Debian package not installed (`source='debian'`)", lambda tmp: load(tmp, "fashion_mnist", source="debian"), SourceUnavailable, r"^SourceUnavailable: debian: .*apt-get install -y dataset-fashion-mnist"),
+    exits("data.load", "a garbled `.gz` in `--data-dir`", garbled_gz, 2, r"TMP/mnist/train-images-idx3-ubyte\.gz: not a readable gzip file \(.*\); replace it with a good copy"),
+    exits("data.load", "`ELSJAX_CACHE` that cannot be written (below a file)", unwritable_cache, 0, r"^exit 0: elsjax: warning: the data cache TMP/file/cache/data cannot be written \(Not a directory\); going on without it"),
     raises("data.load", "`source='tfds', download=True` without network", no_network(lambda tmp: load(tmp, source="tfds", download=True)), SourceUnavailable, r"^SourceUnavailable: tfds: cannot download mnist: no connection to .* nothing was written\. To get mnist offline"),
     # elsjax sample
     exits("elsjax sample", "`--kind vae`", sample_argv("--kind", "vae"), 2, r"^exit 2: elsjax sample: error: kind: expected one of"),
@@ -404,8 +604,17 @@ CASES: list[Case] = [
     exits("elsjax sample", "`--scales MNIST_nope`", sample_argv("--scales", "MNIST_nope"), 2, r"'MNIST_nope' is neither"),
     exits("elsjax evaluate", "no `--net`", lambda tmp: ["evaluate", "--out-dir", str(tmp / "ev")], 2, r"net: give the trained net"),
     exits("elsjax evaluate", "`--machines e=bbels` (no scales)", lambda tmp: ["evaluate", "--machines", "e=bbels", "--out-dir", str(tmp / "ev")], 2, r"machines: 'e=bbels' needs scales"),
+    exits("elsjax evaluate", "`--machines e=bbels:3,3,x` (a stray entry)", lambda tmp: ["evaluate", "--machines", "e=bbels:3,3,x", "--out-dir", str(tmp / "ev")], 2, r"machines: expected NAME=KIND:SCALES entries separated by commas, .*; got 'x'"),
+    exits("elsjax evaluate", "`--machines e=bbels:cal.json`, a calibration.json without `median`", lambda tmp: calibration_file(tmp, '{"ks": [3, 5]}'), 2, r"machines: TMP/cal\.json has no 'median' \(not a calibration\.json written by elsjax calibrate\)"),
+    exits("elsjax evaluate", "`--machines e=bbels:cal.json`, a calibration.json that is not valid JSON", lambda tmp: calibration_file(tmp, '{"median": [3, 5,\n'), 2, r"machines: TMP/cal\.json is not valid JSON \(Expecting value: line 2 column 1"),
+    exits("elsjax evaluate", "a truncated part in `parts/` (a resumed evaluation)", truncated_part, 0, r"^exit 0: elsjax: warning: TMP/ev/parts/machine_e_00000-00002\.npz is unreadable \(truncated or corrupt: .*\); recomputing it$"),
     exits("elsjax calibrate", "`--ks 3,4` (even candidate)", lambda tmp: ["calibrate", "--net", str(tiny_checkpoint(tmp / "ck")), "--ks", "3,4", "--out-dir", str(tmp / "cal")], 2, r"ks: expected an odd integer >= 3, got 4"),
+    exits("elsjax calibrate", "`--out-dir` that cannot be created (below a file), found before loading the net", lambda tmp: ["calibrate", "--net", str(tiny_checkpoint(tmp / "ck")), "--out-dir", str(below_a_file(tmp))], 2, r"out_dir: TMP/file/out is not writable \(Not a directory\)"),
+    exits("elsjax calibrate", "`ELSJAX_DICTIONARY_CACHE_DIR` that cannot be written (below a file)", with_env(lambda tmp: ["calibrate", "--net", str(tiny_checkpoint(tmp / "ck")), "--out-dir", str(below_a_file(tmp).parent.parent / "cal")], ELSJAX_DICTIONARY_CACHE_DIR="file/dicts"), 2, r"ELSJAX_DICTIONARY_CACHE_DIR: file/dicts is not writable \(Not a directory\)"),
     exits("elsjax sweep", "no sweep file", lambda tmp: ["sweep"], 2, r"config: give a sweep file"),
+    exits("elsjax sweep", "a bad `published` name in the last of three rows (checked before any row runs)", bad_last_row, 2, r"rows: row 'c': published: scales: 'MNIST_Resnet_zero' is neither published"),
+    exits("elsjax sweep", "a sweep file without rows", lambda tmp: sweep_file(tmp, "[]"), 2, r"rows: the sweep has no rows: nothing to run, and no table written"),
+    exits("elsjax sweep", "a sweep file with a syntax error", syntax_error_sweep, 2, r"config: TMP/sweep\.py fails to load \(SyntaxError: .*, line 2\)"),
     exits("elsjax sample", "`--n-seeds many`", sample_argv("--n-seeds", "many"), 2, r"n_seeds"),
     exits("elsjax sample", "`--mesh 2,2` on one device", sample_argv("--mesh", "2,2"), 2, r"^exit 2: elsjax sample: error: mesh: entries: asked for a mesh of 2 x 2 = 4 devices"),
     exits("elsjax sample", "`--mesh 4` (one number)", sample_argv("--mesh", "4"), 2, r"mesh: expected SEEDS,ENTRIES"),
@@ -414,11 +623,23 @@ CASES: list[Case] = [
     exits("elsjax sample", "`--config.nope=1` (unknown config field)", sample_argv("--config.nope=1"), 2, r"unknown field 'nope'"),
     exits("elsjax sample", "`--config missing.py` (no such file)", sample_argv("--config", "missing.py"), 2, r"missing\.py"),
     exits("elsjax sample", "non-empty `--out-dir`", lambda tmp: non_empty(tmp / "out") and sample_argv()(tmp), 2, r"out_dir: TMP/out exists and is not empty \(pass --overwrite"),
+    exits("elsjax sample", "`--out-dir` that cannot be created (below a file), found before loading data", lambda tmp: sample_argv("--out-dir", str(below_a_file(tmp)))(tmp), 2, r"out_dir: TMP/file/out is not writable \(Not a directory\)"),
+    exits("elsjax sample", "a stale lock in `--out-dir` (its process is gone)", stale_lock, 0, rf"^exit 0: elsjax: note: TMP/out was locked by PID {DEAD_PID} on HOST, started 2025-01-01T00:00:00\+00:00 \(`elsjax sample`\), which is gone: the lock is stale, taking it over$"),
+    exits("elsjax sample", "a full disk while writing `samples.npz` (ENOSPC, simulated)", sample_argv(), 1, r"^exit 1: elsjax sample: error: TMP/out/samples\.npz: could not be written \(No space left on device\); nothing half-written was left, and the run is unfinished", around=disk_full),
+    exits("elsjax sample", "the same command after the full disk", after_disk_full, 0, r"^exit 0: elsjax: note: TMP/out holds an unfinished run of this config \(no record\.json\): recomputing it$"),
+    exits("elsjax sample", "another config in a folder whose run never finished", unfinished_other_config, 2, r"out_dir: TMP/out holds a run of another config \(seed\) that never finished \(no record\.json: it was killed or a write failed\); pass --overwrite"),
+    exits("elsjax sample", "`ELSJAX_BUILD_THREADS=many`", with_env(sample_argv(), ELSJAX_BUILD_THREADS="many"), 2, r"^exit 2: elsjax sample: error: ELSJAX_BUILD_THREADS: expected a positive integer, got 'many'$"),
+    exits("elsjax sample", "`ELSJAX_COMPILATION_CACHE=maybe`", with_env(sample_argv(), ELSJAX_COMPILATION_CACHE="maybe"), 2, r"ELSJAX_COMPILATION_CACHE: expected 1 or 0 \(or true/false, yes/no, on/off\), got 'maybe'"),
+    exits("elsjax sample", "`ELSJAX_PROCESS_ID=-1`", with_env(sample_argv(), ELSJAX_PROCESS_ID="-1"), 2, r"ELSJAX_PROCESS_ID: expected an integer >= 0, got '-1'"),
+    exits("elsjax sample", "an unreachable coordinator (process 1 of 2; `ELSJAX_COORDINATOR_TIMEOUT=1`)", unreachable_coordinator, 2, r"coordinator: no coordinator answers at 127\.0\.0\.1:PORT after 1 s \(Connection refused\); this is process 1 of 2: start process 0 first"),
     exits("elsjax sample", "`--source tfds --download` without network", no_network(lambda tmp: ["sample", "--source", "tfds", "--download", "--out-dir", str(tmp / "out"), "--no-progress"]), 2, r"tfds: cannot download fashion_mnist: no connection"),
     # elsjax train
     exits("elsjax train", "`--arch vit`", train_argv("--arch", "vit"), 2, r"arch: unknown architecture 'vit'"),
     exits("elsjax train", "`--batch-size 0`", train_argv("--batch-size", "0"), 2, r"batch_size: expected a positive integer"),
     exits("elsjax train", "`--out-dir` holding something else", lambda tmp: non_empty(tmp / "run") and train_argv()(tmp), 2, r"out_dir: TMP/run is not empty and holds no training run"),
+    exits("elsjax train", "`--limit 10 --batch-size 64` (fewer images than half a batch)", lambda tmp: train_argv("--limit", "10", "--batch-size", "64")(tmp), 0, r"^exit 0: \(nothing on stderr\) \| stdout: wrote TMP/run/: config\.json, checkpoints/", stdout=True, quiet=True),
+    exits("elsjax train", "`--out-dir` in use by a run on another host", locked_elsewhere, 2, r"out_dir: TMP/run is in use by another run: PID 1 on otherhost, started 2025-01-01T00:00:00\+00:00 \(`elsjax sample`\); wait for it to finish, or, if that run is gone, delete TMP/run/run\.lock$"),
+    exits("elsjax train", "`--out-dir` whose config.json is not valid JSON", broken_config, 2, r"out_dir: TMP/run/config\.json is not valid JSON \(Expecting value: line 2 column 12 \(char 30\)\); delete it"),
     exits("elsjax train", "SIGTERM during training (what schedulers send)", train_argv(num_steps=10**7), 143, r"^exit 143: elsjax train: interrupted \(SIGTERM\) \| stdout: interrupted: saved step N in TMP/run/checkpoints; run the same command to resume$", during=sigterm_after_first_checkpoint, stdout=True),
     # checkpoints
     raises("checkpoint", "load a directory without checkpoints", lambda tmp: __import__("elsjax.checkpoint").checkpoint.load_net(tmp / "nothing"), ValueError, r"no checkpoint in TMP/nothing"),
@@ -446,7 +667,7 @@ def _isolated(tmp: Path):
         "ELSJAX_DEBIAN_FASHION_MNIST": str(tmp / "no-debian"),
         "ELSJAX_COMPILATION_CACHE": "0",
     }
-    saved = {k: os.environ.get(k) for k in env}
+    saved = dict(os.environ)  # all of it: a case may set more (see with_env)
     cwd = os.getcwd()
     os.environ.update(env)
     os.chdir(tmp)
@@ -454,11 +675,8 @@ def _isolated(tmp: Path):
         yield
     finally:
         os.chdir(cwd)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def run_case(case: Case) -> Outcome:
@@ -480,7 +698,8 @@ def _what_user_gets(text: str) -> str:
     if text.startswith("exit "):
         code, _, line = text.partition(": ")
         line, _, printed = line.partition(" | stdout: ")
-        return f"{code}, stderr {_code(line)}" + (f", stdout {_code(printed)}" if printed else "")
+        said = "nothing on stderr" if line == "(nothing on stderr)" else f"stderr {_code(line)}"
+        return f"{code}, {said}" + (f", stdout {_code(printed)}" if printed else "")
     head, _, rest = text.partition(": ")
     if head.startswith("works, with "):
         return f"works, with {head[len('works, with ') :]}: {_code(rest)}"

@@ -11,7 +11,6 @@ os.environ["ELSJAX_COMPILATION_CACHE"] = "0"
 KIND = {"IS": "ideal", "LS": "ls", "ELS": "els", "bbELS": "bbels"}
 
 
-
 def relerr(got, want):
     """Largest absolute difference relative to the largest reference magnitude, ``max|got - want| / max|want|``."""
     got, want = np.asarray(got), np.asarray(want)

@@ -43,7 +43,9 @@ def test_sample_writes_grid_arrays_and_record(tiny, tmp_path, capsys):
 
     out = tmp_path / "run"
     assert cli.main(sample_args(tiny, out)) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "record.json", "samples.npz", "samples.png"]
+    # (and code.diff, the git diff of the code that ran, when the checkout is dirty)
+    written = sorted(p.name for p in out.iterdir() if p.name != "code.diff")
+    assert written == ["config.json", "record.json", "samples.npz", "samples.png"]
 
     with np.load(out / "samples.npz") as f:
         samples, seeds, labels, prng_seed = f["samples"], f["seeds"], f["labels"], int(f["prng_seed"])

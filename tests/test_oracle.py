@@ -9,9 +9,9 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import KIND, relerr
 
 import elsjax
+from conftest import KIND, relerr
 
 SCORE_FILES = ["scores_toy_c1.npz", "scores_toy_c3.npz", "scores_mnist60.npz"]
 

@@ -17,10 +17,11 @@ processes each builds the dictionaries of its share of the training set, and pro
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from elsjax import calibrate as calibrate_lib
 from elsjax import checks, denoisers, dictcache, figures, runs, sharding
+from elsjax import config as config_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
@@ -52,6 +53,7 @@ def _data_label(subject) -> str:
     return f"{subject.dataset.name}, N={n}"
 
 
+@runs.job
 def run(cfg, *, cache=None) -> dict:
     """Runs one calibration described by a :func:`elsjax.config.calibrate_config`.
 
@@ -61,11 +63,17 @@ def run(cfg, *, cache=None) -> dict:
     clock = runs.Stopwatch()
     mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
     primary = sharding.is_primary()  # process 0 writes the outputs
-    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
+    out_dir = Path(cfg.out_dir)
     ks = parse_ks(cfg.ks)
     denoiser = denoisers.get(cfg.kind)
     checks.candidates("ks", ks, denoiser, (10**9, 10**9))  # odd, >= 3, distinct; the data comes later
     published = scales_lib.resolve(cfg.published) if cfg.published else None
+    for key, minimum in (("n_seeds", 1), ("num_steps", 1), ("seed", 0)):
+        checks.integer(key, cfg[key], minimum)
+    netdata.check_given(cfg.net, cfg.net_step)
+    cache_dir = runs.dictionary_cache_dir()
+    if primary:  # before the net, the data and the calibration: writable, locked, config.json written
+        runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.calibrate_config())
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     clock.lap("load")
 
@@ -76,7 +84,7 @@ def run(cfg, *, cache=None) -> dict:
     num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
     try:
         if cache is None:
-            cache = dictcache.DictionaryCache(directory=os.environ.get(dictcache.ENV_DIR) or None)
+            cache = dictcache.DictionaryCache(directory=cache_dir)
         result = calibrate_lib.calibrate(
             subject.eps_fn, subject.params, kind=denoiser, train=train, ks=ks, labels=labels,
             conditional=subject.conditional, num_classes=num_classes,
@@ -89,7 +97,6 @@ def run(cfg, *, cache=None) -> dict:
     if not primary:
         return {"command": "elsjax calibrate", "median": result.median, "mode": result.mode}
 
-    runs.write_config(out_dir, cfg)
     runs.write_json(
         out_dir / "calibration.json", {**result.to_dict(), "published": published, "published_name": cfg.published}
     )

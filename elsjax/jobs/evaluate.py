@@ -30,14 +30,14 @@ directory (and the net's samples), and tells the others which machine parts are 
 from __future__ import annotations
 
 import json
-import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from elsjax import atomic, denoisers, dictcache, figures, runs, seeds, sharding
 from elsjax import config as config_lib
-from elsjax import denoisers, dictcache, figures, runs, seeds, sharding
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
@@ -65,28 +65,56 @@ class MachineSpec(tuple):
 
 
 def _resolve_scales(text: str, source: str):
-    """Scales from a published name, a ``+``-joined list, or a ``calibration.json`` (its median)."""
+    """Scales from a published name, a list (``3,3,5`` or ``3+3+5``), or a ``calibration.json`` (its median)."""
     text = text.strip()
     if text.endswith(".json"):
         path = Path(text)
         if not path.is_file():
             raise ValueError(f"machines: {source}: no calibration file {text!r}")
-        return json.loads(path.read_text())["median"]
+        saved = runs.read_json(path, name="machines")
+        median = saved.get("median") if isinstance(saved, dict) else None
+        if median is None:
+            raise ValueError(f"machines: {path} has no 'median' (not a calibration.json written by elsjax calibrate)")
+        try:
+            return scales_lib.resolve(list(median))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"machines: {path}: its 'median' is not a list of patch sizes ({err})") from None
     return scales_lib.resolve(text.replace("+", ","))
 
 
+_MACHINES_SYNTAX = (
+    "NAME=KIND:SCALES entries separated by commas, SCALES a published name, a calibration.json or patch sizes "
+    "separated by commas (or '+'), e.g. e=bbels:3,3,5,5,ls=ls:MNIST_ResNet_zeros,ideal=ideal"
+)
+
+
+def _entries(text: str) -> list[str]:
+    """The machine entries of ``text``: comma-separated, where a bare integer continues the previous entry's list of
+    patch sizes (``e=els:3,5,5,ideal=ideal`` is ``e=els:3+5+5`` and ``ideal=ideal``)."""
+    entries = []
+    for token in [t.strip() for t in str(text).split(",") if t.strip()]:
+        if "=" not in token and token.lstrip("+").replace("+", "").isdigit():
+            if not entries or ":" not in entries[-1]:
+                raise ValueError(f"machines: {token!r} follows no NAME=KIND:SCALES entry; expected {_MACHINES_SYNTAX}")
+            entries[-1] += "+" + token
+        else:
+            entries.append(token)
+    return entries
+
+
 def parse_machines(text: str) -> list[MachineSpec]:
-    """``"bbels=bbels:MNIST_ResNet_zeros,ls=ls:3+3+5+5,ideal=ideal"`` -> machine specs.
+    """``"bbels=bbels:MNIST_ResNet_zeros,ls=ls:3,3,5,5,ideal=ideal"`` -> machine specs (a list of patch sizes may
+    also be joined by ``+``: ``ls=ls:3+3+5+5``).
 
     Example:
-      >>> [tuple(m) for m in parse_machines("e=els:3+5+5,ideal=ideal")]
+      >>> [tuple(m) for m in parse_machines("e=els:3,5,5,ideal=ideal")]
       [('e', 'els', (3, 5, 5)), ('ideal', 'ideal', None)]
     """
     specs = []
-    for entry in [e.strip() for e in str(text).split(",") if e.strip()]:
+    for entry in _entries(text):
         name, sep, rest = entry.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"machines: expected NAME=KIND:SCALES entries, got {entry!r}")
+            raise ValueError(f"machines: expected {_MACHINES_SYNTAX}; got {entry!r}")
         kind, _, scales_text = rest.partition(":")
         kind = denoisers.get(kind.strip()).name
         if not denoisers.get(kind).takes_k:
@@ -115,22 +143,27 @@ def parse_steps(text) -> list[int]:
 
 def _load_part(path: Path, tag: dict):
     """A finished part: ``(samples, seconds)`` (seconds None for a part saved before they were recorded), or
-    ``(None, None)`` if missing or computed from something else."""
+    ``(None, None)`` if missing, computed from something else, or unreadable (truncated or corrupt: then it is
+    reported and recomputed)."""
     if not path.is_file():
         return None, None
-    with np.load(path) as f:
-        if json.loads(str(f["tag"])) != tag:
-            return None, None
-        return f["samples"], (float(f["seconds"]) if "seconds" in f.files else None)
+    try:
+        with np.load(path) as f:
+            if json.loads(str(f["tag"])) != tag:
+                return None, None
+            samples = np.asarray(f["samples"], np.float32)
+            return samples, (float(f["seconds"]) if "seconds" in f.files else None)
+    except Exception as err:  # noqa: BLE001 - any unreadable part is recomputed, whatever broke it
+        detail = " ".join(str(err).split())[:200]
+        print(f"elsjax: warning: {path} is unreadable (truncated or corrupt: {type(err).__name__}: {detail}); "
+              "recomputing it", file=sys.stderr)  # fmt: skip
+        return None, None
 
 
 def _save_part(path: Path, samples, tag: dict, seconds: float) -> None:
     """Saves a part with the seconds it took, so that a resumed evaluation can count the work of earlier runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, samples=np.asarray(samples, np.float32), tag=json.dumps(tag, sort_keys=True),
-             seconds=np.float64(seconds))  # fmt: skip
-    tmp.replace(path)  # atomic: a part on disk is always complete
+    atomic.save_npz(path, samples=np.asarray(samples, np.float32), tag=json.dumps(tag, sort_keys=True),
+                    seconds=np.float64(seconds))  # fmt: skip  # atomic: a part on disk is always complete
 
 
 def _check(cfg) -> None:
@@ -142,6 +175,7 @@ def _check(cfg) -> None:
             raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
 
 
+@runs.job
 def run(cfg, *, log=print, cache=None) -> dict:
     """Runs (or resumes) one evaluation described by a :func:`elsjax.config.evaluate_config`.
 
@@ -158,16 +192,17 @@ def run(cfg, *, log=print, cache=None) -> dict:
     specs = parse_machines(cfg.machines)
     steps = parse_steps(cfg.net_steps)
     out_dir = Path(cfg.out_dir)
-    resuming = primary and runs.resume_run_dir(
-        out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation", defaults=config_lib.evaluate_config()
-    )
+    netdata.check_given(cfg.net, cfg.net_step)
+    cache_dir = runs.dictionary_cache_dir()
+    resuming = primary and runs.start_run(
+        out_dir, cfg, resumable=True, resumable_fields=RESUMABLE_FIELDS, kind="evaluation",
+        defaults=config_lib.evaluate_config(),
+    ).resuming  # fmt: skip
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
     dataset = subject.dataset
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
     train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
-    if primary:
-        runs.write_config(out_dir, cfg)
     parts = out_dir / "parts"
     base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
                 "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
@@ -208,7 +243,7 @@ def run(cfg, *, log=print, cache=None) -> dict:
     block = cfg.seeds_per_part
     # Every machine and every block of seeds needs the same dictionaries (per class and k): each is built once.
     if cache is None:
-        cache = dictcache.DictionaryCache(directory=os.environ.get(dictcache.ENV_DIR) or None)
+        cache = dictcache.DictionaryCache(directory=cache_dir)
     for spec in specs:
         pieces = []
         for start in range(0, cfg.n_seeds, block):
@@ -221,7 +256,13 @@ def run(cfg, *, log=print, cache=None) -> dict:
                 reused("machine", seconds)
             if not _on_primary(samples is not None):  # every process computes what process 0 lacks
                 start_s = time.perf_counter()
-                bar = runs.StepBar(0, enabled=cfg.progress and primary, desc=f"{spec.name} seeds {start}-{stop - 1}")
+                # Every class group of the block runs the machine's steps (19 on the paper's grid).
+                groups = 1 if y is None else len(np.unique(y[start:stop]))
+                n_scales = ideal_steps if spec.scales is None else len(spec.scales)
+                bar = runs.StepBar(
+                    groups * (n_scales - 1), enabled=cfg.progress and primary,
+                    desc=f"{spec.name} seeds {start}-{stop - 1}",
+                )  # fmt: skip
                 try:
                     samples = evaluate_lib.machine_samples(
                         spec.kind, noise[start:stop], train=train,
@@ -249,7 +290,7 @@ def run(cfg, *, log=print, cache=None) -> dict:
         m.name: {"kind": m.kind, "scales": None if m.scales is None else list(m.scales)} for m in specs
     }
     runs.write_json(out_dir / "summary.json", summary)
-    np.savez(
+    atomic.save_npz(
         out_dir / "samples.npz", seeds=noise, labels=np.full(cfg.n_seeds, -1, np.int32) if y is None else y,
         prng_seed=np.int64(cfg.seed), **{f"net_{n}": v for n, v in net_out.items()},
         **{f"machine_{name}": v for name, v in machine_out.items()},

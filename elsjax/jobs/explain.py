@@ -26,13 +26,12 @@ Example (a tiny user-directory dataset; see ``tests/test_cli.py``)::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from elsjax import atomic, figures, runs, seeds
 from elsjax import config as config_lib
-from elsjax import figures, runs, seeds
 from elsjax.jobs import sample as sample_job
 
 __all__ = ["run", "OUTPUT_FILES", "parse_indices"]
@@ -72,19 +71,35 @@ def _from_samples(cfg):
     config_path = path.parent / "config.json"
     if not config_path.is_file():
         raise ValueError(f"samples: {config_path} is missing (the sample run's configuration, written beside it)")
-    run_config = json.loads(config_path.read_text())
+    run_config = runs.read_json(config_path, name="samples")
+    record_path = path.parent / "record.json"
+    command = runs.read_json(record_path, name="samples").get("command") if record_path.is_file() else None
+    if not isinstance(run_config, dict) or "arch" in run_config or command not in (None, "elsjax sample"):
+        made_by = command or (
+            "elsjax train" if isinstance(run_config, dict) and "arch" in run_config else "another job"
+        )
+        raise ValueError(
+            f"samples: {path} was written by {made_by}, not by elsjax sample; explain takes the samples of a "
+            "score machine (`elsjax sample --out-dir DIR`, then --samples DIR/samples.npz)"
+        )
     taken = {key: run_config[key] for key in config_lib.SAMPLE_RUN_FIELDS if key in run_config}
     cfg = config_lib.merge(cfg, taken)
-    with np.load(path) as f:
-        missing = {"seeds", "samples", "labels"} - set(f.files)
-        if missing:
-            raise ValueError(f"samples: {path} lacks {sorted(missing)} (not a samples.npz of elsjax sample)")
-        noise, stored, labels = f["seeds"], f["samples"], f["labels"]
+    try:
+        with np.load(path) as f:
+            missing = {"seeds", "samples", "labels"} - set(f.files)
+            if missing:
+                raise ValueError(f"samples: {path} lacks {sorted(missing)} (not a samples.npz of elsjax sample)")
+            noise, stored, labels = f["seeds"], f["samples"], f["labels"]
+    except ValueError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a truncated or garbled file, whatever numpy raises for it
+        raise ValueError(f"samples: {path} is unreadable (truncated or corrupt: {type(err).__name__})") from None
     y = None if (labels < 0).all() else labels.astype(np.int32)
     cfg.n_seeds = int(noise.shape[0])
     return cfg, np.asarray(noise, np.float32), y, np.asarray(stored, np.float32)
 
 
+@runs.job
 def run(cfg) -> dict:
     """Runs one explain job described by a :func:`elsjax.config.explain_config` and writes its outputs.
 
@@ -108,7 +123,13 @@ def run(cfg) -> dict:
     which = parse_indices("which", cfg.which)
     shown_steps = check_steps(parse_indices("steps", cfg.steps), len(scales))
     n_steps = len(scales) - 1
-    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite)
+    n_seeds = cfg.n_seeds if stored is None else noise.shape[0]
+    if which is not None and max(which) >= n_seeds:
+        raise ValueError(f"which: seed indices run from 0 to {n_seeds - 1}, got {max(which)}")
+    out_dir = Path(cfg.out_dir)
+    sample_job.load_dataset_check(cfg)
+    # Before the data and the sampling: the directory is writable, locked and holds config.json.
+    runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.explain_config())
     dataset = sample_job.load_dataset(cfg)
     clock.lap("data")
     if stored is None:
@@ -146,8 +167,7 @@ def run(cfg) -> dict:
         "y": np.full(len(which), -1, np.int32) if chosen_y is None else chosen_y.astype(np.int32),
         "seed_index": np.asarray(which, np.int64),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out_dir / "provenance.npz", **arrays)
+    atomic.save_npz(out_dir / "provenance.npz", compressed=True, **arrays)
     final = steps[-1].provenance
     tiles = mosaic(final, dataset.images)
     step_pos = {s.step: i for i, s in enumerate(steps)}
@@ -185,5 +205,4 @@ def run(cfg) -> dict:
     }  # fmt: skip
     if stored is not None:
         record["stored_samples_max_abs_diff"] = float(np.max(np.abs(stored[which] - samples)))
-    runs.write_config(out_dir, cfg)
     return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())

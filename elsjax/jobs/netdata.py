@@ -13,7 +13,7 @@ import ml_collections
 from elsjax import checkpoint, data
 from elsjax import config as config_lib
 
-__all__ = ["NetAndData", "load"]
+__all__ = ["NetAndData", "load", "check_given"]
 
 
 class NetAndData(NamedTuple):
@@ -43,6 +43,18 @@ class NetAndData(NamedTuple):
             "batch_size": train_cfg.get("batch_size"),
             "conditional": self.conditional,
         }
+
+
+def check_given(net, step: int = 0) -> None:
+    """The cheap checks of :func:`load`, before a job starts: a net is named, exists, and the step is valid."""
+    from pathlib import Path
+
+    if not net:
+        raise ValueError("net: give the trained net (a checkpoint folder or an `elsjax train` run directory)")
+    if not Path(net).exists():
+        raise ValueError(f"net: {net} does not exist (give a checkpoint folder or an `elsjax train` run directory)")
+    if step < 0:
+        raise ValueError(f"net_step: expected 0 (the newest checkpoint) or a step, got {step}")
 
 
 def load(net, *, step: int = 0, limit: int = 0) -> NetAndData:

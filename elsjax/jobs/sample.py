@@ -19,6 +19,8 @@ class, and process 0 writes the outputs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from elsjax import config as config_lib
@@ -47,14 +49,20 @@ def check_sampling(cfg, *, positive: tuple[str, ...]) -> None:
         raise ValueError(f"chunk_size: expected a positive integer (or 0 for the default), got {cfg.chunk_size}")
 
 
-def load_dataset(cfg):
-    """The machines' training set of a sampling job's config: all classes for a conditional machine, else the
-    images of class ``label`` (or all of them for -1)."""
+def load_dataset_check(cfg) -> None:
+    """The cheap checks of :func:`load_dataset` (dataset name, class range), before anything is loaded."""
     info = data.DATASETS[data.canonical_name(cfg.dataset)]
     if cfg.label >= info.num_classes or cfg.label < -1:
         raise ValueError(
             f"label: class {cfg.label} is out of range for {info.name} (classes 0..{info.num_classes - 1}, or -1)"
         )
+
+
+def load_dataset(cfg):
+    """The machines' training set of a sampling job's config: all classes for a conditional machine, else the
+    images of class ``label`` (or all of them for -1)."""
+    load_dataset_check(cfg)
+    info = data.DATASETS[data.canonical_name(cfg.dataset)]
     label = None if cfg.conditional or cfg.label < 0 else cfg.label
     return data.load(info.name, label=label, **config_lib.data_options(cfg))
 
@@ -68,6 +76,7 @@ def check_classes(y, dataset) -> None:
         raise ValueError(f"label: class(es) {missing} have no images in the {dataset.subset} of {dataset.name}")
 
 
+@runs.job
 def run(cfg) -> dict:
     """Runs one sampling job described by a :func:`elsjax.config.sample_config` and writes its outputs.
 
@@ -76,7 +85,8 @@ def run(cfg) -> dict:
 
     Raises:
       ValueError: a bad field (named), or a class with no training images.
-      elsjax.runs.RunDirError: ``out_dir`` is not empty (and ``overwrite`` is off).
+      elsjax.runs.RunDirError: ``out_dir`` is not empty (and ``overwrite`` is off), not writable, or in use by
+        another run.
       elsjax.data.SourceUnavailable: the dataset is not on this machine.
     """
     import elsjax
@@ -88,7 +98,10 @@ def run(cfg) -> dict:
     _check(cfg)
     sharding.check_batch(cfg.n_seeds, mesh, "n_seeds")
     scales = scales_lib.resolve(cfg.scales)
-    out_dir = runs.new_run_dir(cfg.out_dir, overwrite=cfg.overwrite) if primary else None
+    out_dir = Path(cfg.out_dir)
+    load_dataset_check(cfg)
+    if primary:  # before the data and the sampling: the directory is writable, locked and holds config.json
+        runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.sample_config())
     dataset = load_dataset(cfg)
     clock.lap("data")
 
@@ -117,6 +130,5 @@ def run(cfg) -> dict:
     if not primary:
         return {**record, "timings": clock.laps()}
 
-    runs.write_config(out_dir, cfg)
     runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.seed, png_scale=cfg.png_scale)
     return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())

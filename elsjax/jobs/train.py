@@ -14,17 +14,18 @@ Example (the CPU-scale MNIST preset)::
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checkpoint, data, images, interrupts, nets, runs, sampler, seeds
+from elsjax import atomic, checkpoint, data, images, interrupts, nets, runs, sampler, seeds
 from elsjax import config as config_lib
 from elsjax.train import TrainState, init, optimizer, run_keys, train_step
 
-__all__ = ["run", "RESUMABLE_FIELDS"]
+__all__ = ["run", "check", "RESUMABLE_FIELDS"]
 
 # Fields that may change between a run and its resumption (they do not change the weights of a given step).
 RESUMABLE_FIELDS = frozenset(
@@ -33,7 +34,8 @@ RESUMABLE_FIELDS = frozenset(
 )  # fmt: skip
 
 
-def _check(cfg) -> None:
+def check(cfg) -> None:
+    """The checks of a train config's fields (each failure a ``ValueError`` naming the field)."""
     data.canonical_name(cfg.dataset)  # ValueError naming the argument for an unknown dataset
     if cfg.arch not in nets.ARCHITECTURES:
         raise ValueError(f"arch: unknown architecture {cfg.arch!r}; expected one of {sorted(nets.ARCHITECTURES)}")
@@ -43,6 +45,8 @@ def _check(cfg) -> None:
     for key in ("limit", "n_samples", "checkpoint_every_steps", "emb_dim"):
         if cfg[key] < 0:
             raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
+    nets.spec(cfg.arch, channels=1, width=cfg.width, num_layers=cfg.num_layers, emb_dim=cfg.emb_dim,
+              kernel_size=cfg.kernel_size, last_kernel_size=cfg.last_kernel_size, padding=cfg.padding)  # fmt: skip
     if not cfg.learning_rate > 0 or not 0 < cfg.lr_decay <= 1:
         raise ValueError(
             f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}"
@@ -50,11 +54,12 @@ def _check(cfg) -> None:
 
 
 def _write_losses(path: Path, losses, lr0: float, decay: float) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "loss", "learning_rate"])
-        for i, loss in enumerate(losses):
-            writer.writerow([i + 1, f"{loss:.6g}", f"{lr0 * decay**i:.6g}"])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["step", "loss", "learning_rate"])
+    for i, loss in enumerate(losses):
+        writer.writerow([i + 1, f"{loss:.6g}", f"{lr0 * decay**i:.6g}"])
+    atomic.write_text(path, text.getvalue())
 
 
 def net_spec(cfg, dataset) -> dict:
@@ -66,6 +71,7 @@ def net_spec(cfg, dataset) -> dict:
     )  # fmt: skip
 
 
+@runs.job
 def run(cfg, *, log=print) -> dict:
     """Trains (or resumes) the net described by a :func:`elsjax.config.train_config` in ``cfg.out_dir``.
 
@@ -78,11 +84,12 @@ def run(cfg, *, log=print) -> dict:
     from tqdm.auto import tqdm
 
     clock = runs.Stopwatch()
-    _check(cfg)
+    check(cfg)
     out_dir = Path(cfg.out_dir)
-    resuming = runs.resume_run_dir(
-        out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="training run", defaults=config_lib.train_config()
-    )
+    resuming = runs.start_run(  # locked, config.json written: before the data and the net
+        out_dir, cfg, resumable=True, resumable_fields=RESUMABLE_FIELDS, kind="training run",
+        defaults=config_lib.train_config(),
+    ).resuming  # fmt: skip
     ckpt_dir = out_dir / "checkpoints"
 
     dataset = data.load(cfg.dataset, **config_lib.data_options(cfg))
@@ -104,7 +111,6 @@ def run(cfg, *, log=print) -> dict:
         log(f"{out_dir} holds this config but no checkpoint: starting from step 0")
     clock.lap("setup")
 
-    runs.write_config(out_dir, cfg)
     x_train = jnp.asarray(dataset.images)
     y_train = jnp.asarray(dataset.labels, jnp.int32) if cfg.conditional else None
     ckpt_meta = {"config": cfg.to_dict(), "data": dataset.describe()}
