@@ -51,6 +51,7 @@ ROW_DEFAULTS = {
     "train_overrides": {},  # fields of that config to change (e.g. num_steps)
     "net": "",  # an existing net (checkpoint or run directory): no training
     "net_step": 0,  # which of its checkpoints (0: the newest), e.g. for agreement against training budget
+    "net_weights": "raw",  # the net's raw weights (the paper's) or "ema", their moving average (ema_decay > 0)
     "kind": "",  # the (E)LS machine: "" = bbels for zero padding, els for circular
     "ks": "3,5,7,9,11,13,15,17",  # (E)LS calibration candidates
     "ls_ks": "3,5,7,9,11,13,15,17",  # LS calibration candidates
@@ -85,6 +86,8 @@ def _rows(cfg) -> list[dict]:
             raise ValueError("rows: every row needs a name")
         if not row["net"] and not row["train_config"]:
             raise ValueError(f"rows: row {row['name']!r} needs a net or a train_config")
+        if row["net_weights"] not in ("raw", "ema"):
+            raise ValueError(f"rows: row {row['name']!r}: net_weights must be raw or ema, got {row['net_weights']!r}")
         rows.append(row)
     names = [r["name"] for r in rows]
     if len(set(names)) != len(names):
@@ -147,7 +150,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     for machine, ks in ((kind, row["ks"]), ("ls", row["ls_ks"])):
         cal_dir = row_dir / f"calibrate_{machine}"
         cfg = config_lib.calibrate_config()
-        cfg.update(dict(net=net, net_step=row["net_step"], kind=machine, ks=ks,
+        cfg.update(dict(net=net, net_step=row["net_step"], net_weights=row["net_weights"], kind=machine, ks=ks,
                         limit=row["calibrate_limit"] or row["limit"],
                         n_seeds=row["calibrate_seeds"], seed=row["seed"], num_steps=row["calibrate_steps"],
                         published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
@@ -165,7 +168,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
     machines.append("ideal=ideal")
     eval_dir = row_dir / "evaluate"
     cfg = config_lib.evaluate_config()
-    cfg.update(dict(net=net, net_step=row["net_step"], machines=",".join(machines), net_steps=row["net_steps"], limit=row["limit"],
+    cfg.update(dict(net=net, net_step=row["net_step"], net_weights=row["net_weights"], machines=",".join(machines),
+                    net_steps=row["net_steps"], limit=row["limit"],
                     n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1, seeds_per_part=row["seeds_per_part"],
                     out_dir=str(eval_dir), progress=progress))  # fmt: skip
     if not _done_with(eval_dir, cfg, config_lib.evaluate_config()):
@@ -179,6 +183,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> di
         "kind": kind,
         "net": net,
         "net_step": int(meta["step"]),
+        "net_weights": row["net_weights"],
+        "net_ema_decay": net_cfg.get("ema_decay", 0.0),
         "net_batch_size": net_cfg.get("batch_size"),
         "net_params": _param_count(net),
         "train_images": json.loads((eval_dir / "record.json").read_text())["data"]["num_images"],
@@ -294,6 +300,8 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
             budget = f"{r['net_step']} steps x {r['net_batch_size']}" + (
                 f", {r['net_params']:,} params" if r["net_params"] else ""
             )
+            if r.get("net_weights", "raw") == "ema":  # not the paper's procedure: labelled
+                budget += f", EMA weights (decay {r.get('net_ema_decay')})"
             wall = sum(v for v in r["wall_s"].values() if v) / 60
             out.append(
                 f"| {r['name']} | {dataset} | {arch} | {padding} | {'yes' if cond else 'no'} "

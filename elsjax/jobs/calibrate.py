@@ -66,7 +66,7 @@ def run(cfg) -> dict:
     checks.kind(cfg.kind)
     checks.candidates("ks", ks, "bbels", (10**9, 10**9))  # odd, >= 3, distinct; ELS's k <= H once the data is known
     published = scales_lib.resolve(cfg.published) if cfg.published else None
-    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
     clock.lap("load")
 
     bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress and primary)

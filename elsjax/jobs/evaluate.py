@@ -158,7 +158,7 @@ def run(cfg, *, log=print) -> dict:
     resuming = primary and runs.resume_run_dir(
         out_dir, cfg, resumable_fields=RESUMABLE_FIELDS, kind="evaluation", defaults=config_lib.evaluate_config()
     )
-    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
     dataset = subject.dataset
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
@@ -168,6 +168,8 @@ def run(cfg, *, log=print) -> dict:
     parts = out_dir / "parts"
     base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
                 "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
+    if cfg.net_weights != "raw":  # (parts saved before the field existed are the raw weights')
+        base_tag["net_weights"] = cfg.net_weights
     clock.lap("load")
     if resuming:
         log(f"resuming the evaluation in {out_dir}")
