@@ -228,3 +228,40 @@ def test_resuming_a_run_saved_before_a_field_existed(tmp_path):
         runs.resume_run_dir(run, now)  # without the defaults the missing field is a difference
     with pytest.raises(runs.RunDirError, match=r"different config \(mesh: None there, '1' now\)"):
         runs.resume_run_dir(run, {**now, "mesh": "1"}, defaults=defaults)
+
+
+def test_a_row_can_study_the_nets_ema_weights(tmp_path, capsys):
+    import jax
+
+    from elsjax import checkpoint, nets
+    from elsjax import evaluate as evaluate_lib
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    cfg.rows = [{**cfg.rows[0], "train_overrides": {"seed": 0, "ema_decay": 0.5}, "net_weights": "ema"}]
+    (record,) = sweeps.run(cfg, log=lambda *a: None, machine="m")
+    row = tmp_path / "sweep" / "a"
+    assert record["net_weights"] == "ema" and record["net_ema_decay"] == 0.5
+    for stage in ("calibrate_bbels", "calibrate_ls", "evaluate"):
+        assert json.loads((row / stage / "config.json").read_text())["net_weights"] == "ema"
+        assert json.loads((row / stage / "record.json").read_text())["net"]["weights"] == "ema"
+    assert "EMA weights (decay 0.5)" in (tmp_path / "sweep" / "table.md").read_text()
+    # The evaluation's net samples are those of the EMA weights, not of the raw ones.
+    with np.load(row / "evaluate" / "samples.npz") as f:
+        seeds, net_samples = f["seeds"], f["net_4"]
+    for weights, equal in (("ema", True), ("raw", False)):
+        eps_fn, params, _ = checkpoint.load_net(row / "train", weights=weights)
+        assert np.array_equal(evaluate_lib.net_samples(eps_fn, params, seeds, num_steps=4), net_samples) == equal
+
+    # A net without EMA weights, asked for them: one line, before any work.
+    spec = nets.spec("resnet", channels=1, width=8, num_layers=1, emb_dim=8)
+    checkpoint.save(tmp_path / "raw", 1, nets.build(spec, key=jax.random.key(0))[1], spec=spec)
+    for weights, match in (("ema", "holds no EMA weights"), ("best", "weights: expected one of ['raw', 'ema']")):
+        args = ["evaluate", "--net", str(tmp_path / "raw"), "--net-weights", weights, "--machines", "ideal=ideal",
+                "--n-seeds", "2", "--net-steps", "3", "--out-dir", str(tmp_path / f"ev_{weights}"), "--no-progress"]  # fmt: skip
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err
+    bad = tiny_sweep(tmp_path, tmp_path / "bad", names=("a",))
+    bad.rows = [{**bad.rows[0], "net_weights": "best"}]
+    with pytest.raises(ValueError, match="net_weights must be raw or ema, got 'best'"):
+        sweeps.run(bad, log=lambda *a: None)
