@@ -40,7 +40,7 @@ from elsjax import config as config_lib
 from elsjax import dictcache, paper, runs
 from elsjax import scales as scales_lib
 
-__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "table", "STAGES"]
+__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "table", "check_training_set", "STAGES"]
 
 STAGES = ("train", "calibrate", "evaluate")
 
@@ -64,6 +64,10 @@ ROW_DEFAULTS = {
     "seeds_per_part": 10,
     "limit": 0,  # the machines' training set: 0 = the net's own
     "calibrate_limit": 0,  # the calibration's training set, if other than `limit` (the paper's: the first 5,000)
+    # The number of images the net must be trained on (0: any). A row whose training set (its net's, or what its train
+    # config would load) holds another number is refused before any work, e.g. at the paper's scale a row that would
+    # train on the 10,000 offline MNIST digits instead of the paper's 60,000 (experiments/sweeps/paper_scale.py).
+    "train_images": 0,
 }
 
 
@@ -106,6 +110,41 @@ def _train_cfg(row: dict):
     return config_lib.merge(cfg, row["train_overrides"])
 
 
+def check_training_set(row: dict, out_dir) -> None:
+    """Refuses a row whose net's training set does not hold ``row["train_images"]`` images (0: no requirement).
+
+    The training set is the one recorded in the row's net (its ``net``, or the net the sweep trained in
+    ``OUT_DIR/ROW/train``) when it has a checkpoint, else the one its train config would load (read now, before any
+    training).
+
+    Raises:
+      ValueError: one line naming the row, the images it would use, where they come from, and the expected number.
+    """
+    from elsjax import checkpoint, data
+
+    expected = int(row["train_images"])
+    if not expected:
+        return
+    net = Path(row["net"] or Path(out_dir) / row["name"] / "train")
+    if net.exists() and checkpoint.latest_step(net) is not None:
+        meta = checkpoint.read_meta(net, row["net_step"] or None)
+        record, cfg = meta.get("data") or {}, meta.get("config") or {}
+        what, n = f"its net {net} was trained on", record.get("num_images")
+        dataset, source, note = cfg.get("dataset", "?"), record.get("source", "?"), record.get("note", "")
+    else:
+        cfg = _train_cfg(row)
+        found = data.load(cfg.dataset, **config_lib.data_options(cfg))
+        what, n, dataset, source, note = "it would train on", len(found.images), found.name, found.source, found.note
+    if n != expected:
+        count = "an unknown number of" if n is None else f"{n:,}"
+        held = f": {note}" if note else ""
+        raise ValueError(
+            f"rows: row {row['name']!r}: {what} {count} {dataset} images ({source}{held}), not the {expected:,} the "
+            "row requires (train_images); give the complete training set (a prepared tfds copy, or data_dir in "
+            "train_overrides) before running it"
+        )
+
+
 def _key(row: dict, net_cfg: dict, spec: dict):
     """(dataset, arch, padding, conditional): the row of the paper's tables."""
     from elsjax import data
@@ -119,12 +158,14 @@ def _published_text(row: dict) -> str:
 
 
 def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print) -> dict:
-    """Runs (or resumes) one row; returns its record (what the table needs)."""
+    """Runs (or resumes) one row; returns its record (what the table needs). A row whose training set is not the one
+    it requires (``train_images``) is refused first (:func:`check_training_set`)."""
     from elsjax import checkpoint
     from elsjax.jobs import calibrate as calibrate_job
     from elsjax.jobs import evaluate as evaluate_job
     from elsjax.jobs import train as train_job
 
+    check_training_set(row, out_dir)
     row_dir = out_dir / row["name"]
     walls = {}
 
@@ -369,6 +410,8 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
     out_dir = Path(cfg.out_dir)
     rows = _rows(cfg)
     every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
+    for row in rows:  # every row's training set, before any row starts work
+        check_training_set(row, out_dir)
     records = []
     for row in rows:
         with dictcache.reuse(directory=os.environ.get(dictcache.ENV_DIR) or None):  # the row's jobs share dictionaries

