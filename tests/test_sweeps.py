@@ -342,3 +342,55 @@ def jax_zeros(tree):
     import jax.numpy as jnp
 
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training-run variance sweep (experiments/sweeps/cpu_variance.py).
+
+
+def variance_rows():
+    return sweeps._rows(config_lib.load_file(REPO / "experiments" / "sweeps" / "cpu_variance.py"))
+
+
+def test_cpu_variance_rows_are_four_training_runs_at_three_checkpoints():
+    rows = variance_rows()
+    by_name = {r["name"]: r for r in rows}
+    assert len(rows) == len(by_name) == 12
+    for seed in (0, 1, 2, 3):
+        for step in (2400, 3000, 3600):
+            row = by_name[f"mnist_resnet_zeros_seed{seed}_step{step}"]
+            assert row["train_overrides"] == {"seed": seed} and row["evaluate_seeds"] == 20
+            assert row["train_config"] == "experiments/configs/train_mnist_resnet_n2000_cpu.py"
+            expected_net = "mnist_resnet_zeros_n2000_cpu" if seed == 0 else f"mnist_resnet_zeros_n2000_seed{seed}_cpu"
+            assert row["net"] == f"experiments/checkpoints/{expected_net}"
+            assert row["net_step"] == (0 if (seed, step) == (0, 3600) else step)
+            # The net a clean machine would train: the preset with this seed, keeping the checkpoints evaluated.
+            cfg = sweeps._train_cfg({**row, "train_config": str(REPO / row["train_config"])})
+            assert cfg.seed == seed and cfg.num_steps == 3600 and cfg.checkpoint_every_steps == 600
+            assert cfg.keep_checkpoints * cfg.checkpoint_every_steps >= 3600 - 2400 + 600
+            # The same calibration and evaluation seeds for every run: rows differ only in the net.
+            assert (row["seed"], row["calibrate_seeds"]) == (0, 10)
+    # Seed 0's rows at 2,400 and 3,600 steps are cpu_budget's rows (so their finished stages are reused).
+    budget = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_budget.py"))}
+    for step in (2400, 3600):
+        ours = {k: v for k, v in by_name[f"mnist_resnet_zeros_seed0_step{step}"].items() if k != "name"}
+        theirs = {k: v for k, v in budget[f"mnist_resnet_zeros_step{step}"].items() if k != "name"}
+        assert {**ours, "train_overrides": {}} == theirs
+
+
+def test_a_variance_row_without_its_net_trains_it_with_its_seed(tmp_path, monkeypatch):
+    from elsjax.jobs import train as train_job
+
+    class Trained(Exception):
+        pass
+
+    def train(cfg, **kwargs):
+        raise Trained(cfg)
+
+    monkeypatch.setattr(train_job, "run", train)
+    row = next(r for r in variance_rows() if r["name"] == "mnist_resnet_zeros_seed2_step2400")
+    row = {**row, "net": str(tmp_path / "seed2"), "train_config": str(REPO / row["train_config"])}
+    with pytest.raises(Trained) as caught:
+        sweeps.run_row(row, tmp_path / "sweep", progress=False, log=lambda *a: None)
+    (cfg,) = caught.value.args
+    assert cfg.seed == 2 and cfg.out_dir == str(tmp_path / "seed2") and cfg.num_steps == 3600 and cfg.limit == 2000
