@@ -236,3 +236,15 @@ def test_unet_sa_attention_sees_the_whole_image():
     # input pixel.
     apply, params = _unet_sa(channels=1, width=8, num_layers=1)
     assert _rf_extent(apply, params, 48, (0, 0)) == (48, 48)
+
+
+def test_unet_sa_blocked_attention_is_attention():
+    # On a CPU, more than 128 positions are attended image by image and in blocks of queries: the same values and
+    # gradients as all at once.
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 256, 2, 4)) for i in range(3))
+    loss = jax.jit(jax.value_and_grad(lambda q, k, v: jnp.sum(jnp.sin(unet_sa.attention(q, k, v))), argnums=(0, 1, 2)))
+    want = jax.value_and_grad(
+        lambda q, k, v: jnp.sum(jnp.sin(jax.nn.dot_product_attention(q, k, v))), argnums=(0, 1, 2)
+    )
+    for a, b in zip(jax.tree.leaves(loss(q, k, v)), jax.tree.leaves(want(q, k, v))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -52,10 +52,11 @@ from flax import nnx
 
 from elsjax.nets.embedding import Conv, Linear
 
-__all__ = ["SelfAttentionUNet", "RES_BLOCKS", "timestep_embedding"]
+__all__ = ["SelfAttentionUNet", "RES_BLOCKS", "timestep_embedding", "attention"]
 
 RES_BLOCKS = 3  # residual blocks per level (the decoder has one more, for the skip of the level's resampling)
 TIMESTEPS = 1000  # the layout embeds integer timesteps 0..999: t in [0, 1] enters as 1000 t
+QUERY_BLOCK = 128  # queries per block of the CPU attention (:func:`attention`)
 
 
 def timestep_embedding(t, dim: int):
@@ -71,6 +72,33 @@ def timestep_embedding(t, dim: int):
     freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
     args = TIMESTEPS * jnp.asarray(t, jnp.float32)[:, None] * freqs[None, :]
     return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+def _attend(q, k, v):
+    """``softmax(q k^T / sqrt(D)) v`` for ``[B, T, H, D]`` queries, keys and values (heads apart)."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (q.shape[-1] ** -0.5)
+    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+
+
+def attention(q, k, v):
+    """Multi-head self-attention of ``[B, T, H, D]`` queries, keys and values: ``softmax(q k^T / sqrt(D)) v``.
+
+    On a CPU with more than :data:`QUERY_BLOCK` positions it runs image by image and, within an image, block by block
+    of queries against all keys, each block's weights recomputed in the backward pass rather than stored: the same
+    values, about 4x faster on XLA:CPU at 32x32 (the whole ``[B, H, 1024, 1024]`` weights of a batch are too large
+    for its caches), where the 32-px attention dominates a training step. Elsewhere, all at once.
+    """
+    b, t, h, d = q.shape
+    if jax.default_backend() != "cpu" or t <= QUERY_BLOCK or t % QUERY_BLOCK:
+        return _attend(q, k, v)
+    block = jax.checkpoint(_attend)
+
+    def image(qkv):
+        qi, ki, vi = (z[None] for z in qkv)
+        blocks = qi.reshape(1, t // QUERY_BLOCK, QUERY_BLOCK, h, d).transpose(1, 0, 2, 3, 4)
+        return jax.lax.map(lambda qb: block(qb, ki, vi), blocks).reshape(t, h, d)
+
+    return jax.lax.map(image, (q, k, v))
 
 
 def _zero(module):
@@ -128,7 +156,7 @@ class _Attention(nnx.Module):
         b, height, width, c = x.shape
         q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b, height * width, 3 * c), 3, axis=-1)
         heads = [z.reshape(b, height * width, self.heads, c // self.heads) for z in (q, k, v)]
-        h = jax.nn.dot_product_attention(*heads).reshape(b, height, width, c)
+        h = attention(*heads).reshape(b, height, width, c)
         return x + self.proj(h)
 
 
