@@ -394,3 +394,22 @@ def test_a_variance_row_without_its_net_trains_it_with_its_seed(tmp_path, monkey
         sweeps.run_row(row, tmp_path / "sweep", progress=False, log=lambda *a: None)
     (cfg,) = caught.value.args
     assert cfg.seed == 2 and cfg.out_dir == str(tmp_path / "seed2") and cfg.num_steps == 3600 and cfg.limit == 2000
+
+
+def test_cpu_unet_sa_row_is_the_plain_unet_row_with_attention():
+    from elsjax import nets
+    from elsjax.jobs import train as train_job
+
+    rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_unet_sa.py"))}
+    plain, sa = rows["fmnist_unet_conditional"], rows["fmnist_unet_sa_conditional"]
+    differ = {k for k in plain if plain[k] != sa[k]}
+    assert differ == {"name", "net", "train_config"}
+    cfgs = [sweeps._train_cfg({**r, "train_config": str(REPO / r["train_config"])}) for r in (plain, sa)]
+    for key in ("dataset", "limit", "conditional", "resize", "split", "seed"):  # the same training images
+        assert cfgs[0][key] == cfgs[1][key], key
+    cfg = cfgs[1]
+    assert (cfg.arch, cfg.width, cfg.num_layers) == ("unet_sa", 8, 4)
+    spec = nets.spec(cfg.arch, channels=1, num_classes=10, width=cfg.width, num_layers=cfg.num_layers,
+                     emb_dim=cfg.emb_dim)  # fmt: skip
+    assert sweeps._key(sa, cfg.to_dict(), spec) == ("fashion_mnist", "unet_sa", "zeros", True)  # row.json's key
+    train_job._check(cfg)
