@@ -37,9 +37,9 @@ Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
     >>> from elsjax.nets.unet_sa import SelfAttentionUNet
-    >>> net = SelfAttentionUNet(1, width=8, num_levels=2, rngs=nnx.Rngs(0))
-    >>> net(jnp.zeros((2, 8, 8, 1)), jnp.array([0.1, 0.9])).shape
-    (2, 8, 8, 1)
+    >>> net = SelfAttentionUNet(1, width=2, num_levels=1, emb_dim=8, rngs=nnx.Rngs(0))  # tiny: one level
+    >>> net(jnp.zeros((2, 4, 4, 1)), jnp.array([0.1, 0.9])).shape
+    (2, 4, 4, 1)
 """
 
 from __future__ import annotations
