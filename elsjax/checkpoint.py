@@ -2,7 +2,9 @@
 
 A checkpoint directory (an ``orbax.checkpoint.CheckpointManager`` root) holds one sub-directory per saved step,
 each with three items: ``params`` (the net), ``train`` (step and optimiser state) and ``meta`` (JSON: the
-architecture :func:`elsjax.nets.spec`, the step, anything else the caller adds). Orbax writes each step into a
+architecture :func:`elsjax.nets.spec`, the step, anything else the caller adds); a net trained with an exponential
+moving average of its weights (``ema_decay > 0``) has a fourth, ``ema`` (the averaged weights, the structure of
+``params``), which :func:`load_net` loads with ``weights="ema"``. Orbax writes each step into a
 temporary directory and renames it when complete, and deletes old steps only after a newer one is complete, so a
 run killed mid-save never loses the previous checkpoint.
 
@@ -42,10 +44,13 @@ import jax
 import numpy as np
 
 __all__ = [
-    "save", "latest_step", "steps", "read_meta", "restore", "load_net", "check_spec", "tree_checksum", "add_checksums",
+    "save", "latest_step", "steps", "read_meta", "restore", "restore_ema", "load_net", "check_spec", "tree_checksum",
+    "add_checksums", "WEIGHTS", "has_ema",
 ]  # fmt: skip
 
 RUN_SUBDIR = "checkpoints"  # where `elsjax train` keeps the checkpoint root inside a run directory
+# Which weights of a net to load: the optimiser's (the paper's), or their exponential moving average.
+WEIGHTS = ("raw", "ema")
 
 
 def _manager(directory, keep: int | None = None, create: bool = False):
@@ -109,6 +114,7 @@ def save(
     spec: dict,
     meta: dict | None = None,
     keep: int | None = None,
+    ema: Any = None,
 ) -> None:
     """Saves ``params`` (and optionally ``train_state``, any pytree of arrays) as step ``step``, synchronously.
 
@@ -121,18 +127,24 @@ def save(
       meta: extra JSON-serialisable information (the training config, the loss). ``meta["checksums"]`` is set
         to the :func:`tree_checksum` of ``params`` and ``train_state``, which loading verifies.
       keep: keep at most this many steps (the oldest are deleted after this one is complete); None keeps all.
+      ema: the exponential moving average of the weights (the structure of ``params``), saved as the item ``ema``
+        with its checksum beside the others; None (no EMA) saves exactly what a checkpoint without it holds.
     """
     import orbax.checkpoint as ocp
 
     checksums = {"params": tree_checksum(params)}
     if train_state is not None:
         checksums["train"] = tree_checksum(train_state)
+    if ema is not None:
+        checksums["ema"] = tree_checksum(ema)
     items = {
         "params": ocp.args.StandardSave(params),
         "meta": ocp.args.JsonSave({**(meta or {}), "spec": spec, "step": int(step), "checksums": checksums}),
     }
     if train_state is not None:
         items["train"] = ocp.args.StandardSave(train_state)
+    if ema is not None:
+        items["ema"] = ocp.args.StandardSave(ema)
     with _manager(directory, keep, create=True) as manager:
         manager.save(int(step), args=ocp.args.Composite(**items), force=True)
         manager.wait_until_finished()
@@ -273,6 +285,28 @@ def _check_contents(directory: Path, step: int, meta: dict, trees: dict) -> None
         _verify(directory / str(step), item, recorded[item], tree)
 
 
+def _restore_items(directory, targets: dict, *, spec: dict, step, verify: bool):
+    """Restores the items named in ``targets`` (item name -> target pytree) of ``step``: ``(trees, meta)``."""
+    import orbax.checkpoint as ocp
+
+    directory = _root(directory)
+    step = _resolve_step(directory, step)
+    meta = read_meta(directory, step)
+    check_spec(meta["spec"], spec, directory)
+    try:
+        with _manager(directory) as manager:
+            restored = manager.restore(
+                step, args=ocp.args.Composite(**{k: ocp.args.StandardRestore(t) for k, t in targets.items()})
+            )
+        trees = {k: restored[k] for k in targets}
+        jax.block_until_ready(trees)
+    except Exception as err:
+        raise _unreadable(directory, step, err) from err
+    if verify:
+        _check_contents(directory, step, meta, trees)
+    return trees, meta
+
+
 def restore(
     directory, params_target, train_target: Any = None, *, spec: dict, step: int | None = None, verify: bool = True
 ):
@@ -290,52 +324,73 @@ def restore(
       ValueError: no checkpoint, another architecture, or a corrupted checkpoint (unreadable, or arrays that
         differ from the checksums recorded when it was saved).
     """
-    import orbax.checkpoint as ocp
-
-    directory = _root(directory)
-    step = _resolve_step(directory, step)
-    meta = read_meta(directory, step)
-    check_spec(meta["spec"], spec, directory)
-    items = {"params": ocp.args.StandardRestore(params_target)}
+    targets = {"params": params_target}
     if train_target is not None:
-        items["train"] = ocp.args.StandardRestore(train_target)
-    try:
-        with _manager(directory) as manager:
-            restored = manager.restore(step, args=ocp.args.Composite(**items))
-        params = restored.params
-        train_state = restored.train if train_target is not None else None
-        jax.block_until_ready((params, train_state))
-    except Exception as err:
-        raise _unreadable(directory, step, err) from err
-    if verify:
-        trees = {"params": params} if train_target is None else {"params": params, "train": train_state}
-        _check_contents(directory, step, meta, trees)
-    return params, train_state, meta
+        targets["train"] = train_target
+    trees, meta = _restore_items(directory, targets, spec=spec, step=step, verify=verify)
+    return trees["params"], trees.get("train"), meta
 
 
-def load_net(directory, step: int | None = None, *, verify: bool = True):
+def has_ema(directory, step: int | None = None) -> bool:
+    """Whether step ``step`` (default: the newest) holds EMA weights (a net trained with ``ema_decay > 0``)."""
+    directory = _root(directory)
+    return (directory / str(_resolve_step(directory, step)) / "ema").is_dir()
+
+
+def _no_ema(directory, step) -> ValueError:
+    directory = _root(directory)
+    return ValueError(
+        f"checkpoint: {directory / str(step)} holds no EMA weights (its net was trained with ema_decay 0); "
+        "load its raw weights (weights='raw', net_weights=raw) or train with ema_decay > 0"
+    )
+
+
+def restore_ema(directory, target, *, spec: dict, step: int | None = None, verify: bool = True):
+    """The EMA weights of ``step`` (default: the newest), restored onto ``target`` (the structure of ``params``).
+
+    Raises:
+      ValueError: as :func:`restore`, and a checkpoint that holds no EMA weights.
+    """
+    step = _resolve_step(_root(directory), step)
+    if not has_ema(directory, step):
+        raise _no_ema(directory, step)
+    trees, _ = _restore_items(directory, {"ema": target}, spec=spec, step=step, verify=verify)
+    return trees["ema"]
+
+
+def load_net(directory, step: int | None = None, *, weights: str = "raw", verify: bool = True):
     """A trained net from its checkpoint alone: ``(eps_fn, params, meta)``, ready for
     :func:`elsjax.sampler.sample_net`. The architecture comes from the checkpoint's metadata.
 
     Args:
       directory: the checkpoint root, or an ``elsjax train`` run directory (its ``checkpoints/`` is used).
       step: which step; default the newest.
+      weights: ``"raw"`` (the optimiser's weights, the paper's procedure) or ``"ema"`` (their exponential moving
+        average, saved by a run with ``ema_decay > 0``). The returned ``meta["weights"]`` says which.
       verify: compare the parameters with the checksum recorded at save time (False: for forensics only).
 
     Raises:
-      ValueError: no checkpoint, or a corrupted one (the message names the step folder and the array).
+      ValueError: no checkpoint, a corrupted one (the message names the step folder and the array), an unknown
+        ``weights``, or ``weights="ema"`` for a checkpoint without EMA weights.
     """
     from elsjax import nets
 
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights: expected one of {list(WEIGHTS)}, got {weights!r}")
     meta = read_meta(directory, step)
+    if weights == "ema" and not has_ema(directory, meta["step"]):
+        raise _no_ema(directory, meta["step"])
     eps_fn, target = nets.abstract_params(meta["spec"])
     if jax.process_count() > 1:
         # In a multi-process run (docs/scale_out.md) every process restores the whole net onto its own first device;
         # without a target sharding orbax would restore onto the saving process's device (another process's here).
         local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=local), target)
-    params, _, meta = restore(directory, target, spec=meta["spec"], step=meta["step"], verify=verify)
-    return eps_fn, params, meta
+    if weights == "ema":
+        params = restore_ema(directory, target, spec=meta["spec"], step=meta["step"], verify=verify)
+    else:
+        params, _, meta = restore(directory, target, spec=meta["spec"], step=meta["step"], verify=verify)
+    return eps_fn, params, {**meta, "weights": weights}
 
 
 def _train_target(meta: dict, params):

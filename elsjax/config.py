@@ -87,6 +87,9 @@ HELP = {
     "learning_rate": "initial AdamW learning rate",
     "lr_decay": "learning rate factor per step (exponential decay)",
     "weight_decay": "AdamW weight decay",
+    "ema_decay": "decay d of an exponential moving average of the weights, updated after every step "
+    "(ema = d*ema + (1-d)*params) and saved in every checkpoint beside the raw weights; 0 = no EMA (the paper's "
+    "procedure)",
     "num_steps": "optimiser steps in all (a resumed run continues to this many)",
     "checkpoint_every_s": "seconds between checkpoints (one is always written at the end)",
     "checkpoint_every_steps": "also checkpoint every this many steps; 0 = by time only",
@@ -98,6 +101,8 @@ HELP = {
     # calibrate, evaluate
     "net": "the trained net: a checkpoint folder or an `elsjax train` run directory",
     "net_step": "which checkpoint step of the net (0: the newest)",
+    "net_weights": "which weights of the net: raw (the optimiser's, the paper's procedure) or ema (their moving "
+    "average; a net trained with ema_decay > 0)",
     "ks": "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)",
     "published": "published scales to draw beside the result (a name from `elsjax scales`; empty: none)",
     "machines": "machines to compare with the net: NAME=KIND:SCALES,... (SCALES a published name, a comma-separated "
@@ -206,6 +211,7 @@ def train_config() -> ml_collections.ConfigDict:
             "learning_rate": training["learning_rate"],
             "lr_decay": training["lr_decay"],
             "weight_decay": training["weight_decay"],
+            "ema_decay": 0.0,
             "num_steps": training["epochs"] * paper.epoch_steps("mnist"),
             "seed": 0,
             "checkpoint_every_s": 300.0,
@@ -232,6 +238,7 @@ def calibrate_config() -> ml_collections.ConfigDict:
         {
             "net": "",
             "net_step": 0,
+            "net_weights": "raw",
             "kind": "bbels",
             "ks": ",".join(str(k) for k in range(3, 18, 2)),
             "limit": 0,
@@ -260,6 +267,7 @@ def evaluate_config() -> ml_collections.ConfigDict:
         {
             "net": "",
             "net_step": 0,
+            "net_weights": "raw",
             "machines": "bbels=bbels:MNIST_ResNet_zeros,ls=ls:MNIST_ResNet_zeros,ideal=ideal",
             "net_steps": "20,150",
             "limit": 0,

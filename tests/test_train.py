@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -187,7 +190,9 @@ def test_train_command_writes_a_run_directory_and_resumes_exactly(tmp_path, caps
     "flags, match",
     [(["--arch", "vit"], "arch: unknown architecture 'vit'"), (["--dataset", "imagenet"], "dataset: unknown dataset"),
      (["--padding", "reflect"], "padding"), (["--batch-size", "0"], "batch_size"),
-     (["--config.optimizer=sgd"], "unknown field 'optimizer'")],
+     (["--config.optimizer=sgd"], "unknown field 'optimizer'"),
+     (["--ema-decay", "1.0"], "ema_decay: expected 0 (no EMA) or a decay in (0, 1)"),
+     (["--ema-decay", "-0.1"], "ema_decay: expected 0 (no EMA) or a decay in (0, 1)")],
 )  # fmt: skip
 def test_train_command_bad_input(tmp_path, capsys, flags, match):
     data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
@@ -241,3 +246,140 @@ def test_committed_checkpoints_load_and_sample(name):
     y = jnp.arange(2) if cfg["conditional"] else None
     x = sampler.sample_net(eps_fn, params, jax.random.normal(jax.random.key(0), (2, 32, 32, 1)), num_steps=2, y=y)
     assert x.shape == (2, 32, 32, 1) and bool(jnp.all(jnp.isfinite(x)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# EMA of the weights (an option; not the paper's procedure).
+
+
+def test_ema_is_updated_after_every_step_and_leaves_training_unchanged():
+    images, _ = tiny_images()
+    eps_fn, params = nets.build(SPEC, key=jax.random.key(0))
+    tx = train.optimizer(learning_rate=1e-3)
+    raw, raw_losses = run_steps(train.init(params, tx), 3, tx, eps_fn, images)
+    state, ema, losses = train.init(params, tx, ema=True), params, []
+    for _ in range(3):
+        state, loss = train.train_step(
+            state, images, None, eps_fn=eps_fn, tx=tx, batch_size=8, key=jax.random.key(5), ema_decay=0.9
+        )
+        losses.append(float(loss))
+        ema = jax.tree.map(lambda e, p: 0.9 * np.asarray(e) + 0.1 * np.asarray(p), ema, state.params)
+    assert losses == raw_losses  # the EMA does not change the optimiser's weights
+    for a, b in zip(jax.tree.leaves(raw[:3]), jax.tree.leaves(state[:3])):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(state.ema)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(jax.tree.leaves(state.ema)[0], jax.tree.leaves(state.params)[0])
+
+
+def test_without_ema_the_step_is_the_program_it_was():
+    # The step before the option existed, as it was written; the state's ema=None adds no input and no output.
+    images, _ = tiny_images()
+    eps_fn, params = nets.build(SPEC, key=jax.random.key(0))
+    tx = train.optimizer()
+    state = train.init(params, tx)
+    assert state.ema is None and len(jax.tree.leaves(state)) == len(
+        jax.tree.leaves((state.step, params, state.opt_state))
+    )
+
+    @functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size"))
+    def train_step(state, images, labels, *, eps_fn, tx, batch_size, key):
+        data_key, noise_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+        idx, mask = train.batch_indices(state.step, num_images=images.shape[0], batch_size=batch_size, key=data_key)
+        y = None if labels is None else labels[idx]
+        loss, grads = jax.value_and_grad(train.loss_fn)(
+            state.params, eps_fn, images[idx], y, mask, key=jax.random.fold_in(noise_key, state.step)
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return (state.step + 1, optax.apply_updates(state.params, updates), opt_state), loss
+
+    args = dict(eps_fn=eps_fn, tx=tx, batch_size=8, key=jax.random.key(5))
+    # The same StableHLO, up to the names of the outputs (a field of TrainState then, an index of a tuple here).
+    now, before = (
+        re.sub(r' ?\{?jax\.result_info = "[^"]*"\}?,?', "", f.lower(state, images, None, **args).as_text())
+        for f in (train.train_step, train_step)
+    )
+    assert "stablehlo" in now and now == before
+
+
+def test_ema_weights_are_saved_and_restored_bit_for_bit(tmp_path):
+    images, labels = tiny_images()
+    spec = nets.spec("unet", channels=1, num_classes=4, width=4, emb_dim=8, num_layers=2)
+    eps_fn, params = nets.build(spec, key=jax.random.key(0))
+    tx = train.optimizer()
+    state = train.init(params, tx, ema=True)
+    for _ in range(2):
+        state, _ = train.train_step(
+            state, images, labels, eps_fn=eps_fn, tx=tx, batch_size=8, key=jax.random.key(5), ema_decay=0.5
+        )
+    checkpoint.save(tmp_path / "ck", 2, state.params, (state.step, state.opt_state), spec=spec, ema=state.ema)
+    assert {p.name for p in (tmp_path / "ck" / "2").iterdir()} >= {"params", "train", "meta", "ema"}
+    assert set(checkpoint.read_meta(tmp_path / "ck")["checksums"]) == {"params", "train", "ema"}
+    target = nets.abstract_params(spec)[1]
+    ema = checkpoint.restore_ema(tmp_path / "ck", target, spec=spec)
+    _, raw, meta = checkpoint.load_net(tmp_path / "ck")
+    _, ema2, meta2 = checkpoint.load_net(tmp_path / "ck", weights="ema")
+    assert (meta["weights"], meta2["weights"]) == ("raw", "ema") and checkpoint.has_ema(tmp_path / "ck")
+    for a, b, c in zip(jax.tree.leaves(state.ema), jax.tree.leaves(ema), jax.tree.leaves(ema2)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(raw)):
+        np.testing.assert_array_equal(a, b)
+    # A state with EMA weights stepped without a decay is refused (and one without them stepped with a decay).
+    with pytest.raises(ValueError, match="does not fit a state with EMA weights"):
+        train.train_step(state, images, labels, eps_fn=eps_fn, tx=tx, batch_size=8, key=jax.random.key(5))
+    # A damaged EMA item is an error, as damaged raw weights are.
+    for path in (tmp_path / "ck" / "2" / "ema").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00garbage" * 3)
+    with pytest.raises(ValueError, match="corrupted"):
+        checkpoint.load_net(tmp_path / "ck", weights="ema")
+
+
+def test_asking_for_ema_weights_of_a_checkpoint_without_them_is_a_clear_error(tmp_path):
+    _, params = nets.build(SPEC, key=jax.random.key(0))
+    checkpoint.save(tmp_path / "ck", 1, params, spec=SPEC)
+    assert set(checkpoint.read_meta(tmp_path / "ck")["checksums"]) == {"params"}
+    assert not checkpoint.has_ema(tmp_path / "ck")
+    for call in (lambda: checkpoint.load_net(tmp_path / "ck", weights="ema"),
+                 lambda: checkpoint.restore_ema(tmp_path / "ck", params, spec=SPEC)):  # fmt: skip
+        with pytest.raises(ValueError, match=r"holds no EMA weights \(its net was trained with ema_decay 0\)") as err:
+            call()
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"weights: expected one of \['raw', 'ema'\], got 'best'"):
+        checkpoint.load_net(tmp_path / "ck", weights="best")
+
+
+def test_train_command_with_ema_resumes_exactly(tmp_path, capsys):
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli.main(train_args(data_dir, straight, "--num-steps", "6", "--ema-decay", "0.8")) == 0
+    assert {"samples_ema.png", "samples_ema.npz"} <= {p.name for p in straight.iterdir()}
+    assert json.loads((straight / "config.json").read_text())["ema_decay"] == 0.8
+    assert cli.main(train_args(data_dir, split, "--num-steps", "3", "--ema-decay", "0.8")) == 0
+    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--ema-decay", "0.8")) == 0
+    assert "resuming" in capsys.readouterr().out
+    for weights in ("raw", "ema"):
+        _, a, _ = checkpoint.load_net(straight, weights=weights)
+        _, b, _ = checkpoint.load_net(split, weights=weights)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_array_equal(x, y)
+    _, raw, _ = checkpoint.load_net(straight)
+    assert not np.array_equal(jax.tree.leaves(raw)[0], jax.tree.leaves(a)[0])
+    assert (straight / "loss.csv").read_text() == (split / "loss.csv").read_text()
+    with np.load(straight / "samples_ema.npz") as f, np.load(split / "samples_ema.npz") as g:
+        np.testing.assert_array_equal(f["samples"], g["samples"])
+    # The EMA's decay is part of what was trained: another one into the same directory is refused.
+    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--ema-decay", "0.9")) == 2
+    assert "different config (ema_decay: 0.8 there, 0.9 now)" in capsys.readouterr().err
+
+
+def test_train_command_without_ema_writes_the_checkpoint_it_did(tmp_path):
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
+    out = tmp_path / "run"
+    assert cli.main(train_args(data_dir, out, "--num-steps", "2")) == 0
+    step_dir = out / "checkpoints" / "2"
+    assert "ema" not in {p.name for p in step_dir.iterdir()} and {"params", "train", "meta"} <= {
+        p.name for p in step_dir.iterdir()}  # fmt: skip
+    assert set(checkpoint.read_meta(out)["checksums"]) == {"params", "train"}
+    assert not (out / "samples_ema.png").exists()

@@ -74,7 +74,7 @@ def run(cfg, *, cache=None) -> dict:
     cache_dir = runs.dictionary_cache_dir()
     if primary:  # before the net, the data and the calibration: writable, locked, config.json written
         runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.calibrate_config())
-    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
     clock.lap("load")
 
     bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress and primary)

@@ -198,7 +198,7 @@ def run(cfg, *, log=print, cache=None) -> dict:
         out_dir, cfg, resumable=True, resumable_fields=RESUMABLE_FIELDS, kind="evaluation",
         defaults=config_lib.evaluate_config(),
     ).resuming  # fmt: skip
-    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit)
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
     dataset = subject.dataset
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
@@ -206,6 +206,8 @@ def run(cfg, *, log=print, cache=None) -> dict:
     parts = out_dir / "parts"
     base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
                 "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
+    if cfg.net_weights != "raw":  # (parts saved before the field existed are the raw weights')
+        base_tag["net_weights"] = cfg.net_weights
     clock.lap("load")
     if resuming:
         log(f"resuming the evaluation in {out_dir}")

@@ -42,6 +42,8 @@ class NetAndData(NamedTuple):
             "train_steps": train_cfg.get("num_steps"),
             "batch_size": train_cfg.get("batch_size"),
             "conditional": self.conditional,
+            "weights": self.meta.get("weights", "raw"),
+            "ema_decay": train_cfg.get("ema_decay", 0.0),
         }
 
 
@@ -57,13 +59,14 @@ def check_given(net, step: int = 0) -> None:
         raise ValueError(f"net_step: expected 0 (the newest checkpoint) or a step, got {step}")
 
 
-def load(net, *, step: int = 0, limit: int = 0) -> NetAndData:
+def load(net, *, step: int = 0, limit: int = 0, weights: str = "raw") -> NetAndData:
     """Loads a net (checkpoint folder or ``elsjax train`` run directory) and its training set.
 
     Args:
       net: the checkpoint or run directory.
       step: which checkpoint step (0: the newest).
       limit: 0 for the net's own training subset; N for the first N images of the net's split instead.
+      weights: ``"raw"`` or ``"ema"`` (:func:`elsjax.checkpoint.load_net`).
 
     Raises:
       ValueError: no net given, no checkpoint there, a corrupted one, or a checkpoint with no recorded config.
@@ -72,7 +75,7 @@ def load(net, *, step: int = 0, limit: int = 0) -> NetAndData:
         raise ValueError("net: give the trained net (a checkpoint folder or an `elsjax train` run directory)")
     if step < 0:
         raise ValueError(f"net_step: expected 0 (the newest checkpoint) or a step, got {step}")
-    eps_fn, params, meta = checkpoint.load_net(net, step or None)
+    eps_fn, params, meta = checkpoint.load_net(net, step or None, weights=weights)
     train_cfg = meta.get("config")
     if not train_cfg or "dataset" not in train_cfg:
         raise ValueError(f"net: the checkpoint in {net} records no training config, so its training set is unknown")

@@ -2,7 +2,8 @@
 
 Outputs in ``out_dir``: ``config.json``, ``checkpoints/`` (orbax, every ``checkpoint_every_s`` seconds, every
 ``checkpoint_every_steps`` steps, at the end, and on Ctrl-C or SIGTERM), ``loss.csv`` and ``loss.png``, ``samples.png`` and
-``samples.npz`` (the trained net's DDIM samples from fixed seeds, seeds above samples), ``record.json``
+``samples.npz`` (the trained net's DDIM samples from fixed seeds, seeds above samples; with ``ema_decay > 0`` also
+``samples_ema.png`` and ``samples_ema.npz`` from the EMA weights, which every checkpoint holds too), ``record.json``
 (versions, timings, final loss). Running the same config again resumes from the newest checkpoint, and the
 resumed run ends with the weights an uninterrupted one would have (:mod:`elsjax.train`).
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from elsjax import atomic, checkpoint, data, images, interrupts, nets, runs, sampler, seeds
 from elsjax import config as config_lib
-from elsjax.train import TrainState, init, optimizer, run_keys, train_step
+from elsjax.train import TrainState, check_ema_decay, init, optimizer, run_keys, train_step
 
 __all__ = ["run", "check", "RESUMABLE_FIELDS"]
 
@@ -51,6 +52,7 @@ def check(cfg) -> None:
         raise ValueError(
             f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}"
         )
+    check_ema_decay(cfg.ema_decay)
 
 
 def _write_losses(path: Path, losses, lr0: float, decay: float) -> None:
@@ -97,14 +99,16 @@ def run(cfg, *, log=print) -> dict:
     init_key, _, run_key = run_keys(cfg.seed)
     eps_fn, params = nets.build(spec, key=init_key)
     tx = optimizer(cfg.learning_rate, cfg.lr_decay, cfg.weight_decay)
-    state = init(params, tx)
+    ema_decay = float(cfg.ema_decay)
+    state = init(params, tx, ema=ema_decay > 0)
     losses: list[float] = []
     start_step = checkpoint.latest_step(ckpt_dir) if resuming else None
     if start_step is not None:
         params, (step, opt_state), meta = checkpoint.restore(
             ckpt_dir, state.params, (state.step, state.opt_state), spec=spec
         )
-        state = TrainState(jnp.asarray(step, jnp.int32), params, opt_state)
+        ema = None if state.ema is None else checkpoint.restore_ema(ckpt_dir, state.ema, spec=spec, step=int(step))
+        state = TrainState(jnp.asarray(step, jnp.int32), params, opt_state, ema)
         losses = list(meta.get("losses", []))[: int(step)]
         log(f"resuming {out_dir} from step {int(step)} (checkpoint {ckpt_dir / str(int(step))})")
     elif resuming:
@@ -121,7 +125,7 @@ def run(cfg, *, log=print) -> dict:
         with guard.deferred():  # a signal during a save waits for it: no half-written step folder
             checkpoint.save(
                 ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
-                meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
+                meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints, ema=state.ema,
             )  # fmt: skip
 
     first = int(state.step)
@@ -133,8 +137,9 @@ def run(cfg, *, log=print) -> dict:
     try:
         for step in range(first, cfg.num_steps):
             state, loss = train_step(
-                state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key
-            )
+                state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key,
+                ema_decay=ema_decay,
+            )  # fmt: skip
             pending.append(loss)
             done = step + 1
             by_steps = cfg.checkpoint_every_steps and done % cfg.checkpoint_every_steps == 0
@@ -176,6 +181,10 @@ def run(cfg, *, log=print) -> dict:
         y = seeds.classes(cfg.n_samples, dataset.num_classes) if cfg.conditional else None
         samples = np.asarray(sampler.sample_net(eps_fn, state.params, noise, num_steps=cfg.sample_steps, y=y))
         runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale)
+        if state.ema is not None:
+            samples = np.asarray(sampler.sample_net(eps_fn, state.ema, noise, num_steps=cfg.sample_steps, y=y))
+            runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale,
+                              name="samples_ema")  # fmt: skip
         samples_record = {"n": cfg.n_samples, "steps": cfg.sample_steps, "seed": cfg.sample_seed,
                           "labels": None if y is None else y.tolist()}  # fmt: skip
     clock.lap("post")

@@ -27,11 +27,13 @@ from flax import nnx
 from elsjax import paper
 from elsjax.nets.resnet import PADDINGS, MinimalResNet
 from elsjax.nets.unet import MinimalUNet
+from elsjax.nets.unet_sa import SelfAttentionUNet
 
 __all__ = [
     "ARCHITECTURES",
     "MinimalResNet",
     "MinimalUNet",
+    "SelfAttentionUNet",
     "spec",
     "build",
     "abstract_params",
@@ -39,21 +41,25 @@ __all__ = [
     "param_count",
 ]
 
-ARCHITECTURES = {"resnet": MinimalResNet, "unet": MinimalUNet}
+ARCHITECTURES = {"resnet": MinimalResNet, "unet": MinimalUNet, "unet_sa": SelfAttentionUNet}
+
+
+# emb_dim per unit of width where the architecture ties the two (the default when only width is given).
+_EMB_PER_WIDTH = {"resnet": 1, "unet_sa": 4}
 
 
 def spec(arch: str, *, channels: int, num_classes: int = 0, **settings) -> dict:
     """A complete, JSON-serialisable architecture description (saved with every checkpoint).
 
     Args:
-      arch: ``"resnet"`` or ``"unet"``.
+      arch: ``"resnet"``, ``"unet"`` or ``"unet_sa"`` (the paper's UNet with self-attention).
       channels: image channels.
       num_classes: 0 (unconditional) or the number of classes.
       **settings: ``width``, ``num_layers`` (ResNet blocks / UNet levels), ``emb_dim``, ``kernel_size``,
-        ``last_kernel_size``, ``padding`` (``"zeros"`` or ``"circular"``; the UNet is zero-padded only). Missing
-        ones are the paper's (:data:`elsjax.paper.NETS`), except that the ResNet's ``emb_dim`` follows ``width``
-        (its blocks add the embedding to the feature maps, so the two must be equal); ``emb_dim=0`` means that
-        default too.
+        ``last_kernel_size``, ``padding`` (``"zeros"`` or ``"circular"``; the UNets are zero-padded only). Missing
+        ones are the paper's (:data:`elsjax.paper.NETS`), except that ``emb_dim`` follows ``width`` where the
+        architecture ties them: the ResNet's equals ``width`` (its blocks add the embedding to the feature maps),
+        the UNet+SA's is ``4 width`` (the layout's); ``emb_dim=0`` means that default too.
 
     Raises:
       ValueError: an unknown architecture, setting or padding.
@@ -64,13 +70,13 @@ def spec(arch: str, *, channels: int, num_classes: int = 0, **settings) -> dict:
     if unknown:
         raise ValueError(f"arch: unknown setting(s) {sorted(unknown)} for {arch}")
     settings = {key: value for key, value in settings.items() if not (key == "emb_dim" and not value)}
-    if arch == "resnet" and "emb_dim" not in settings and "width" in settings:
-        settings["emb_dim"] = settings["width"]
+    if arch in _EMB_PER_WIDTH and "emb_dim" not in settings and "width" in settings:
+        settings["emb_dim"] = _EMB_PER_WIDTH[arch] * int(settings["width"])
     out = {"arch": arch, "channels": int(channels), "num_classes": int(num_classes), **paper.NETS[arch], **settings}
     if out["padding"] not in PADDINGS:
         raise ValueError(f"padding: expected one of {sorted(PADDINGS)}, got {out['padding']!r}")
-    if arch == "unet" and out["padding"] != "zeros":
-        raise ValueError("padding: the UNet is zero-padded only (as in the reference)")
+    if arch != "resnet" and out["padding"] != "zeros":
+        raise ValueError(f"padding: the {arch} is zero-padded only (as in the reference)")
     for key in ("channels", "width", "num_layers", "emb_dim", "kernel_size", "last_kernel_size"):
         if int(out[key]) < 1:
             raise ValueError(f"{key}: expected a positive integer, got {out[key]}")
@@ -85,7 +91,7 @@ def _module(spec: dict, rngs: nnx.Rngs) -> nnx.Module:
     if arch == "resnet":
         return MinimalResNet(channels, num_layers=layers, rngs=rngs, **s)
     s.pop("padding")
-    return MinimalUNet(channels, num_levels=layers, rngs=rngs, **s)
+    return ARCHITECTURES[arch](channels, num_levels=layers, rngs=rngs, **s)
 
 
 @dataclasses.dataclass(frozen=True)

