@@ -162,6 +162,12 @@ def test_golddiff_matches_brute_force_of_its_definition():
     check_against(machine, lambda xi, t: bf.golddiff_mean(xi, t, train, 8, 6, 4, draws), train, x, "golddiff subset=8 tail=6")  # fmt: skip
     exact = denoisers.build("golddiff", train, subset=len(train), pool=2)  # the whole set: IS, no key needed
     check_against(exact, lambda xi, t: bf.ideal_mean(xi, t, train), train, x, "golddiff subset=N")
+    timed = denoisers.build("golddiff", train, subset=8, tail=6, pool=4, key=jax.random.key(1), exact_above=0.5)
+    got = np.asarray(timed.denoise(x, T))
+    for i, t in enumerate(T):  # one time per call: above 0.5 the whole set, exactly
+        want = bf.ideal_mean(x[i], t, train) if t > 0.5 else bf.golddiff_mean(x[i], t, train, 8, 6, 4, draws)
+        assert rel_err(np.asarray(timed.denoise(x[i : i + 1], t))[0], want) < TOL[round(float(t), 2)]
+    assert rel_err(got, np.asarray(exact.denoise(x, T))) < 1e-4  # a batch with any t above 0.5: all exact
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -362,6 +368,10 @@ def test_provenance_of_pca_locality_and_nearest():
         ),  # fmt: skip
         (lambda tr: denoisers.build("golddiff", tr, subset=4), r"^key: the 'golddiff' denoiser draws a random tail"),
         (lambda tr: denoisers.build("golddiff", tr, pool=5, key=0), r"^pool: must divide the image height and width"),
+        (
+            lambda tr: denoisers.build("golddiff", tr, key=0, exact_above=2.0),
+            r"^exact_above: expected a time in \[0, 1\]",
+        ),  # fmt: skip
         (
             lambda tr: denoisers.build("els", tr, 3, data_padding="reflect"),
             r"^data_padding: expected one of \('valid', 'circular'\), got 'reflect'$",

@@ -13,6 +13,8 @@ set exactly, each image's posterior is formed over a "golden subset":
    every call and for every image of a batch, so results are deterministic given the key.
 
 The posterior mean is the softmax over subset and tail. With ``subset >= N`` it is IS exactly (no key needed).
+The posterior is broad at high noise, where the subset's error is largest: ``exact_above = t0`` scans the whole set
+exactly whenever a batch holds a time above ``t0`` (the time-aware part: small subsets only where they suffice).
 Its error against exact IS and its speed-up at every t are measured by ``experiments/bench_retrieval.py``.
 
 Example:
@@ -36,7 +38,7 @@ from jax import lax
 
 from elsjax import noise, posterior
 from elsjax.denoisers._base import Denoiser, register, static
-from elsjax.denoisers._field import count, no_mesh, prng_key
+from elsjax.denoisers._field import count, no_mesh, number, prng_key
 
 __all__ = ["GoldenSubset", "DEFAULT_SUBSET", "DEFAULT_TAIL", "DEFAULT_POOL", "pooled"]
 
@@ -58,10 +60,12 @@ class GoldenSubset(Denoiser):
 
     Knobs: ``subset`` (exact candidates per image, default 256), ``tail`` (random stand-ins for the rest, default
     64), ``pool`` (the coarse stage's pooling factor, dividing H and W, default 4), ``key`` (a JAX PRNG key or an
-    int seed; required when the tail is used).
+    int seed; required when the tail is used), ``exact_above`` (a time in [0, 1] above which the whole set is
+    scanned exactly; default None: never).
     """
 
     images: jax.Array  # [N, D] float32
+    norms: jax.Array  # [N] float32, ||phi_n||^2 (float64 sums), for the exact scan
     coarse: jax.Array  # [N, D / pool^2] float32, pooled images
     coarse_norms: jax.Array  # [N] float32
     draws: jax.Array  # [N] float32 uniform draws that pick the tail (None without a tail)
@@ -69,14 +73,17 @@ class GoldenSubset(Denoiser):
     tail: int = static()
     pool: int = static()
     image_shape: tuple[int, int, int] = static()
+    exact_above: float | None = static(default=None)
 
     takes_k = False
-    knobs = ("subset", "tail", "pool", "key")
+    knobs = ("subset", "tail", "pool", "key", "exact_above")
 
     @classmethod
     def build(cls, images, k=None, *, subset=DEFAULT_SUBSET, tail=DEFAULT_TAIL, pool=DEFAULT_POOL, key=None,
-              mesh=None, **options) -> GoldenSubset:  # fmt: skip
+              exact_above=None, mesh=None, **options) -> GoldenSubset:  # fmt: skip
         no_mesh(cls.name, mesh)
+        if exact_above is not None and number("exact_above", exact_above) > 1.0:
+            raise ValueError(f"exact_above: expected a time in [0, 1] or None, got {exact_above!r}")
         n, h, w, _ = images.shape
         subset = min(count("subset", subset, 1), n)
         tail = min(count("tail", tail, 0), n - subset)
@@ -92,9 +99,25 @@ class GoldenSubset(Denoiser):
         small = np.asarray(pooled(images, pool), np.float32)
         sq = lambda v: np.einsum("nd,nd->n", v, v, dtype=np.float64).astype(np.float32)
         put = jnp.asarray
-        return cls(put(flat), put(small), put(sq(small)), draws, subset, tail, pool, tuple(images.shape[1:]))
+        shape = tuple(images.shape[1:])
+        exact_above = None if exact_above is None else float(exact_above)
+        return cls(put(flat), put(sq(flat)), put(small), put(sq(small)), draws, subset, tail, pool, shape, exact_above)
 
     def posterior_mean(self, x, t):
+        if self.exact_above is None:
+            return self._retrieved(x, t)
+        return lax.cond(jnp.max(t) > self.exact_above, self._exact, self._retrieved, x, t)
+
+    def _exact(self, x, t):
+        """IS over the whole set (expanded logits, one product: used at high noise, where they are small)."""
+        a, b = noise.signal_noise_std(t)
+        inv_var = 1.0 / (b * b)
+        dots = jnp.matmul(x.reshape(x.shape[0], -1), self.images.T, precision=lax.Precision.HIGHEST)
+        logits = (a * inv_var)[:, None] * dots - (0.5 * a * a * inv_var)[:, None] * self.norms[None]
+        weights = jax.nn.softmax(logits, axis=-1)
+        return jnp.matmul(weights, self.images, precision=posterior.PRECISION).reshape(x.shape)
+
+    def _retrieved(self, x, t):
         a, b = noise.signal_noise_std(t)
         n_img = x.shape[0]
         n = self.images.shape[0]
