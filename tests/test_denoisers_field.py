@@ -22,7 +22,7 @@ import brute_force  # noqa: E402
 import brute_force_field as bf  # noqa: E402
 
 import elsjax  # noqa: E402
-from elsjax import denoisers, edm, metrics, nets, noise  # noqa: E402
+from elsjax import denoisers, metrics, nets, noise, sampler  # noqa: E402
 from elsjax.denoisers import _field  # noqa: E402
 
 T = np.array([0.05, 0.3, 0.6, 0.95], np.float32)
@@ -398,13 +398,13 @@ def test_bad_knobs_give_a_one_line_value_error(call, message):
 def test_sigma_is_b_over_a_and_time_of_sigma_inverts_it():
     t = jnp.asarray([1e-3, 0.05, 0.5, 0.95, 1.0])
     a, b = noise.signal_noise_std(t)
-    np.testing.assert_allclose(edm.sigma_of_time(t), b / a, rtol=1e-6)
-    np.testing.assert_allclose(edm.time_of_sigma(edm.sigma_of_time(t)), t, rtol=2e-6)
-    assert abs(edm.SIGMA_MAX - float(edm.sigma_of_time(1.0))) < 1e-3 * edm.SIGMA_MAX
-    sigmas = edm.karras_sigmas(5)
+    np.testing.assert_allclose(sampler.sigma_of_time(t), b / a, rtol=1e-6)
+    np.testing.assert_allclose(sampler.time_of_sigma(sampler.sigma_of_time(t)), t, rtol=2e-6)
+    assert abs(sampler.SIGMA_MAX - float(sampler.sigma_of_time(1.0))) < 1e-3 * sampler.SIGMA_MAX
+    sigmas = sampler.karras_sigmas(5)
     assert sigmas[0] == np.float32(80.0) and sigmas[-1] == 0 and (np.diff(sigmas) < 0).all()
     with pytest.raises(ValueError, match="sigma_max"):
-        edm.karras_sigmas(5, sigma_max=100.0)
+        sampler.karras_sigmas(5, sigma_max=100.0)
 
 
 def test_heun_converges_to_the_exact_flow_of_a_gaussian_at_second_order():
@@ -427,8 +427,10 @@ def test_heun_converges_to_the_exact_flow_of_a_gaussian_at_second_order():
     errors = {}
     for method in ("heun", "euler"):
         for n in (8, 16, 32):
-            sigmas = edm.karras_sigmas(n, sigma_min=0.02, sigma_max=sigma_max)
-            got = np.asarray(edm.sample(denoisers.Denoiser.eps, machine, seeds, sigmas, method=method)).reshape(3, -1)
+            sigmas = sampler.karras_sigmas(n, sigma_min=0.02, sigma_max=sigma_max)
+            got = np.asarray(sampler.sample_edm(denoisers.Denoiser.eps, machine, seeds, sigmas, method=method)).reshape(
+                3, -1
+            )
             errors[method, n] = float(np.abs(got - exact).max() / np.abs(exact).max())
     print(f"\nEDM sampler vs the exact Gaussian flow: { {k: f'{v:.1e}' for k, v in errors.items()} }")
     assert errors["heun", 16] / errors["heun", 32] > 3.0 and errors["euler", 16] / errors["euler", 32] < 2.6
@@ -439,12 +441,12 @@ def test_edm_sampling_takes_a_net_and_any_denoiser():
     train, x = data("8x8x3")
     spec = nets.spec(arch="resnet", channels=3, width=8, num_layers=1, emb_dim=8)
     eps_fn, params = nets.build(spec, key=jax.random.key(0))
-    sigmas = edm.karras_sigmas(3)
-    assert edm.sample(eps_fn, params, x[:2], sigmas).shape == (2, 8, 8, 3)
-    out = edm.sample(denoisers.Denoiser.eps, denoisers.build("nearest", train), x[:2], sigmas)
+    sigmas = sampler.karras_sigmas(3)
+    assert sampler.sample_edm(eps_fn, params, x[:2], sigmas).shape == (2, 8, 8, 3)
+    out = sampler.sample_edm(denoisers.Denoiser.eps, denoisers.build("nearest", train), x[:2], sigmas)
     assert np.isfinite(np.asarray(out)).all()
     with pytest.raises(ValueError, match="method: expected one of"):
-        edm.sample(eps_fn, params, x[:2], sigmas, method="rk4")
+        sampler.sample_edm(eps_fn, params, x[:2], sigmas, method="rk4")
 
 
 def test_studio_r2_uses_the_unbiased_variance_and_works_per_step():

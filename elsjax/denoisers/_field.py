@@ -1,6 +1,5 @@
-"""What the field's denoisers (Wiener, PCA-locality, nearest, sCFDM, PSPC, GoldDiff) share: knob checks, the
-Gaussian fitted to a training set (cached per training set and class), and the pixel-level provenance of a
-denoiser whose entries are whole training images (docs/maths.md §12)."""
+"""What the field's denoisers (Wiener, PCA-locality, nearest, sCFDM, PSPC, GoldDiff) share: knob checks and the
+Gaussian fitted to a training set, cached per training set (and so per class) (docs/maths.md §12)."""
 
 from __future__ import annotations
 

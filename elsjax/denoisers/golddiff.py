@@ -53,6 +53,13 @@ def pooled(images, pool: int):
     return images.reshape(b, h // pool, pool, w // pool, pool, c).mean(axis=(2, 4)).reshape(b, -1)
 
 
+def _softmax(logits):
+    """Softmax over the last axis, written out (the maximum is subtracted explicitly before the exponential)."""
+    shifted = logits - lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    p = jnp.exp(shifted)
+    return p / jnp.sum(p, axis=-1, keepdims=True)
+
+
 @register("golddiff")
 @dataclasses.dataclass(frozen=True)
 class GoldenSubset(Denoiser):
@@ -114,7 +121,7 @@ class GoldenSubset(Denoiser):
         inv_var = 1.0 / (b * b)
         dots = jnp.matmul(x.reshape(x.shape[0], -1), self.images.T, precision=lax.Precision.HIGHEST)
         logits = (a * inv_var)[:, None] * dots - (0.5 * a * a * inv_var)[:, None] * self.norms[None]
-        weights = jax.nn.softmax(logits, axis=-1)
+        weights = _softmax(logits)
         return jnp.matmul(weights, self.images, precision=posterior.PRECISION).reshape(x.shape)
 
     def _retrieved(self, x, t):
@@ -136,8 +143,11 @@ class GoldenSubset(Denoiser):
         # Fine: exact logits of the chosen images (differences, no expansion).
         phi = self.images[chosen]  # [B, M, D]
         diff = x.reshape(n_img, 1, -1) - a[:, None, None] * phi
-        logits = -jnp.sum(diff * diff, axis=-1) * (0.5 / (b * b))[:, None] + log_w
-        weights = jax.nn.softmax(logits, axis=-1)
+        dist = jnp.sum(diff * diff, axis=-1)
+        # Relative to the nearest candidate, so that no logit is huge at small t (XLA's fused softmax turned logits
+        # of -1e11 into NaN on CPU).
+        logits = -(dist - jnp.min(dist, axis=-1, keepdims=True)) * (0.5 / (b * b))[:, None] + log_w
+        weights = _softmax(logits)
         return jnp.einsum("bm,bmd->bd", weights, phi, precision=posterior.PRECISION).reshape(x.shape)
 
     @classmethod
