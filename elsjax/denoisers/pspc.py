@@ -36,18 +36,25 @@ __all__ = ["PatchSetComposite", "crop_sums", "cover_sums"]
 IMAGE_CHUNK = 64
 
 
+def _box(v, k: int, pad: int):
+    """k-long sums along each of the last two axes in turn (separable), each axis padded by ``pad`` zeros."""
+    nd = v.ndim
+    for axis in (nd - 2, nd - 1):
+        window, pads = [1] * nd, [(0, 0)] * nd
+        window[axis], pads[axis] = k, (pad, pad)
+        v = lax.reduce_window(v, 0.0, lax.add, window, [1] * nd, pads)
+    return v
+
+
 def crop_sums(v, k: int):
     """Sums over every k x k crop inside the last two axes (valid windows): ``[..., H - k + 1, W - k + 1]``."""
-    nd = v.ndim
-    return lax.reduce_window(v, 0.0, lax.add, (1,) * (nd - 2) + (k, k), (1,) * nd, "VALID")
+    return _box(v, k, 0)
 
 
 def cover_sums(u, k: int):
     """The adjoint of :func:`crop_sums`: at each pixel, the sum of ``u [..., L_h, L_w]`` over the crops that cover
     it, ``[..., L_h + k - 1, L_w + k - 1]``."""
-    nd = u.ndim
-    pads = [(0, 0)] * (nd - 2) + [(k - 1, k - 1)] * 2
-    return lax.reduce_window(u, 0.0, lax.add, (1,) * (nd - 2) + (k, k), (1,) * nd, pads)
+    return _box(u, k, k - 1)
 
 
 @register("pspc")
