@@ -36,7 +36,7 @@ def wiener_mean(x, t, train):
     return gaussian_mean(x, t, mu, sigma)
 
 
-def pca_mask(t, train, tau):
+def pca_mask(t, train, tau, scope="matrix"):
     """The binary mask ``[D, D]`` (row i: pixel i) and the smallest relative distance of any ``|W_ij / W_ii|`` to the
     threshold (how far the float32 implementation is from flipping an entry)."""
     _, sigma = _fit(train)
@@ -47,17 +47,18 @@ def pca_mask(t, train, tau):
     varying = np.diag(sigma) > 0
     ratio = np.zeros_like(w)
     ratio[varying] = w[varying] / diag[varying, None]
-    threshold = tau * np.abs(ratio).max()
+    big = np.abs(ratio).max() if scope == "matrix" else np.abs(ratio).max(axis=1, keepdims=True)
+    threshold = np.broadcast_to(tau * big, ratio.shape)
     if tau == 0:
         return np.ones((d, d)), np.inf
-    margin = np.min(np.abs(np.abs(ratio[varying]) - threshold)) / threshold
+    margin = np.min(np.abs(np.abs(ratio[varying]) - threshold[varying]) / threshold[varying])
     return (np.abs(ratio) >= threshold).astype(np.float64), margin
 
 
-def pca_locality_mean(x, t, train, tau):
+def pca_locality_mean(x, t, train, tau, scope="matrix"):
     x, train = np.asarray(x, np.float64), np.asarray(train, np.float64)
     a, b = schedule_ab(t)
-    mask, _ = pca_mask(t, train, tau)
+    mask, _ = pca_mask(t, train, tau, scope)
     flat, phi = x.reshape(-1), train.reshape(len(train), -1)
     sq = (flat[None] - a * phi) ** 2  # [N, D]
     out = np.zeros_like(flat)

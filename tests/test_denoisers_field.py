@@ -80,20 +80,24 @@ def test_wiener_matches_brute_force(shape):
     )
 
 
-@pytest.mark.parametrize("shape, tau", [("12x12x1", 0.05), ("12x12x1", 0.1), ("8x8x3", 0.02)])
-def test_pca_locality_matches_brute_force(shape, tau):
+@pytest.mark.parametrize(
+    "shape, tau, scope",
+    [("12x12x1", 0.05, "matrix"), ("12x12x1", 0.1, "matrix"), ("8x8x3", 0.02, "matrix"), ("12x12x1", 0.25, "row")],
+)
+def test_pca_locality_matches_brute_force(shape, tau, scope):
     train, x = data(shape)
-    margins = [bf.pca_mask(float(t), train, tau)[1] for t in T]
+    margins = [bf.pca_mask(float(t), train, tau, scope)[1] for t in T]
     # No mask entry within float32 reach of the threshold, else the comparison would test rounding, not the maths.
     assert min(margins) > 1e-5, margins
-    machine = denoisers.build("pca_locality", train, tau=tau)
+    machine = denoisers.build("pca_locality", train, tau=tau, scope=scope)
     masks = np.asarray(machine.masks(jnp.asarray(T)))
     for t, mask in zip(T, masks):
-        np.testing.assert_array_equal(mask, bf.pca_mask(float(t), train, tau)[0])
+        np.testing.assert_array_equal(mask, bf.pca_mask(float(t), train, tau, scope)[0])
     kept = masks.mean(axis=(1, 2))
     assert 0.0 < kept.min() and kept.max() < 1.0  # the masks are local, not trivial
-    print(f"\npca_locality {shape} tau={tau}: fraction of mask entries kept per t {kept.round(3).tolist()}")
-    check_against(machine, lambda xi, t: bf.pca_locality_mean(xi, t, train, tau), train, x, f"pca_locality {shape} tau={tau}")  # fmt: skip
+    label = f"pca_locality {shape} tau={tau} scope={scope}"
+    print(f"\n{label}: fraction of mask entries kept per t {kept.round(3).tolist()}")
+    check_against(machine, lambda xi, t: bf.pca_locality_mean(xi, t, train, tau, scope), train, x, label)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -351,6 +355,10 @@ def test_provenance_of_pca_locality_and_nearest():
     [
         (lambda tr: denoisers.build("pca_locality", tr, tau=-0.1), r"^tau: expected a number >= 0, got -0.1$"),
         (lambda tr: denoisers.build("pca_locality", tr, tau=float("nan")), r"^tau: expected a number >= 0"),
+        (
+            lambda tr: denoisers.build("pca_locality", tr, scope="column"),
+            r"^scope: expected one of \('matrix', 'row'\)",
+        ),  # fmt: skip
         (
             lambda tr: denoisers.build("pspc", tr, 13),
             r"^k: PSPC needs an integer crop size 1 <= k <= min\(H, W\) = 12, got 13$",
