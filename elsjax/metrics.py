@@ -8,7 +8,10 @@ Every metric treats each image pair as two vectors of all its ``C * H * W`` valu
 * :func:`r_squared`: ``r ** 2``;
 * :func:`determination`: the coefficient of determination of ``pred`` predicting ``target``,
   ``R^2 = 1 - sum((target - pred)^2) / sum((target - mean(target))^2)`` (not symmetric; at most 1, can be negative);
+* :func:`studio_r2`: R^2 as analytic-diffusion-studio and GoldDiff define it (the unbiased variance of the target);
 * :func:`mse`: ``mean((pred - target)^2)``.
+
+:func:`per_step` applies any of them at every step of two trajectories.
 
 A constant image has no correlation: r (and r^2) is NaN when either image of a pair is constant, and R^2 is NaN
 when the target is constant. NaN is returned silently (no warning, no error). NaN pixels propagate (NaN metrics); nothing raises on
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pearson_r", "r_squared", "determination", "mse", "compare", "KEYS"]
+__all__ = ["pearson_r", "r_squared", "determination", "studio_r2", "per_step", "mse", "compare", "KEYS"]
 
 KEYS = ("r", "r2", "R2", "mse")
 
@@ -112,6 +115,48 @@ def determination(pred, target) -> np.ndarray:
         out = 1.0 - ss_res / ss_tot
     out[_constant(t)] = np.nan
     return out
+
+
+def studio_r2(pred, target) -> np.ndarray:
+    """R^2 as analytic-diffusion-studio and GoldDiff report it, ``[B]`` float64 (docs/maths.md §12.9).
+
+    ``1 - SS_res / (D * var(target))`` with the unbiased variance (``ddof = 1``) over the ``D`` values of the
+    target image: ``SS_tot`` is scaled by ``D / (D - 1)``, so it is slightly above :func:`determination`
+    (``1 - (1 - R^2) (D - 1) / D``). A constant target gives NaN here (the studio divides by ``D`` instead).
+
+    Example:
+      >>> import numpy as np
+      >>> pred, target = np.array([[1.0, 2.0, 4.0]]), np.array([[1.0, 2.0, 3.0]])
+      >>> studio_r2(pred, target).round(4).tolist(), determination(pred, target).tolist()   # 1 - 0.5 * 2 / 3
+      ([0.6667], [0.5])
+    """
+    p, t = _pairs(pred, target)
+    d = t.shape[1]
+    ss_res = np.sum((t - p) ** 2, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.var(t, axis=1, ddof=1) if d > 1 else np.full(t.shape[0], np.nan)
+        out = 1.0 - ss_res / (d * var)
+    out[_constant(t)] = np.nan
+    return out
+
+
+def per_step(metric, pred, target) -> np.ndarray:
+    """A metric at every step of two trajectories ``[steps, B, H, W, C]``: ``[steps, B]`` float64.
+
+    ``metric`` is any of this module's per-pair functions (:func:`pearson_r`, :func:`studio_r2`, :func:`mse`, ...).
+
+    Example:
+      >>> import numpy as np
+      >>> x = np.random.default_rng(0).normal(size=(3, 2, 4, 4, 1))
+      >>> per_step(pearson_r, x, 2 * x).shape
+      (3, 2)
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape or pred.ndim < 3:
+        raise ValueError(
+            f"target: expected two trajectories [steps, B, ...] of one shape, got {pred.shape}, {target.shape}"
+        )
+    return np.stack([metric(p, t) for p, t in zip(pred, target)])
 
 
 def mse(pred, target) -> np.ndarray:

@@ -179,10 +179,16 @@ def patches_at(image, k: int, rows, cols, padding: str):
     return padded[..., r_idx[:, None, :, None], c_idx[None, :, None, :], :].reshape(out_shape)
 
 
-def _patch_windows(images, k: int, pad_value=0):
-    """A strided view ``[N, H, W, C, k, k]`` of the k x k windows of the padded images (one padded copy)."""
+def _patch_windows(images, k: int, pad_value=0, padding: str = "zeros"):
+    """A strided view ``[N, H, W, C, k, k]`` of the k x k windows of the padded images (one padded copy).
+
+    ``padding="circular"`` wraps the images around instead (``pad_value`` unused)."""
     d = k // 2
-    padded = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)), constant_values=pad_value)
+    width = ((0, 0), (d, d), (d, d), (0, 0))
+    if padding == "circular":
+        padded = np.pad(images, width, mode="wrap")
+    else:
+        padded = np.pad(images, width, constant_values=pad_value)
     return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
 
 
@@ -370,6 +376,7 @@ def region_dictionaries(
     deduplicate: bool = True,
     to_device: bool = True,
     shape_bits: int | None = None,
+    padding: str = "zeros",
 ) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
@@ -384,13 +391,15 @@ def region_dictionaries(
     fixed positions are stored in float32 with true zeros.
 
     ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
-    pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`.
+    pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`. ``padding="circular"``
+    wraps the training images around instead of zero-padding them (ELS's ``data_padding="circular"``; every patch
+    is then made of training pixels, so 8-bit data is always stored as codes).
     """
     images = np.asarray(images, np.float32)
     c = images.shape[-1]
     centre = (k // 2) * k + k // 2  # flat index of the centre pixel within a k x k patch
     out = []
-    for groups in _region_sources(images, k, regions):
+    for groups in _region_sources(images, k, regions, padding):
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
         out.append(
             _assemble(
@@ -405,18 +414,21 @@ def region_dictionaries(
     return tuple(out)
 
 
-def _region_sources(images, k, regions):
-    """Per region, the row source of each group (uint8 codes where the padding is at fixed positions)."""
+def _region_sources(images, k, regions, padding: str = "zeros"):
+    """Per region, the row source of each group (uint8 codes where the padding is at fixed positions, or wraps)."""
     h, w = images.shape[1:3]
     d = k // 2
     codes = encode_8bit(images)
     fixed = lambda coords, size: coords.size == 1 or (coords.min() >= d and coords.max() < size - d)
     windows = {}  # one padded copy per storage, shared by all groups and regions
     for region in regions:
-        fixed_padding = all(fixed(r, h) and fixed(cc, w) for r, cc in zip(region.centre_rows, region.centre_cols))
+        fixed_padding = padding == "circular" or all(
+            fixed(r, h) and fixed(cc, w) for r, cc in zip(region.centre_rows, region.centre_cols)
+        )
         source = codes if (codes is not None and fixed_padding) else images
         if source.dtype not in windows:
-            windows[source.dtype] = _patch_windows(source, k, pad_value=_PAD_CODE if source.dtype == np.uint8 else 0)
+            pad_value = _PAD_CODE if source.dtype == np.uint8 else 0
+            windows[source.dtype] = _patch_windows(source, k, pad_value=pad_value, padding=padding)
         yield [
             dedup.PatchRows(windows[source.dtype], rows, cols)
             for rows, cols in zip(region.centre_rows, region.centre_cols)
@@ -474,7 +486,9 @@ def _occurrences(sources, deduplicate: bool, rows, cols) -> Occurrences:
     return Occurrences(first, counts, np.asarray(rows), np.asarray(cols))
 
 
-def region_occurrences(images, k: int, regions, *, deduplicate: bool = True) -> tuple[Occurrences, ...]:
+def region_occurrences(
+    images, k: int, regions, *, deduplicate: bool = True, padding: str = "zeros"
+) -> tuple[Occurrences, ...]:
     """The :class:`Occurrences` of each region's dictionary, as :func:`region_dictionaries` builds them.
 
     It groups the same rows the same way (exact deduplication, groups in order of first occurrence), so entry j
@@ -491,7 +505,7 @@ def region_occurrences(images, k: int, regions, *, deduplicate: bool = True) -> 
     images = np.asarray(images, np.float32)
     return tuple(
         _occurrences(groups, deduplicate, region.centre_rows, region.centre_cols)
-        for groups, region in zip(_region_sources(images, k, regions), regions)
+        for groups, region in zip(_region_sources(images, k, regions, padding), regions)
     )
 
 

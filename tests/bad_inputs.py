@@ -576,6 +576,13 @@ CASES: list[Case] = [
     raises("denoisers.build", "NCHW training images", lambda tmp: build_denoiser("els", TRAIN.transpose(0, 3, 1, 2), 3), ValueError, r"images: expected NHWC.*NCHW"),
     raises("denoisers.build", "NaN training images", lambda tmp: build_denoiser("els", np.where(TRAIN > 0.9, np.nan, TRAIN), 3), ValueError, r"images: contains NaN"),
     returns("Denoiser.score", "a scalar t", lambda tmp: finite(build_denoiser("bbels", TRAIN, 3).score(X, 0.5)), r"finite"),
+    # the field's denoisers' knobs (docs/maths.md §12)
+    raises("denoiser knobs", "PCA-locality `tau=-0.1`", lambda tmp: score(kind="pca_locality", tau=-0.1), ValueError, r"^ValueError: tau: expected a number >= 0, got -0.1$"),
+    raises("denoiser knobs", "PSPC crop `k=9` on 8x8 images", lambda tmp: score(kind="pspc", k=9), ValueError, r"^ValueError: k: PSPC needs an integer crop size 1 <= k <= min\(H, W\) = 8, got 9$"),
+    raises("denoiser knobs", "sCFDM `smoothing=0.5` without a key", lambda tmp: score(kind="scfdm", smoothing=0.5), ValueError, r"^ValueError: key: the 'scfdm' denoiser with smoothing > 0 is a Monte Carlo estimate"),
+    raises("denoiser knobs", "golddiff with a random tail but no key", lambda tmp: score(kind="golddiff", subset=2), ValueError, r"^ValueError: key: the 'golddiff' denoiser draws a random tail"),
+    raises("denoiser knobs", "ELS `data_padding='reflect'`", lambda tmp: score(data_padding="reflect"), ValueError, r"^ValueError: data_padding: expected one of \('valid', 'circular'\), got 'reflect'$"),
+    raises("denoiser knobs", "a knob the denoiser does not have", lambda tmp: score(kind="wiener", tau=0.1), ValueError, r"^ValueError: tau: the 'wiener' denoiser has no such knob"),
     # elsjax.explain
     raises("elsjax.explain", "`top=0`", lambda tmp: provenance(top=0), ValueError, r"^ValueError: top: expected an integer >= 1, got 0"),
     raises("elsjax.explain", "`top` above a pixel's dictionary occurrences", lambda tmp: provenance(top=7), ValueError, r"^ValueError: top: asked for 7 entries but some pixel's posterior has only 6 dictionary occurrences"),

@@ -177,7 +177,9 @@ def test_a_sweep_row_runs_a_plugin(tmp_path):
 
 def test_knobs_are_checked_by_name():
     train, x = data()
-    with pytest.raises(ValueError, match=r"^tau: the 'els' denoiser has no such knob \(its knobs: \[\]\)"):
+    with pytest.raises(
+        ValueError, match=r"^tau: the 'els' denoiser has no such knob \(its knobs: \['data_padding'\]\)"
+    ):
         denoisers.build("els", train, 3, tau=0.1)
     with pytest.raises(ValueError, match="^tau: the 'bbels' denoiser has no such knob"):
         elsjax.score("bbels", x, 0.5, train=train, k=3, tau=0.1)

@@ -2,8 +2,11 @@
 
 Registered here: ``"ideal"`` (:class:`Ideal`, IS), ``"ls"`` (:class:`Local`, LS), ``"els"``
 (:class:`EquivariantLocal`, ELS) and ``"bbels"`` (:class:`BoundaryBroken`, bbELS), the machines of docs/maths.md
-§4. Every registered name works in :func:`elsjax.score`, :func:`elsjax.sample`, the calibration, the evaluation,
-the sweeps and the command line.
+§4; and the field's other training-free denoisers (docs/maths.md §12): ``"wiener"`` (:class:`Wiener`),
+``"pca_locality"`` (:class:`PCALocality`), ``"nearest"`` (:class:`Nearest`), ``"scfdm"`` (:class:`SmoothedCFDM`),
+``"pspc"`` (:class:`PatchSetComposite`) and the approximate ``"golddiff"`` (:class:`GoldenSubset`). Every
+registered name works in :func:`elsjax.score`, :func:`elsjax.sample`, the calibration, the evaluation, the sweeps
+and the command line.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -25,7 +28,17 @@ from elsjax.denoisers.ideal import Ideal
 from elsjax.denoisers.local import Local
 from elsjax.denoisers.patch import BoundaryBroken, EquivariantLocal, PatchDenoiser
 
+# isort: split
+# The field's denoisers, registered after the four machines (names() keeps that order).
+from elsjax.denoisers.golddiff import GoldenSubset
+from elsjax.denoisers.nearest import Nearest
+from elsjax.denoisers.pca_locality import PCALocality
+from elsjax.denoisers.pspc import PatchSetComposite
+from elsjax.denoisers.scfdm import SmoothedCFDM
+from elsjax.denoisers.wiener import Wiener
+
 __all__ = [
     "Denoiser", "DictionaryDenoiser", "PatchDenoiser", "Posterior", "Located", "register", "get", "names", "build",
-    "static", "Ideal", "Local", "EquivariantLocal", "BoundaryBroken",
+    "static", "Ideal", "Local", "EquivariantLocal", "BoundaryBroken", "Wiener", "PCALocality", "Nearest",
+    "SmoothedCFDM", "PatchSetComposite", "GoldenSubset",
 ]  # fmt: skip

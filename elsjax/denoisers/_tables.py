@@ -41,20 +41,23 @@ class DictionaryDenoiser(Denoiser):
 
     @classmethod
     def build(
-        cls, images, k=None, *, chunk_size=None, deduplicate=True, mesh=None, cache=None, shape_bits=None
+        cls, images, k=None, *, chunk_size=None, deduplicate=True, mesh=None, cache=None, shape_bits=None, **knobs
     ) -> DictionaryDenoiser:
+        """``knobs`` (checked by the subclass) are passed to :meth:`build_tables`, become part of the cache key,
+        and are set as the denoiser's (static) fields of the same names."""
         mesh = sharding.check_mesh(mesh)
         to_device = mesh is None  # a sharded build stays on the host until sharding.shard_tables places its pieces
         options = dict(chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits)
-        make = lambda: cls.build_tables(images, k, **options)
+        make = lambda: cls.build_tables(images, k, **options, **knobs)
         if cache is None or not cls.cacheable:
             tables = make()
         else:
             key = (dictcache.digest(np.asarray(images, np.float32)), cls.name, k, chunk_size, deduplicate, shape_bits, to_device)  # fmt: skip
+            key += tuple(sorted(knobs.items()))
             tables = cache.get_or_build(key, make, to_device=patches.device_put if to_device else None)
         if mesh is not None:
             tables = sharding.shard_tables(tables, mesh)
-        return cls(tables=tuple(tables), k=int(k or 0), image_shape=tuple(images.shape[1:]), mesh=mesh)
+        return cls(tables=tuple(tables), k=int(k or 0), image_shape=tuple(images.shape[1:]), mesh=mesh, **knobs)
 
     def posterior_mean(self, x, t):
         if self.mesh is None:

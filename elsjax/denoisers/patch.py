@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from elsjax import noise, patches, posterior
-from elsjax.denoisers._base import register
+from elsjax.denoisers._base import register, static
 from elsjax.denoisers._tables import DictionaryDenoiser, located, per_pixel
 
-__all__ = ["PatchDenoiser", "EquivariantLocal", "BoundaryBroken"]
+__all__ = ["PatchDenoiser", "EquivariantLocal", "BoundaryBroken", "DATA_PADDINGS", "circular_regions"]
 
 # Dictionary entries per streamed chunk. On CPU the [queries x chunk] logits block should stay near the caches
 # (measured by experiments/bench.py: 512-2048 beat 4096-8192 for 1024 queries); accelerators want big GEMMs.
@@ -142,12 +142,45 @@ def _to_batch(v, shape):
     return v.reshape((n_img, n_groups * q_per_group) + v.shape[3:])
 
 
+DATA_PADDINGS = ("valid", "circular")
+
+
 @register("els")
 @dataclasses.dataclass(frozen=True)
 class EquivariantLocal(PatchDenoiser):
-    """ELS: circular query patches against every valid (fully interior) training patch (docs/maths.md §4.4)."""
+    """ELS: circular query patches against every valid (fully interior) training patch (docs/maths.md §4.4).
+
+    Knob ``data_padding`` (docs/maths.md §12.7): ``"valid"`` (the default, the authors' convention: the dictionary
+    holds the ``N (H-k+1)(W-k+1)`` patches that lie inside the training images) or ``"circular"`` (the training
+    images are padded circularly, as their queries are, and the dictionary holds all ``N H W`` circular patches:
+    analytic-diffusion-studio's convention, which moves the posterior mean by up to 0.17 relative). The provenance
+    hooks (:meth:`occurrence_tables`, :meth:`fewest_occurrences`) describe the valid dictionary; a circular
+    machine's entries index :func:`elsjax.patches.region_occurrences` of :func:`circular_regions` with
+    ``padding="circular"``.
+    """
 
     query_padding = "circular"
+    data_padding: str = static(default="valid")
+    knobs = ("data_padding",)
+
+    @classmethod
+    def build(cls, images, k=None, *, data_padding="valid", **options):
+        if data_padding not in DATA_PADDINGS:
+            raise ValueError(f"data_padding: expected one of {DATA_PADDINGS}, got {data_padding!r}")
+        knobs = {} if data_padding == "valid" else {"data_padding": data_padding}  # valid: the cache keys as before
+        return super().build(images, k, **options, **knobs)
+
+    @classmethod
+    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, data_padding="valid"):
+        if data_padding == "valid":
+            return super().build_tables(
+                images, k, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits
+            )
+        h, w = images.shape[1:3]
+        return patches.region_dictionaries(
+            images, k, circular_regions(h, w), chunk_size=chunk_size or default_patch_chunk(),
+            deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits, padding="circular",
+        )  # fmt: skip
 
     @classmethod
     def regions(cls, h, w, k):
@@ -171,6 +204,12 @@ class EquivariantLocal(PatchDenoiser):
     def fewest_occurrences(cls, shape, k) -> int:
         n, h, w = shape[:3]
         return n * (h - k + 1) * (w - k + 1)
+
+
+def circular_regions(h: int, w: int) -> tuple[patches.Region, ...]:
+    """ELS with ``data_padding="circular"``: every pixel queries one dictionary of the patches centred at every
+    pixel of the circularly padded training images."""
+    return (patches.Region(np.arange(h * w)[None], np.arange(h)[None], np.arange(w)[None]),)
 
 
 @register("bbels")
