@@ -26,7 +26,6 @@ import elsjax  # noqa: E402
 from elsjax import calibrate, cli, denoisers, evaluate, noise, patches, sweeps  # noqa: E402
 
 
-@denoisers.register("test_box_mean")
 @dataclasses.dataclass(frozen=True)
 class BoxMean(denoisers.Denoiser):
     """The mean training image, blurred by a k x k box (zero padding): a denoiser with a patch size, no dictionary."""
@@ -46,7 +45,6 @@ class BoxMean(denoisers.Denoiser):
         return jnp.broadcast_to(self.blurred, x.shape)
 
 
-@denoisers.register("test_els_zero_queries")
 @dataclasses.dataclass(frozen=True)
 class ZeroQueryELS(denoisers.PatchDenoiser):
     """ELS's dictionary of valid patches, queried with zero-padded (not circular) patches."""
@@ -59,6 +57,19 @@ class ZeroQueryELS(denoisers.PatchDenoiser):
     def fewest_occurrences(cls, shape, k):
         n, h, w = shape[:3]
         return n * (h - k + 1) * (w - k + 1)
+
+
+PLUGINS = {"test_box_mean": BoxMean, "test_els_zero_queries": ZeroQueryELS}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registered():
+    """The plug-ins are registered while this module's tests run (other modules see the built-in names only)."""
+    for name, cls in PLUGINS.items():
+        denoisers.register(name)(cls)
+    yield
+    for name in PLUGINS:
+        denoisers.unregister(name)
 
 
 def data(n=6, hw=8, seed=0):
@@ -81,6 +92,8 @@ def test_registration_refuses_a_taken_name_and_non_dataclasses():
     with pytest.raises(TypeError, match="not a subclass"):
         denoisers.register("test_not_a_denoiser")(dataclasses.dataclass(frozen=True)(type("Other", (), {})))
     assert "test_not_a_dataclass" not in denoisers.names()
+    with pytest.raises(ValueError, match="'no_such' is not registered"):
+        denoisers.unregister("no_such")
 
 
 def test_score_of_a_plugin_is_its_posterior_mean_and_composes():

@@ -22,7 +22,7 @@ Example:
     ('ideal', 'ls', 'els', 'bbels')
 """
 
-from elsjax.denoisers._base import Denoiser, Located, Posterior, build, get, names, register, static
+from elsjax.denoisers._base import Denoiser, Located, Posterior, build, get, names, register, static, unregister
 from elsjax.denoisers._tables import DictionaryDenoiser
 from elsjax.denoisers.ideal import Ideal
 from elsjax.denoisers.local import Local
@@ -38,7 +38,7 @@ from elsjax.denoisers.scfdm import SmoothedCFDM
 from elsjax.denoisers.wiener import Wiener
 
 __all__ = [
-    "Denoiser", "DictionaryDenoiser", "PatchDenoiser", "Posterior", "Located", "register", "get", "names", "build",
+    "Denoiser", "DictionaryDenoiser", "PatchDenoiser", "Posterior", "Located", "register", "unregister", "get", "names", "build",
     "static", "Ideal", "Local", "EquivariantLocal", "BoundaryBroken", "Wiener", "PCALocality", "Nearest",
     "SmoothedCFDM", "PatchSetComposite", "GoldenSubset",
 ]  # fmt: skip

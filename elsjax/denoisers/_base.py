@@ -41,9 +41,10 @@ from jaxtyping import Array, Float, Int
 
 from elsjax import checks, noise, posterior
 
-__all__ = ["Denoiser", "Posterior", "Located", "register", "get", "names", "build", "static"]
+__all__ = ["Denoiser", "Posterior", "Located", "register", "unregister", "get", "names", "build", "static"]
 
 _REGISTRY: dict[str, type[Denoiser]] = {}
+_PYTREES: set[type] = set()  # classes registered with JAX (once per class: JAX cannot take a registration back)
 
 
 def static(**kwargs) -> Any:
@@ -241,16 +242,26 @@ def register(name: str, *, replace: bool = False):
         if name in _REGISTRY and not replace:
             raise ValueError(f"register: {name!r} is taken by {_REGISTRY[name].__qualname__}")
         fields = dataclasses.fields(cls)
-        jax.tree_util.register_dataclass(
-            cls,
-            data_fields=[f.name for f in fields if not f.metadata.get("static")],
-            meta_fields=[f.name for f in fields if f.metadata.get("static")],
-        )
+        if cls not in _PYTREES:
+            jax.tree_util.register_dataclass(
+                cls,
+                data_fields=[f.name for f in fields if not f.metadata.get("static")],
+                meta_fields=[f.name for f in fields if f.metadata.get("static")],
+            )
+            _PYTREES.add(cls)
         cls.name = name
         _REGISTRY[name] = cls
         return cls
 
     return decorate
+
+
+def unregister(name: str) -> type[Denoiser]:
+    """Removes ``name`` from the registry (e.g. a notebook's or a test's denoiser); returns its class."""
+    try:
+        return _REGISTRY.pop(name)
+    except KeyError:
+        raise ValueError(f"unregister: {name!r} is not registered") from None
 
 
 def names() -> tuple[str, ...]:
