@@ -134,18 +134,18 @@ def worker_split(args) -> dict:
     grid, ks = sampler.machine_steps(schedule(args))
     keep_bytes = sampler.default_keep_bytes()
     chunk = default_patch_chunk()
-    regions_of = denoisers.get(args.kind).regions
+    cls = denoisers.get(args.kind)
     rows, built, programs, start, x = [], {}, {}, 0, seeds
     for k, steps in itertools.groupby(ks):
         k, length = int(k), len(list(steps))
         row = {"k": k, "steps": length, "build_s": 0.0, "transfer_s": 0.0, "trace_s": 0.0, "compile_s": 0.0}
         if k not in built:
             t0 = time.perf_counter()
-            host = patches.region_dictionaries(images, k, regions_of(h, w, k), chunk_size=chunk, to_device=False)
+            host = patches.region_dictionaries(images, k, cls.regions(h, w, k), chunk_size=chunk, to_device=False)
             t1 = time.perf_counter()
             tables = tuple(jax.block_until_ready(patches.device_put(d)) for d in host)
             t2 = time.perf_counter()
-            built[k] = denoisers.Denoiser(tables=tables, kind=args.kind, k=k, image_shape=(h, w, c))
+            built[k] = cls(tables=tables, k=k, image_shape=(h, w, c))
             row["build_s"], row["transfer_s"] = t1 - t0, t2 - t1
             row["entries"] = [int(np.prod(d.keys.shape[:-1])) for d in host]
             del host
