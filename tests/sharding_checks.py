@@ -126,10 +126,10 @@ def more() -> dict:
 
 def oracle() -> dict:
     """The oracle score cases (tests/test_oracle.py) on a 2 seeds x 2 entries mesh; worst error per file."""
-    from conftest import KIND, ORACLE
     from test_oracle import SCORE_FILES, case_groups, tolerance
 
     import elsjax
+    from conftest import KIND, ORACLE
 
     mesh = elsjax.make_mesh(2, 2)
     out = {}

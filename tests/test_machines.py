@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from brute_force import brute_score
-from conftest import relerr
 
 import elsjax
+from conftest import relerr
 from elsjax import denoisers, patches, posterior
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import relerr
 from jax.sharding import Mesh
 
 import elsjax
+from conftest import relerr
 from elsjax import denoisers, sharding
 
 CHECKS = Path(__file__).parent / "sharding_checks.py"
