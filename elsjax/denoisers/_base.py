@@ -26,6 +26,8 @@ Example (a denoiser written outside the package; it predicts the training set's 
     (2, 6, 6, 1)
     >>> "doc_mean_image" in denoisers.names()
     True
+    >>> denoisers.unregister("doc_mean_image") is MeanImage
+    True
 """
 
 from __future__ import annotations
