@@ -412,4 +412,4 @@ def test_cpu_unet_sa_row_is_the_plain_unet_row_with_attention():
     spec = nets.spec(cfg.arch, channels=1, num_classes=10, width=cfg.width, num_layers=cfg.num_layers,
                      emb_dim=cfg.emb_dim)  # fmt: skip
     assert sweeps._key(sa, cfg.to_dict(), spec) == ("fashion_mnist", "unet_sa", "zeros", True)  # row.json's key
-    train_job._check(cfg)
+    train_job.check(cfg)
