@@ -53,10 +53,10 @@ RUN_SUBDIR = "checkpoints"  # where `elsjax train` keeps the checkpoint root ins
 WEIGHTS = ("raw", "ema")
 
 
-def _manager(directory, keep: int | None = None, create: bool = False):
+def _manager(directory, keep: int | None = None, create: bool = False, keep_period: int | None = None):
     import orbax.checkpoint as ocp
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_period, create=create)
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
@@ -114,6 +114,7 @@ def save(
     spec: dict,
     meta: dict | None = None,
     keep: int | None = None,
+    keep_period: int | None = None,
     ema: Any = None,
 ) -> None:
     """Saves ``params`` (and optionally ``train_state``, any pytree of arrays) as step ``step``, synchronously.
@@ -127,6 +128,8 @@ def save(
       meta: extra JSON-serialisable information (the training config, the loss). ``meta["checksums"]`` is set
         to the :func:`tree_checksum` of ``params`` and ``train_state``, which loading verifies.
       keep: keep at most this many steps (the oldest are deleted after this one is complete); None keeps all.
+      keep_period: never delete a step that is a multiple of this (the periodic checkpoints a study evaluates
+        survive the extra ones saved on a timer or at an interruption); None protects none.
       ema: the exponential moving average of the weights (the structure of ``params``), saved as the item ``ema``
         with its checksum beside the others; None (no EMA) saves exactly what a checkpoint without it holds.
     """
@@ -145,7 +148,7 @@ def save(
         items["train"] = ocp.args.StandardSave(train_state)
     if ema is not None:
         items["ema"] = ocp.args.StandardSave(ema)
-    with _manager(directory, keep, create=True) as manager:
+    with _manager(directory, keep, create=True, keep_period=keep_period) as manager:
         manager.save(int(step), args=ocp.args.Composite(**items), force=True)
         manager.wait_until_finished()
 

@@ -147,3 +147,13 @@ def test_no_checkpoint_says_what_was_expected(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no checkpoint in .*empty \(expected step folders .*checkpoints/\)"):
         checkpoint.load_net(tmp_path / "empty")
+
+
+def test_periodic_steps_survive_the_extra_saves_that_would_evict_them(tmp_path):
+    """A timer or an interruption saves off-period steps; with ``keep_period`` they never push out the periodic ones."""
+    _, params = nets.build(SPEC, key=jax.random.key(0))
+    for step in (600, 777, 1200, 1500, 1800, 1999, 2400):
+        checkpoint.save(tmp_path / "ck", step, params, spec=SPEC, keep=2, keep_period=600)
+    kept = sorted(int(p.name) for p in (tmp_path / "ck").iterdir() if p.name.isdigit())
+    assert {600, 1200, 1800, 2400} <= set(kept)
+    assert 777 not in kept and 1500 not in kept

@@ -125,7 +125,8 @@ def run(cfg, *, log=print) -> dict:
         with guard.deferred():  # a signal during a save waits for it: no half-written step folder
             checkpoint.save(
                 ckpt_dir, int(state.step), state.params, (state.step, state.opt_state), spec=spec,
-                meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints, ema=state.ema,
+                meta={**ckpt_meta, "losses": losses}, keep=cfg.keep_checkpoints,
+                keep_period=cfg.checkpoint_every_steps or None, ema=state.ema,
             )  # fmt: skip
 
     first = int(state.step)
