@@ -352,11 +352,11 @@ def variance_rows():
     return sweeps._rows(config_lib.load_file(REPO / "experiments" / "sweeps" / "cpu_variance.py"))
 
 
-def test_cpu_variance_rows_are_four_training_runs_at_three_checkpoints():
+def test_cpu_variance_rows_are_three_training_runs_at_three_checkpoints():
     rows = variance_rows()
     by_name = {r["name"]: r for r in rows}
-    assert len(rows) == len(by_name) == 12
-    for seed in (0, 1, 2, 3):
+    assert len(rows) == len(by_name) == 9
+    for seed in (0, 1, 2):
         for step in (2400, 3000, 3600):
             row = by_name[f"mnist_resnet_zeros_seed{seed}_step{step}"]
             assert row["train_overrides"] == {"seed": seed} and row["evaluate_seeds"] == 20
