@@ -28,9 +28,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["pearson_r", "r_squared", "determination", "studio_r2", "per_step", "mse", "compare", "KEYS"]
+__all__ = [
+    "pearson_r", "r_squared", "determination", "studio_r2", "per_step", "mse", "compare", "KEYS", "Interval",
+    "bootstrap_median",
+]  # fmt: skip
 
 KEYS = ("r", "r2", "R2", "mse")
 
@@ -190,3 +195,40 @@ def compare(pred, target) -> dict[str, np.ndarray]:
     """
     r = pearson_r(pred, target)
     return {"r": r, "r2": r**2, "R2": determination(pred, target), "mse": mse(pred, target)}
+
+
+class Interval(NamedTuple):
+    """A statistic with its bootstrap spread: the value, the ``level`` percentile interval and the standard deviation."""
+
+    value: float
+    low: float
+    high: float
+    sd: float
+
+
+def bootstrap_median(values, *, seed: int, n_resamples: int = 20_000, level: float = 0.95) -> Interval:
+    """The median of ``values`` with its seed-bootstrap interval: the median of ``n_resamples`` resamples drawn with
+    replacement (NumPy's PCG64 from ``seed``), their ``level`` percentile interval and their standard deviation.
+
+    NaN values (an undefined r) are dropped first, as the evaluation's medians drop them. The interval measures the
+    noise of the evaluation seeds only: it says nothing of another training run of the same net.
+
+    Raises:
+      ValueError: no finite value, or ``level`` outside (0, 1).
+
+    Example:
+      >>> v = bootstrap_median([0.1, 0.5, 0.9, 0.7, 0.3], seed=0, n_resamples=2000)
+      >>> v.value, v.low <= v.value <= v.high
+      (0.5, True)
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        raise ValueError("values: no finite value to take a median of")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a fraction in (0, 1), got {level}")
+    draws = np.random.default_rng(seed).integers(0, x.size, size=(n_resamples, x.size))
+    medians = np.median(x[draws], axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(medians, [tail, 1 - tail])
+    return Interval(float(np.median(x)), float(low), float(high), float(np.std(medians)))

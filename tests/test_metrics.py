@@ -79,3 +79,23 @@ def test_bad_input():
         metrics.mse(np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="pred"):
         metrics.determination(np.array([["a", "b"]]), np.zeros((1, 2)))
+
+
+def test_bootstrap_median_interval_covers_the_median_and_narrows_with_more_seeds():
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.8, 0.1, 20), rng.normal(0.8, 0.1, 500)
+    a, b = metrics.bootstrap_median(few, seed=0), metrics.bootstrap_median(many, seed=0)
+    assert a.low <= a.value <= a.high and b.low <= b.value <= b.high
+    assert b.sd < a.sd / 3  # sqrt(500 / 20) = 5
+    # The median's standard error for a normal sample is about 1.2533 sigma / sqrt(n).
+    assert b.sd == pytest.approx(1.2533 * 0.1 / np.sqrt(500), rel=0.25)
+    assert metrics.bootstrap_median(few, seed=0) == a  # a fixed seed is reproducible
+    assert metrics.bootstrap_median([0.5] * 7, seed=3) == (0.5, 0.5, 0.5, 0.0)
+
+
+def test_bootstrap_median_drops_nan_and_rejects_nothing_finite():
+    assert metrics.bootstrap_median([np.nan, 1.0, 2.0, 3.0], seed=0, n_resamples=500).value == 2.0
+    with pytest.raises(ValueError, match="no finite value"):
+        metrics.bootstrap_median([np.nan], seed=0)
+    with pytest.raises(ValueError, match="level"):
+        metrics.bootstrap_median([1.0], seed=0, level=1.5)
