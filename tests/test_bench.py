@@ -49,3 +49,22 @@ def test_bench_provenance_runs_tiny(tmp_path):
     for r in results["evals"]:
         assert r["off_s"] > 0 and r["on_s"] > 0 and r["on_compile_s"] > 0 and r["ratio"] > 0
     assert results["samples"][0]["max_abs_diff"] < 1e-5
+
+
+def test_variance_report_separates_seed_noise_from_run_spread(tmp_path):
+    """Two runs whose seed values are offset by 0.2: the run SD is the offset's, the seed SD that of the values."""
+    report = load("variance_report")
+    values = [0.50, 0.55, 0.60, 0.65, 0.70]
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        row = tmp_path / f"x_seed{seed}_step100" / "evaluate"
+        row.mkdir(parents=True)
+        per_seed = {"r": {m: {"150": [v + shift for v in values]} for m in ("bbels", "ls", "ideal")}}
+        (row / "summary.json").write_text(json.dumps({"per_seed": per_seed}))
+    (tmp_path / "unrelated_row" / "evaluate").mkdir(parents=True)  # not a variance row: ignored
+    result = report.main([str(tmp_path)])
+    cells = result["cells"]["bbels"]["150"]["100"]
+    assert cells["0"]["value"] == 0.60 and abs(cells["1"]["value"] - 0.80) < 1e-12
+    spread = result["spread"]["bbels"]["150"]["100"]
+    assert abs(spread["sd_runs"] - 0.2 / 2**0.5) < 1e-12 and spread["runs"] == 2
+    assert 0 < spread["sd_seeds"] < 0.1
+    assert (tmp_path / "variance.png").stat().st_size > 0 and "| 100 |" in (tmp_path / "variance.md").read_text()

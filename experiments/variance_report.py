@@ -1,0 +1,165 @@
+"""Seeds against training runs: how much of a row's median r is evaluation-seed noise, and how much is the net.
+
+Reads a sweep folder whose rows are named ``..._seed{S}_step{T}`` (``experiments/sweeps/cpu_variance.py``: one
+configuration trained with several training seeds S, each evaluated at checkpoints T) and writes, beside the sweep's
+own ``table.md``:
+
+* ``variance.md`` / ``variance.json``: per run and checkpoint, every machine's median r over the evaluation seeds
+  with its seed-bootstrap 95% interval (:func:`elsjax.metrics.bootstrap_median`, 20,000 resamples), for the net
+  sampled with 150 and 20 DDIM steps; per checkpoint, the spread over training runs (mean, SD, range of the run
+  medians); and the two error bars side by side: the typical seed-bootstrap SD of one median against the SD over
+  training runs;
+* ``variance.png``: median r against the checkpoint, one line per training run, with the seed intervals as bars.
+
+Only finished rows (an ``evaluate/summary.json``) are read, so it can run while the sweep is still going.
+
+    python experiments/variance_report.py experiments/results/cpu_variance
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from elsjax import metrics
+
+NAME = re.compile(r"_seed(?P<seed>\d+)_step(?P<step>\d+)$")
+MACHINES = ("bbels", "els", "ls", "ideal")  # the sweep's calibrated machines and the IS, where present
+
+
+def read_rows(folder: Path) -> dict[tuple[int, int], dict]:
+    """``{(training seed, step): {"per_seed": {machine: {net_steps: [r, ...]}}}}`` of every finished row."""
+    rows = {}
+    for summary in sorted(folder.glob("*/evaluate/summary.json")):
+        match = NAME.search(summary.parent.parent.name)
+        if match is None:
+            continue
+        data = json.loads(summary.read_text())
+        rows[int(match["seed"]), int(match["step"])] = {"per_seed": data["per_seed"]["r"]}
+    return rows
+
+
+def report(rows: dict[tuple[int, int], dict], *, bootstrap_seed: int = 0) -> dict:
+    """Medians with seed intervals per (run, checkpoint), and the spread over runs per checkpoint."""
+    cells, spread = {}, {}
+    machines = [m for m in MACHINES if all(m in r["per_seed"] for r in rows.values())]
+    for (seed, step), row in sorted(rows.items()):
+        for machine in machines:
+            for net_steps, values in row["per_seed"][machine].items():
+                ci = metrics.bootstrap_median(values, seed=bootstrap_seed)
+                cells.setdefault(machine, {}).setdefault(net_steps, {}).setdefault(str(step), {})[str(seed)] = {
+                    **ci._asdict(), "n_seeds": len(values)}  # fmt: skip
+    for machine, by_net in cells.items():
+        for net_steps, by_step in by_net.items():
+            for step, runs in by_step.items():
+                medians = np.array([c["value"] for c in runs.values()])
+                spread.setdefault(machine, {}).setdefault(net_steps, {})[step] = {
+                    "runs": len(medians), "mean": float(medians.mean()),
+                    "sd_runs": float(medians.std(ddof=1)) if len(medians) > 1 else float("nan"),
+                    "min": float(medians.min()), "max": float(medians.max()),
+                    "sd_seeds": float(np.mean([c["sd"] for c in runs.values()])),
+                }  # fmt: skip
+            # Every (run, checkpoint) cell of the window: the net's variation over both training runs and checkpoints.
+            every = [c for runs in by_step.values() for c in runs.values()]
+            medians = np.array([c["value"] for c in every])
+            spread[machine][net_steps]["all"] = {
+                "runs": len(medians), "mean": float(medians.mean()),
+                "sd_runs": float(medians.std(ddof=1)) if len(medians) > 1 else float("nan"),
+                "min": float(medians.min()), "max": float(medians.max()),
+                "sd_seeds": float(np.mean([c["sd"] for c in every])),
+            }  # fmt: skip
+    return {"cells": cells, "spread": spread, "bootstrap": {"resamples": 20_000, "level": 0.95, "seed": bootstrap_seed}}
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Training-run variance",
+        "",
+        "Median Pearson r between each machine's sample and the net's sample from the same seed, per training run "
+        "(training seed) and checkpoint, with the seed-bootstrap 95% interval (20,000 resamples of the evaluation "
+        "seeds). *SD seeds*: the bootstrap SD of one median, averaged over runs; *SD runs*: the SD of the run "
+        "medians at that checkpoint (ddof 1); the *every cell* line takes the SD over all (run, checkpoint) medians. Written by `python experiments/variance_report.py`.",
+    ]
+    for machine, by_net in result["cells"].items():
+        for net_steps, by_step in sorted(by_net.items(), key=lambda kv: -int(kv[0])):
+            seeds = sorted({s for runs in by_step.values() for s in runs}, key=int)
+            lines += ["", f"## {machine}, net sampled with {net_steps} steps", ""]
+            lines.append("| checkpoint | " + " | ".join(f"run {s}" for s in seeds) + " | mean | SD runs | SD seeds |")
+            lines.append("|---" * (len(seeds) + 4) + "|")
+            for step, runs in sorted(by_step.items(), key=lambda kv: int(kv[0])):
+                cell = [
+                    f"{runs[s]['value']:.3f} [{runs[s]['low']:.3f}, {runs[s]['high']:.3f}]" if s in runs else "-"
+                    for s in seeds
+                ]
+                sp = result["spread"][machine][net_steps][step]
+                lines.append(
+                    f"| {step} | "
+                    + " | ".join(cell)
+                    + f" | {sp['mean']:.3f} | {sp['sd_runs']:.3f} | {sp['sd_seeds']:.3f} |"
+                )
+            sp = result["spread"][machine][net_steps]["all"]
+            lines.append(
+                f"| every cell ({sp['runs']}) | " + " | ".join("" for _ in seeds)
+                + f" | {sp['mean']:.3f} | {sp['sd_runs']:.3f} | {sp['sd_seeds']:.3f} |"
+            )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def figure(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    machines = list(result["cells"])
+    net_steps = sorted({n for by_net in result["cells"].values() for n in by_net}, key=int, reverse=True)
+    fig, axes = plt.subplots(1, len(net_steps), figsize=(5.5 * len(net_steps), 4), squeeze=False, sharey=True)
+    colours = dict(zip(machines, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, n in zip(axes[0], net_steps):
+        for machine in machines:
+            by_step = result["cells"][machine].get(n, {})
+            seeds = sorted({s for runs in by_step.values() for s in runs}, key=int)
+            for i, seed in enumerate(seeds):
+                steps = sorted((int(t) for t, runs in by_step.items() if seed in runs))
+                cells = [by_step[str(t)][seed] for t in steps]
+                offset = (i - (len(seeds) - 1) / 2) * 40  # spread the runs' bars apart along x
+                ax.errorbar(
+                    np.array(steps) + offset, [c["value"] for c in cells],
+                    yerr=[[c["value"] - c["low"] for c in cells], [c["high"] - c["value"] for c in cells]],
+                    color=colours[machine], marker="os^dv"[i % 5], capsize=2, lw=1,
+                    label=f"{machine}, run {seed}",
+                )  # fmt: skip
+        ax.set_title(f"net sampled with {n} DDIM steps")
+        ax.set_xlabel("training checkpoint (steps)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("median r (machine vs net), 95% seed interval")
+    axes[0][-1].legend(fontsize=7, ncol=len(machines))
+    fig.suptitle("Training-run variance: one configuration, several training seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="the sweep folder (rows named ..._seed{S}_step{T})")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    rows = read_rows(folder)
+    if not rows:
+        raise SystemExit(f"variance_report: no finished row named ..._seed{{S}}_step{{T}} in {folder}")
+    result = report(rows)
+    (folder / "variance.json").write_text(json.dumps(result, indent=1))
+    (folder / "variance.md").write_text(markdown(result))
+    figure(result, folder / "variance.png")
+    print(markdown(result))
+    print(f"wrote {folder}/variance.md, variance.json, variance.png ({len(rows)} finished rows)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
