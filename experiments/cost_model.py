@@ -11,7 +11,7 @@ every training image per pixel (no deduplication), IS one whole-image query agai
 
 Throughput. Seconds per executed pair are fitted as ``a + b D``, D = k^2 C + 2 the key length (the matmul's depth),
 by relative least squares to the pairs/s that ``experiments/bench.py`` measured for ELS (its JSON; the k it
-measured are listed as "measured", every other k is extrapolated along the line). bbELS and IS are charged the ELS
+measured are listed as "measured", the k between them as interpolated, larger k as extrapolated along the line). bbELS and IS are charged the ELS
 rate at their D. Build seconds are fitted as ``c_rows rows + c_bytes bytes`` of patches hashed, to the same JSON's
 build times at its largest N. LS has its own kernel (a box sum of squared differences): its seconds per pair are
 ``a + b D`` fitted to a CPU timing made here, and on another backend scaled by that backend's ELS speed-up over the
@@ -56,7 +56,7 @@ CHUNK = {"cpu": 1024, "gpu": 16384}  # the library's patch chunk per backend (el
 
 # FLOPs of one training step at batch 128 (forward, backward, Adam), from XLA's cost analysis on this CPU:
 # `python experiments/train_cost.py --arch ARCH --channels C [--classes 10] --flops-only`.
-TRAIN_FLOPS = {("resnet", 1): 2674.1e9, ("resnet", 3): 2680.1e9, ("unet", 1): None, ("unet", 3): None}
+TRAIN_FLOPS = {("resnet", 1): 2674.1e9, ("resnet", 3): 2680.1e9, ("unet", 1): 282.1e9, ("unet", 3): 284.0e9}
 H200_FP32_PEAK = 67e12  # FLOP/s, float32 without tensor cores (NVIDIA's H200 SXM datasheet)
 EVALUATE_SEEDS = 100  # experiments/sweeps/paper_scale.py
 TRAIN_EFFICIENCY = 0.4  # assumed fraction of that peak a 3x3-conv net reaches (an estimate, not measured)
@@ -296,7 +296,8 @@ def describe(rate: Rate, channels: int = 1) -> None:
           f"{rate.ls_pair[1]:.3g} D; build s = {rate.build[0]:.3g} rows + {rate.build[1]:.3g} bytes")  # fmt: skip
     for k in range(3, 32, 2):
         d = k * k * channels + 2
-        tag = "measured k" if k in rate.measured_k else "extrapolated"
+        inside = min(rate.measured_k) < k < max(rate.measured_k)
+        tag = "measured k" if k in rate.measured_k else "interpolated" if inside else "extrapolated"
         print(f"  k={k:>2} D={d:>4}: {1 / rate.pair_seconds('els', d):.3g} pairs/s ({tag})")
 
 
@@ -322,19 +323,19 @@ def validate(args) -> None:
     images, source = bench.load_images("mnist", n, False)
     print(f"{source}: {images.shape}; ELS rate measured now (experiments/bench.py, batch {args.batch}):")
     evals = []
-    for k in args.ks:
+    for k in [] if args.no_measure else args.ks:
         machine, build_s = bench.build(images, k)
         evals.append(bench.bench_eval(images, machine, build_s, args.batch, 1))
         print(f"  k={k:>2}: {evals[-1]['pairs_per_s']:.3g} pairs/s, build {build_s:.1f} s")
         del machine
     out = Path(args.tmp) / "bench_now.json"
     out.write_text(json.dumps({"backend": "cpu", "evals": evals}))
-    ls_pair = measure_ls(images, args.ks)
-    now = from_bench([out], ls_pair=ls_pair)
+    ls_pair = LS_CPU if args.no_measure else measure_ls(images, args.ks)
     earlier = from_bench(CPU_BENCH, ls_pair=ls_pair)
+    now = earlier if args.no_measure else from_bench([out], ls_pair=ls_pair)
     fractions = Fractions(images.shape[1:], images, chunk=CHUNK["cpu"])  # exact: these are the row's images
     x = np.random.default_rng(2).normal(size=(args.batch,) + images.shape[1:]).astype(np.float32)
-    for k in (3, 9):  # bbELS timed directly: is the ELS rate at the same D its rate?
+    for k in () if args.no_measure else (3, 9):  # bbELS timed directly: is the ELS rate at the same D its rate?
         machine = denoisers.build("bbels", images, k)
         s = bench.timeit(denoisers.Denoiser.score, machine, x, np.full((args.batch,), 0.5, np.float32), repeats=1)
         w = work("bbels", k, images.shape[1:], fractions("bbels", k), n)
@@ -355,7 +356,9 @@ def validate(args) -> None:
         sched = records[spec.split("/")[-2]]["median"] if spec.endswith(".json") else scales.resolve(spec) if spec else [0] * 20  # fmt: skip
         ks = [int(k) for k in sampler.machine_steps(sched)[1]] if kind != "ideal" else [0] * 19
         predicted = [sum(machine_seconds(kind, ks, n, seeds // parts, fractions, r)) * parts for r in (now, earlier)]
-        lines.append((f"evaluate machine_{name} (+builds)", records["evaluate"]["timings"]["machine_s"][name], predicted))
+        lines.append(
+            (f"evaluate machine_{name} (+builds)", records["evaluate"]["timings"]["machine_s"][name], predicted)
+        )
     for label, measured, (p_now, p_earlier) in lines:
         print(f"{label:<34} {measured:>10.1f} {p_now:>10.1f} {p_now / measured:>6.2f} {p_earlier:>14.1f} {p_earlier / measured:>6.2f}")  # fmt: skip
 
@@ -406,6 +409,7 @@ def main(argv=None):
     v.add_argument("--ks", type=int, nargs="+", default=[3, 5, 9, 17])
     v.add_argument("--batch", type=int, default=4)
     v.add_argument("--tmp", default="/tmp")
+    v.add_argument("--no-measure", action="store_true", help="use the committed CPU bench rates only")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     (paper_report if args.command == "paper" else validate)(args)

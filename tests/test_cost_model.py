@@ -95,9 +95,10 @@ def test_prediction_scales_as_the_counts():
     assert build == pytest.approx(sum(1e-7 * w.rows + 1e-9 * w.bytes for w in (w3, w5)))  # one build per distinct k
     # Doubling the training set doubles the pairs of a table whose groups are all distinct and chunk-aligned.
     ones = cost_model.tables("els", 3, (8, 8, 1), chunk=8)
-    assert cost_model.work("els", 3, (8, 8, 1), ones, 8).executed_pairs == 2 * cost_model.work(
-        "els", 3, (8, 8, 1), ones, 4
-    ).executed_pairs
+    assert (
+        cost_model.work("els", 3, (8, 8, 1), ones, 8).executed_pairs
+        == 2 * cost_model.work("els", 3, (8, 8, 1), ones, 4).executed_pairs
+    )
 
 
 def test_rate_fit_recovers_a_line():
