@@ -9,7 +9,7 @@ work counts times the throughput measured on one H200; training estimated from F
     mnist_unet                           0.4 h   5 min                             40 min        1.2 h
     cifar10_unet_conditional             0.3 h   1 min                             49 min        1.2 h
     fmnist_unet_conditional              0.4 h   1 min                             29 min        0.9 h
-    mnist_resnet_zeros                   3.9 h   6 min                             12 min        4.2 h
+    mnist_resnet_zeros                   3.9 h   7 min                             12 min        4.2 h
     mnist_resnet_circular                3.9 h   11 min                            4 min         4.1 h
     cifar10_resnet_zeros_conditional     3.3 h   1 min                             33 min        3.8 h
     cifar10_resnet_circular_conditional  3.3 h   1 min                             10 min        3.4 h
