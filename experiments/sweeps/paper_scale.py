@@ -2,8 +2,22 @@
 epochs at batch 128, `elsjax.paper`), calibrated as the authors did (the first 5,000 training images, 10 seeds,
 odd k from 3 to 31) and evaluated on 100 seeds with machines built on the full training set.
 
-Hours of GPU time per row (training dominates); not for a CPU. A row without a trained net in `runs/paper_*`
-trains it there first, and every stage resumes:
+Hours of GPU time per row, predicted by `experiments/cost_model.py` (docs/performance.md, "Paper-scale cost": exact
+work counts times the throughput measured on one H200; training estimated from FLOPs at 40% of float32 peak):
+
+    row                                  train   machines (calibrate + evaluate)   host builds   total, 1 H200
+    mnist_unet                           0.4 h   5 min                             40 min        1.2 h
+    cifar10_unet_conditional             0.3 h   1 min                             49 min        1.2 h
+    fmnist_unet_conditional              0.4 h   1 min                             29 min        0.9 h
+    mnist_resnet_zeros                   3.9 h   7 min                             12 min        4.2 h
+    mnist_resnet_circular                3.9 h   11 min                            4 min         4.1 h
+    cifar10_resnet_zeros_conditional     3.3 h   1 min                             33 min        3.8 h
+    cifar10_resnet_circular_conditional  3.3 h   1 min                             10 min        3.4 h
+    fmnist_resnet_zeros_conditional      3.9 h   1 min                             16 min        4.2 h
+
+Training dominates; 8 GPUs cut the machines' minutes by 8 but neither the training (one device per net) nor the host
+builds, so they are best used one row per GPU (about 4.2 h for all eight). Not for a CPU. A row without a trained
+net in `runs/paper_*` trains it there first, and every stage resumes:
 
     elsjax sweep --config experiments/sweeps/paper_scale.py
     elsjax sweep --config experiments/sweeps/paper_scale.py --only mnist_resnet_zeros
