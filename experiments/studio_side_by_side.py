@@ -445,6 +445,19 @@ def markdown(result) -> str:
         f"at each t; per-call times on {result['queries']} images, median of {result['rounds']} alternated calls, "
         f"2 threads each; load average {result['load_before']} before, {result['load_after']} after.",
         "",
+        "| N | pair (studio : elsjax) | max abs diff (largest over t) | rel L2 (largest) | studio / elsjax time "
+        "(median over t, range) |",
+        "|---|---|---|---|---|",
+    ]
+    for n, row in dict.fromkeys((r["N"], r["row"]) for r in rows):
+        group = [r for r in rows if (r["N"], r["row"]) == (n, row)]
+        ratios = [r["ratio"] for r in group]
+        lines.append(
+            f"| {n} | {row} ({group[0]['studio']} : {group[0]['elsjax']}) | {max(r['max_abs'] for r in group):.2e} | "
+            f"{max(r['rel_l2'] for r in group):.2e} | {np.median(ratios):.1f} ({min(ratios):.1f}-{max(ratios):.1f}) |"
+        )
+    lines += [
+        "",
         "| N | pair (studio : elsjax) | t | max abs diff | rel L2 | studio s | elsjax s | studio / elsjax |",
         "|---|---|---|---|---|---|---|---|",
     ]
