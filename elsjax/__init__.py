@@ -4,8 +4,9 @@ The entry points are :func:`score`, :func:`sample` and :func:`explain` (patch pr
 registered denoiser by name (:mod:`elsjax.denoisers`: ``register``, ``names``). The core underneath, each layer
 using only those before it: :mod:`elsjax.noise` -> :mod:`elsjax.patches` -> :mod:`elsjax.posterior` (one streaming
 kernel, its accumulators) -> :mod:`elsjax.denoisers` (the registry) -> :mod:`elsjax.sampler` -> calibration,
-metrics, evaluation and :mod:`elsjax.provenance`, with :mod:`elsjax.sharding` wrapping the kernel. The lab (data,
-runs, jobs, sweeps, figures, the command line) sits on top; README.md draws the map.
+metrics, evaluation and :mod:`elsjax.provenance`, with :mod:`elsjax.sharding` (meshes, processes) and
+:mod:`elsjax.shardedkernel` wrapping the kernel. The lab (data, runs, jobs, sweeps, figures, the command line) sits
+on top; README.md draws the map.
 """
 
 from elsjax import denoisers, noise, patches, posterior, provenance, sampler, scales, seeds, sharding

@@ -11,8 +11,7 @@ run killed mid-save never loses the previous checkpoint.
 Saving records a content checksum of each array tree in ``meta["checksums"]`` (sha256 of every array's dtype,
 shape and bytes, in the tree's flattening order), and loading recomputes it: a flipped byte in a data file, which
 orbax itself reads back as a silently different weight, is a ``ValueError`` naming the step folder, the tree and
-the array. Checkpoints saved before checksums existed still load, with a warning; :func:`add_checksums` (or
-``python -m elsjax.checkpoint add-checksums DIR``) records the checksum of their current contents.
+the array. A checkpoint whose metadata records no checksums is refused the same way.
 
 Loading checks the architecture before touching any array: a checkpoint of another architecture is a
 ``ValueError`` naming the differing settings, and an unreadable or corrupted one is a ``ValueError`` too. The
@@ -33,10 +32,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +40,7 @@ import numpy as np
 
 __all__ = [
     "save", "latest_step", "steps", "read_meta", "restore", "restore_ema", "load_net", "check_spec", "tree_checksum",
-    "add_checksums", "WEIGHTS", "has_ema",
+    "WEIGHTS", "has_ema",
 ]  # fmt: skip
 
 RUN_SUBDIR = "checkpoints"  # where `elsjax train` keeps the checkpoint root inside a run directory
@@ -274,12 +269,10 @@ def _verify(step_dir: Path, item: str, recorded: dict, tree) -> None:
 def _check_contents(directory: Path, step: int, meta: dict, trees: dict) -> None:
     recorded = meta.get("checksums")
     if not isinstance(recorded, dict):
-        warnings.warn(
-            f"checkpoint: {directory / str(step)} has no content checksum (saved by an older elsjax), so a corrupted "
-            f"data file would go unnoticed; record one with `python -m elsjax.checkpoint add-checksums {directory}`",
-            stacklevel=3,
+        raise ValueError(
+            f"checkpoint: {directory / str(step)} has no content checksums in its metadata, so its arrays cannot be "
+            "verified; only verify=False (for forensics) loads it"
         )
-        return
     for item, tree in trees.items():
         if item not in recorded:
             raise ValueError(
@@ -394,70 +387,3 @@ def load_net(directory, step: int | None = None, *, weights: str = "raw", verify
     else:
         params, _, meta = restore(directory, target, spec=meta["spec"], step=meta["step"], verify=verify)
     return eps_fn, params, {**meta, "weights": weights}
-
-
-def _train_target(meta: dict, params):
-    """The ``(step, opt_state)`` structure :func:`elsjax.train.train` saves, rebuilt from the recorded config."""
-    from elsjax import train
-
-    cfg = meta.get("config") or {}
-    if not {"learning_rate", "lr_decay", "weight_decay"} <= set(cfg):
-        return None
-    tx = train.optimizer(cfg["learning_rate"], cfg["lr_decay"], cfg["weight_decay"])
-    return jax.eval_shape(lambda p: (train.init(p, tx).step, train.init(p, tx).opt_state), params)
-
-
-def add_checksums(directory, step: int | None = None) -> Path:
-    """Records the checksums of a checkpoint saved before elsjax recorded them, from its current contents.
-
-    Only the ``meta`` item's JSON file is rewritten (atomically); the arrays are not touched. Run it on a copy you
-    trust: from then on any change to the arrays is reported when loading. The training state's checksum is
-    recorded when the metadata holds the training config (checkpoints written by ``elsjax train``).
-
-    Args:
-      directory: the checkpoint root or run directory.
-      step: which step; default the newest.
-
-    Returns:
-      The rewritten metadata file.
-
-    Raises:
-      ValueError: no checkpoint, it already records checksums, or its arrays cannot be read.
-    """
-    from elsjax import nets
-
-    directory = _root(directory)
-    meta = read_meta(directory, step)
-    step = meta["step"]
-    if "checksums" in meta:
-        raise ValueError(f"checkpoint: {directory / str(step)} already records checksums")
-    _, params_target = nets.abstract_params(meta["spec"])
-    train_target = _train_target(meta, params_target) if (directory / str(step) / "train").is_dir() else None
-    params, train_state, _ = restore(directory, params_target, train_target, spec=meta["spec"], step=step, verify=False)
-    checksums = {"params": tree_checksum(params)}
-    if train_target is not None:
-        checksums["train"] = tree_checksum(train_state)
-    path = directory / str(step) / "meta" / "metadata"
-    if not path.is_file():
-        raise ValueError(f"checkpoint: {path} not found (not an elsjax checkpoint's meta item)")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**json.loads(path.read_text()), "checksums": checksums}))
-    os.replace(tmp, path)  # atomic: an interrupted rewrite leaves the old metadata
-    return path
-
-
-def _main(argv) -> int:
-    if len(argv) < 2 or argv[0] != "add-checksums":
-        print("usage: python -m elsjax.checkpoint add-checksums DIR [DIR ...]", file=sys.stderr)
-        return 2
-    for directory in argv[1:]:
-        try:
-            print(f"wrote {add_checksums(directory)}")
-        except ValueError as err:
-            print(f"elsjax.checkpoint: error: {err}", file=sys.stderr)
-            return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

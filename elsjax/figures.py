@@ -367,6 +367,39 @@ def provenance_figure(
     entropy = np.asarray(entropy, np.float32)
     estimates = np.asarray(estimates, np.float32)
     t, k = np.asarray(t, np.float64), np.asarray(k)
+    shown = _checked_steps(source, entropy, estimates, t, k, shown)
+    is_common = np.zeros(source.shape, bool) if count is None else np.asarray(count) >= common
+    ids, shares = _most_used_sources(source[-1], is_common[-1], legend)
+    colours = _palette(len(ids))
+    source_rgb = lambda step: _source_rgb(source[step], ids, colours, is_common[step])
+    vmax = max(float(entropy.max()), 1e-6)
+
+    cols = max(len(shown), 4)
+    fig = _figure(1.55 * (cols + 3), 1.55 * 4 + 2.6)
+    top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1.25, 3, 1.6])
+    head = top.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 2.8], "wspace": 0.25})
+    _show(head[0], sample, "sample")
+    _show(head[1], mosaic, "mosaic of top patches")
+    head[2].imshow(source_rgb(-1), interpolation="nearest")
+    head[2].set_title("source image", fontsize=8)
+    im = head[3].imshow(entropy[-1], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+    head[3].set_title(f"entropy (t = {t[-1]:.2f})", fontsize=8)
+    for ax in head[2:4]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    top.colorbar(im, ax=head[3], fraction=0.046, pad=0.03, label="nats")
+    note = "" if count is None else f"; dark: common patches (>= {common} occurrences)"
+    _legend_thumbnails(head[4], note, train=train, labels=labels, ids=ids, colours=colours, shares=shares)
+    _step_maps(middle, cols, shown, estimates=estimates, source_rgb=source_rgb, entropy=entropy, t=t, k=k, vmax=vmax)
+    _trajectory_curves(bottom, t=t, k=k, entropy=entropy, source=source)
+    if title:  # above the legend's two-line heading, which reaches past the top of the figure
+        fig.suptitle(title, fontsize=10, y=1.035, va="bottom")
+    return _save(fig, path)
+
+
+def _checked_steps(source, entropy, estimates, t, k, shown) -> list[int]:
+    """The recorded steps to draw as maps (default: five spread out, the last included), after checking that
+    every per-step input has the same number of steps."""
     n_steps = source.shape[0]
     if not (entropy.shape == source.shape and estimates.shape[0] == n_steps and t.shape == k.shape == (n_steps,)):
         raise ValueError(
@@ -378,45 +411,38 @@ def provenance_figure(
     shown = [int(s) for s in shown]
     if any(s < 0 or s >= n_steps for s in shown):
         raise ValueError(f"shown: step positions must lie in 0..{n_steps - 1}, got {shown}")
-    is_common = np.zeros(source.shape, bool) if count is None else np.asarray(count) >= common
-    final = source[-1]
-    ids, counts = np.unique(final[(final >= 0) & ~is_common[-1]], return_counts=True)
+    return shown
+
+
+def _most_used_sources(final, is_common, legend: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, shares)``: the at most ``legend`` training images that are the source of the most pixels of the
+    last step's map (common patches left out), most used first, and their shares of all pixels."""
+    ids, counts = np.unique(final[(final >= 0) & ~is_common], return_counts=True)
     order = np.argsort(-counts, kind="stable")[: max(0, int(legend))]
-    ids, shares = ids[order], counts[order] / final.size
-    colours = _palette(len(ids))
-    vmax = max(float(entropy.max()), 1e-6)
+    return ids[order], counts[order] / final.size
 
-    cols = max(len(shown), 4)
-    fig = _figure(1.55 * (cols + 3), 1.55 * 4 + 2.6)
-    top, middle, bottom = fig.subfigures(3, 1, height_ratios=[1.25, 3, 1.6])
-    head = top.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1.25, 2.8], "wspace": 0.25})
-    _show(head[0], sample, "sample")
-    _show(head[1], mosaic, "mosaic of top patches")
-    head[2].imshow(_source_rgb(final, ids, colours, is_common[-1]), interpolation="nearest")
-    head[2].set_title("source image", fontsize=8)
-    im = head[3].imshow(entropy[-1], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
-    head[3].set_title(f"entropy (t = {t[-1]:.2f})", fontsize=8)
-    for ax in head[2:4]:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    top.colorbar(im, ax=head[3], fraction=0.046, pad=0.03, label="nats")
-    head[4].axis("off")
-    note = "" if count is None else f"; dark: common patches (>= {common} occurrences)"
-    head[4].set_title(f"most used training images\n(share of pixels at the last step{note})", fontsize=8)
-    n_thumbs = len(ids)
-    if n_thumbs:
-        per_row = max(1, -(-n_thumbs // 2))
-        for i, (idx, colour, share) in enumerate(zip(ids, colours, shares)):
-            r, c = divmod(i, per_row)
-            ax = head[4].inset_axes([c / per_row + 0.01, 0.5 * (1 - r) + 0.02, 1 / per_row - 0.02, 0.38])
-            _show(ax, np.asarray(train)[idx])
-            for spine in ax.spines.values():
-                spine.set_color(colour)
-                spine.set_linewidth(3)
-            label = "" if labels is None else f" c{int(np.asarray(labels)[idx])}"
-            ax.set_xlabel(f"#{int(idx)}{label} {100 * share:.0f}%", fontsize=7, labelpad=1)
 
-    grid = middle.subplots(3, cols, squeeze=False)
+def _legend_thumbnails(ax, note: str, *, train, labels, ids, colours, shares) -> None:
+    """The most used training images as thumbnails in two rows, framed in their colour, with their share."""
+    ax.axis("off")
+    ax.set_title(f"most used training images\n(share of pixels at the last step{note})", fontsize=8)
+    if not len(ids):
+        return
+    per_row = max(1, -(-len(ids) // 2))
+    for i, (idx, colour, share) in enumerate(zip(ids, colours, shares)):
+        r, c = divmod(i, per_row)
+        thumb = ax.inset_axes([c / per_row + 0.01, 0.5 * (1 - r) + 0.02, 1 / per_row - 0.02, 0.38])
+        _show(thumb, np.asarray(train)[idx])
+        for spine in thumb.spines.values():
+            spine.set_color(colour)
+            spine.set_linewidth(3)
+        label = "" if labels is None else f" c{int(np.asarray(labels)[idx])}"
+        thumb.set_xlabel(f"#{int(idx)}{label} {100 * share:.0f}%", fontsize=7, labelpad=1)
+
+
+def _step_maps(subfig, cols: int, shown, *, estimates, source_rgb, entropy, t, k, vmax: float) -> None:
+    """At each ``shown`` step, one column: the clean estimate, the provenance map and the entropy map."""
+    grid = subfig.subplots(3, cols, squeeze=False)
     for j in range(cols):
         for i in range(3):
             grid[i, j].axis("off")
@@ -424,7 +450,7 @@ def provenance_figure(
         step_title = f"t = {t[s]:.2f}" + (f", k = {int(k[s])}" if k[s] else "")
         _show(grid[0, j], estimates[s], step_title)
         grid[0, j].axis("on")
-        grid[1, j].imshow(_source_rgb(source[s], ids, colours, is_common[s]), interpolation="nearest")
+        grid[1, j].imshow(source_rgb(s), interpolation="nearest")
         grid[2, j].imshow(entropy[s], cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
         for i in range(3):
             grid[i, j].axis("on")
@@ -433,9 +459,14 @@ def provenance_figure(
     for i, name in enumerate(("clean estimate", "source image", "entropy")):
         grid[i, 0].set_ylabel(name, fontsize=8)
 
-    curves = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1], "wspace": 0.35})
+
+def _trajectory_curves(subfig, *, t, k, entropy, source) -> None:
+    """Against t: the mean entropy and the number of distinct source images; beside it, the patch size k."""
+    from matplotlib.ticker import MaxNLocator
+
+    curves = subfig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1], "wspace": 0.35})
     ax = curves[0]
-    ax.plot(t, entropy.reshape(n_steps, -1).mean(axis=1), "-o", ms=3, color="tab:purple", label="mean entropy")
+    ax.plot(t, entropy.reshape(len(t), -1).mean(axis=1), "-o", ms=3, color="tab:purple", label="mean entropy")
     ax.set_xlabel("t")
     ax.set_ylabel("mean entropy (nats)", color="tab:purple")
     ax.invert_xaxis()  # sampling runs from t near 1 to t near 0
@@ -444,8 +475,6 @@ def provenance_figure(
     distinct = [np.unique(s[s >= 0]).size for s in source]
     twin.plot(t, distinct, "-s", ms=3, color="tab:green", label="distinct source images")
     twin.set_ylabel("distinct source images", color="tab:green")
-    from matplotlib.ticker import MaxNLocator
-
     twin.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("entropy and distinct sources along the trajectory", fontsize=8)
     ax_k = curves[1]
@@ -457,6 +486,3 @@ def provenance_figure(
     ax_k.set_yticks(sorted({int(v) for v in k}))
     ax_k.set_title("patch size per step", fontsize=8)
     ax_k.grid(alpha=0.3)
-    if title:  # above the legend's two-line heading, which reaches past the top of the figure
-        fig.suptitle(title, fontsize=10, y=1.035, va="bottom")
-    return _save(fig, path)

@@ -16,7 +16,8 @@ own computation:
   (:func:`is_complete`); a run that is started again loses its ``record.json`` until it finishes;
 * every file written atomically (:mod:`elsjax.atomic`): a crash or a full disk never leaves a half file that looks
   finished; :func:`read_json` names the file whose JSON is broken;
-* :class:`Stopwatch` for the timings, :func:`versions` of the software, :func:`code_state` of the code;
+* :class:`Stopwatch` for the timings; the versions of the software and the state of the code come from
+  :mod:`elsjax.software`;
 * :func:`save_samples`: seeds above their samples as a PNG grid, and the arrays (with the PRNG seed) as ``.npz``;
 * :class:`StepBar`: a progress bar over a sampler's reverse steps.
 
@@ -37,8 +38,6 @@ import contextlib
 import contextvars
 import functools
 import json
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elsjax import atomic, images, runlock
+from elsjax import atomic, images, runlock, software
 
 __all__ = [
     "RunDirError",
@@ -54,7 +53,6 @@ __all__ = [
     "start_run",
     "job",
     "read_json",
-    "code_state",
     "dictionary_cache_dir",
     "new_run_dir",
     "config_differences",
@@ -63,7 +61,6 @@ __all__ = [
     "write_json",
     "write_config",
     "write_record",
-    "versions",
     "Stopwatch",
     "seed_sample_grid",
     "save_samples",
@@ -394,83 +391,17 @@ def write_record(out_dir, record: Mapping, *, config=None, timings: Mapping | No
         out["config"] = _as_dict(config)
     if timings is not None:
         out["timings"] = dict(timings)
-    out["versions"] = versions()
-    code = dict(code_state()[0])
+    out["versions"] = software.versions()
+    code = dict(software.code_state()[0])
     code["diff_file"] = DIFF_FILE if (Path(out_dir) / DIFF_FILE).is_file() and code.get("dirty") else None
     out["code"] = code
     write_json(Path(out_dir) / RECORD_FILE, out)
     return out
 
 
-# The packages whose versions a record holds (besides elsjax, jax and jaxlib), as pip names them.
-PACKAGES = ("numpy", "flax", "optax", "orbax-checkpoint", "ml_collections", "pillow", "matplotlib", "tqdm",
-            "tensorflow-datasets")  # fmt: skip
-
-
-def versions() -> dict:
-    """Versions of the software that produced a result (and of the packages in :data:`PACKAGES`), the command
-    line."""
-    import importlib.metadata
-
-    import jax
-    import jaxlib
-
-    import elsjax
-
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            packages[name] = None
-    return {
-        "elsjax": elsjax.__version__,
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "backend": jax.default_backend(),
-        "packages": packages,
-        "argv": list(sys.argv),
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def code_state() -> tuple[dict, str]:
-    """``(state, diff)`` of the code this process runs, read once: the git ``commit`` of the elsjax checkout,
-    whether it is ``dirty`` (with the ``untracked`` files, at most 50), and the text of ``git diff HEAD``
-    (empty when clean). Without git or outside a checkout (an installed package): ``commit`` None and the
-    ``source`` directory.
-    """
-    import elsjax
-
-    root = Path(elsjax.__file__).resolve().parents[1]
-    state = {"source": str(root), "commit": None, "dirty": None, "untracked": []}
-
-    def git(*args) -> str:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
-        if done.returncode:
-            raise OSError(done.stderr.strip())
-        return done.stdout
-
-    if not (root / ".git").exists():
-        return state, ""
-    try:
-        state["commit"] = git("rev-parse", "HEAD").strip()
-        status = git("status", "--porcelain")
-        diff = git("diff", "HEAD") if status.strip() else ""
-    except (OSError, subprocess.SubprocessError):
-        return state, ""
-    untracked = [line[3:] for line in status.splitlines() if line.startswith("??")]
-    state["dirty"] = bool(status.strip())
-    state["untracked"] = untracked[:50] + ([f"... and {len(untracked) - 50} more"] if len(untracked) > 50 else [])
-    return state, diff
-
-
 def _write_code_diff(out_dir: Path) -> None:
     """Writes ``code.diff`` (``git diff HEAD`` of the code this process runs) when the checkout is dirty."""
-    state, diff = code_state()
+    state, diff = software.code_state()
     path = out_dir / DIFF_FILE
     if state.get("dirty") and diff:
         atomic.write_text(path, diff)

@@ -31,7 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +63,7 @@ class Case:
     Attributes:
       area: where it enters (``"elsjax.score"``, ``"data.load"``, ``"elsjax sample"``, ...); the doc's sections.
       what: the input or fault, in a few words.
-      run: ``run(tmp) -> Outcome``, built by :func:`raises`, :func:`exits`, :func:`warns` or :func:`returns`.
+      run: ``run(tmp) -> Outcome``, built by :func:`raises`, :func:`exits` or :func:`returns`.
     """
 
     area: str
@@ -96,21 +95,6 @@ def raises(area: str, what: str, call, exception: type[BaseException], match: st
         except Exception as err:  # noqa: BLE001 - reported as the outcome, so the table test shows it
             return _judge(f"unexpected {type(err).__name__}: {err}", tmp, False, match)
         return _judge(f"no error; returned {result!r}"[:300], tmp, False, match)
-
-    return Case(area, what, run)
-
-
-def warns(area: str, what: str, call, warning: type[Warning], match: str) -> Case:
-    """``call(tmp)`` succeeds and warns ``warning`` with a message matching ``match``."""
-
-    def run(tmp):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            call(tmp)
-        hits = [w for w in caught if issubclass(w.category, warning)]
-        if not hits:
-            return _judge(f"no {warning.__name__}", tmp, False, match)
-        return _judge(f"works, with {hits[0].category.__name__}: {hits[0].message}", tmp, True, match)
 
     return Case(area, what, run)
 
@@ -654,7 +638,7 @@ CASES: list[Case] = [
     raises("checkpoint", "restore into another architecture", lambda tmp: restore_as(tmp, num_layers=2), ValueError, r"different architecture \(num_layers: saved 1, expected 2\)"),
     raises("checkpoint", "one flipped byte in a parameter data file", flip_one_byte, ValueError, r"TMP/ck/1800/params is corrupted: array '[\w/]+'"),
     raises("checkpoint", "garbled metadata", garble_meta, ValueError, r"TMP/ck/5 is corrupted or unreadable"),
-    warns("checkpoint", "a checkpoint saved before checksums existed", without_checksums, UserWarning, r"has no content checksum .* add-checksums TMP/ck"),
+    raises("checkpoint", "a checkpoint whose metadata records no checksums", without_checksums, ValueError, r"checkpoint: TMP/ck/1800 has no content checksums in its metadata"),
     returns("checkpoint", "an `elsjax train` run directory", load_run_directory, r"loads step 5 from TMP/run/checkpoints"),
     # images
     raises("images.grid", "float images (not converted)", images_grid, ValueError, r"images: expected uint8, got float32; .*images\.to_uint8"),
@@ -708,8 +692,6 @@ def _what_user_gets(text: str) -> str:
         said = "nothing on stderr" if line == "(nothing on stderr)" else f"stderr {_code(line)}"
         return f"{code}, {said}" + (f", stdout {_code(printed)}" if printed else "")
     head, _, rest = text.partition(": ")
-    if head.startswith("works, with "):
-        return f"works, with {head[len('works, with ') :]}: {_code(rest)}"
     if head == "works":
         return f"works: {_code(rest)}"
     return f"{head}: {_code(rest)}"

@@ -21,7 +21,7 @@ import datasets_for_tests as fake
 import numpy as np
 import pytest
 
-from elsjax import cli, runs, sweeps
+from elsjax import cli, runs, software, sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -448,7 +448,7 @@ def test_a_full_disk_leaves_no_half_file_and_the_rerun_recomputes(tmp_path, monk
     data = fake.mnist_dir(tmp_path / "mnist", n_train=40)
     reference = tmp_path / "reference"
     assert cli.main(sample_argv(data, reference)) == 0
-    monkeypatch.setattr(runs, "code_state", lambda: ({"commit": None, "dirty": False}, ""))  # no code.diff to fit
+    monkeypatch.setattr(software, "code_state", lambda: ({"commit": None, "dirty": False}, ""))  # no code.diff to fit
     with contextlib.ExitStack() as stack:
         if how == "tmpfs":
             disk = stack.enter_context(small_tmpfs(tmp_path / "disk", "1m"))
@@ -643,7 +643,7 @@ def test_a_run_folder_records_the_commit_the_diff_and_the_versions(tmp_path):
     out = tmp_path / "run"
     assert cli.main(sample_argv(data, out)) == 0
     record = json.loads((out / "record.json").read_text())
-    state, diff = runs.code_state()
+    state, diff = software.code_state()
     if shutil.which("git") and (REPO / ".git").exists():  # read once per process, at its first job's start
         assert re.fullmatch(r"[0-9a-f]{40}", record["code"]["commit"]) and record["code"]["commit"] == state["commit"]
     assert record["code"]["dirty"] == state["dirty"]

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from elsjax import dictcache, patches, posterior, sharding
+from elsjax import dictcache, patches, posterior, shardedkernel, sharding
 from elsjax.denoisers._base import Denoiser, Located, static
 
 __all__ = ["DictionaryDenoiser", "per_pixel", "here", "located"]
@@ -46,7 +46,7 @@ class DictionaryDenoiser(Denoiser):
         """``knobs`` (checked by the subclass) are passed to :meth:`build_tables`, become part of the cache key,
         and are set as the denoiser's (static) fields of the same names."""
         mesh = sharding.check_mesh(mesh)
-        to_device = mesh is None  # a sharded build stays on the host until sharding.shard_tables places its pieces
+        to_device = mesh is None  # a sharded build stays on the host until shardedkernel.shard_tables places its pieces
         options = dict(chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits)
         make = lambda: cls.build_tables(images, k, **options, **knobs)
         if cache is None or not cls.cacheable:
@@ -56,18 +56,18 @@ class DictionaryDenoiser(Denoiser):
             key += tuple(sorted(knobs.items()))
             tables = cache.get_or_build(key, make, to_device=patches.device_put if to_device else None)
         if mesh is not None:
-            tables = sharding.shard_tables(tables, mesh)
+            tables = shardedkernel.shard_tables(tables, mesh)
         return cls(tables=tuple(tables), k=int(k or 0), image_shape=tuple(images.shape[1:]), mesh=mesh, **knobs)
 
     def posterior_mean(self, x, t):
         if self.mesh is None:
             return self.accumulate(x, t, posterior.MEAN)
         # The same maths per device, on its shard of every table and of the batch; the partial softmax states are
-        # merged across "entries" before the division (sharding.merge_across).
+        # merged across "entries" before the division (shardedkernel.merge_across).
         local = lambda tables, x, t, combine: dataclasses.replace(self, tables=tables).accumulate(
             x, t, posterior.MEAN, combine
         )
-        return sharding.map_entries(local, self.mesh, self.tables, x, t)
+        return shardedkernel.map_entries(local, self.mesh, self.tables, x, t)
 
     @classmethod
     def fewest_occurrences(cls, shape, k) -> int:

@@ -27,6 +27,7 @@ Example (a tiny user-directory dataset; see ``tests/test_cli.py``)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,8 +64,16 @@ def _check(cfg) -> None:
         raise ValueError(f"legend: expected a non-negative integer, got {cfg.legend}")
 
 
-def _from_samples(cfg):
-    """``(cfg with the sample run's fields, seeds, y or None, stored samples)`` from ``cfg.samples``."""
+class _Stored(NamedTuple):
+    """The seeds, classes (None when unconditional) and samples of a saved ``samples.npz``."""
+
+    seeds: np.ndarray
+    y: np.ndarray | None
+    samples: np.ndarray
+
+
+def _from_samples(cfg) -> tuple[object, _Stored]:
+    """``(cfg with the sample run's fields, the stored seeds, classes and samples)`` from ``cfg.samples``."""
     path = Path(cfg.samples)
     if not path.is_file():
         raise ValueError(f"samples: no such file {str(path)!r} (a samples.npz written by elsjax sample)")
@@ -96,7 +105,7 @@ def _from_samples(cfg):
         raise ValueError(f"samples: {path} is unreadable (truncated or corrupt: {type(err).__name__})") from None
     y = None if (labels < 0).all() else labels.astype(np.int32)
     cfg.n_seeds = int(noise.shape[0])
-    return cfg, np.asarray(noise, np.float32), y, np.asarray(stored, np.float32)
+    return cfg, _Stored(np.asarray(noise, np.float32), y, np.asarray(stored, np.float32))
 
 
 @runs.job
@@ -111,23 +120,11 @@ def run(cfg) -> dict:
       elsjax.runs.RunDirError: ``out_dir`` is not empty (and ``overwrite`` is off).
       elsjax.data.SourceUnavailable: the dataset is not on this machine.
     """
-    from elsjax import scales as scales_lib
-    from elsjax.provenance import check_steps, distinct_sources, mosaic, sample_provenance
+    from elsjax.provenance import mosaic
 
     clock = runs.Stopwatch()
-    stored = None
-    if cfg.samples:
-        cfg, noise, y, stored = _from_samples(cfg)
-    _check(cfg)
-    scales = scales_lib.resolve(cfg.scales)
-    which = parse_indices("which", cfg.which)
-    shown_steps = check_steps(parse_indices("steps", cfg.steps), len(scales))
-    n_steps = len(scales) - 1
-    n_seeds = cfg.n_seeds if stored is None else noise.shape[0]
-    if which is not None and max(which) >= n_seeds:
-        raise ValueError(f"which: seed indices run from 0 to {n_seeds - 1}, got {max(which)}")
+    cfg, stored, scales, which, shown_steps = _checked(cfg)
     out_dir = Path(cfg.out_dir)
-    sample_job.load_dataset_check(cfg)
     # Before the data and the sampling: the directory is writable, locked and holds config.json.
     runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.explain_config())
     dataset = sample_job.load_dataset(cfg)
@@ -135,55 +132,17 @@ def run(cfg) -> dict:
     if stored is None:
         noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
         y = seeds.classes(cfg.n_seeds, dataset.num_classes, label=cfg.label) if cfg.conditional else None
-    if noise.shape[1:] != dataset.images.shape[1:]:
-        raise ValueError(
-            f"samples: seeds of shape {noise.shape[1:]} do not match the images {dataset.images.shape[1:]}"
-        )
-    which = list(range(noise.shape[0])) if which is None else which
-    if max(which) >= noise.shape[0]:
-        raise ValueError(f"which: seed indices run from 0 to {noise.shape[0] - 1}, got {max(which)}")
-    chosen_y = None if y is None else y[which]
-    sample_job.check_classes(chosen_y, dataset)
-    groups = 1 if chosen_y is None else len(np.unique(chosen_y))
-    bar = runs.StepBar(groups * n_steps, enabled=cfg.progress)
-    try:
-        samples, steps = sample_provenance(
-            cfg.kind, noise[which], train=dataset.images, scales=scales, labels=dataset.labels, y=chosen_y,
-            top=cfg.top, convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar,
-        )  # fmt: skip
-    finally:
-        bar.close()
+    else:
+        noise, y = stored.seeds, stored.y
+    which, chosen_y = _chosen_seeds(noise, y, which, dataset)
+    samples, steps = _sample(cfg, noise[which], chosen_y, dataset, scales)
     clock.lap("sample")
-
-    stack = lambda field: np.stack([getattr(s.provenance, field) for s in steps])
-    arrays = {
-        "step": np.array([s.step for s in steps], np.int64),
-        "t": np.array([s.t for s in steps], np.float32),
-        "k": np.array([s.k for s in steps], np.int64),
-        "x": np.stack([s.x for s in steps]),
-        **{field: stack(field) for field in ("mean", "image", "position", "weight", "count", "label", "entropy")},
-        "samples": samples,
-        "seeds": noise[which],
-        "y": np.full(len(which), -1, np.int32) if chosen_y is None else chosen_y.astype(np.int32),
-        "seed_index": np.asarray(which, np.int64),
-    }
+    arrays = _provenance_arrays(steps, samples, noise[which], which, chosen_y)
     atomic.save_npz(out_dir / "provenance.npz", compressed=True, **arrays)
-    final = steps[-1].provenance
-    tiles = mosaic(final, dataset.images)
+    tiles = mosaic(steps[-1].provenance, dataset.images)
     step_pos = {s.step: i for i, s in enumerate(steps)}
     shown = None if shown_steps is None else sorted({step_pos[s] for s in shown_steps} | {len(steps) - 1})
-    figures_written = []
-    for b, index in enumerate(which):
-        cls = "" if chosen_y is None else f", class {int(chosen_y[b])}"
-        title = f"{cfg.kind} on {dataset.name} ({dataset.subset}), seed {index}{cls}: where each pixel comes from"
-        figures_written.append(
-            figures.provenance_figure(
-                out_dir / f"explain_{index}.png", sample=samples[b], mosaic=tiles[b], source=arrays["image"][:, b, ..., 0],
-                entropy=arrays["entropy"][:, b], estimates=arrays["mean"][:, b], t=arrays["t"], k=arrays["k"],
-                train=dataset.images, labels=dataset.labels, count=arrays["count"][:, b, ..., 0], shown=shown,
-                legend=cfg.legend, title=title,
-            ).name
-        )  # fmt: skip
+    figures_written = _write_figures(cfg, out_dir, dataset, arrays, tiles, which=which, y=chosen_y, shown=shown)
     clock.lap("figures")
     record = {
         "command": "elsjax explain",
@@ -193,16 +152,109 @@ def run(cfg) -> dict:
         "labels": None if chosen_y is None else chosen_y.tolist(),
         "data": dataset.describe(),
         "figures": figures_written,
+        **_step_summaries(steps, samples, tiles),
+    }
+    if stored is not None:
+        record["stored_samples_max_abs_diff"] = float(np.max(np.abs(stored.samples[which] - samples)))
+    return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())
+
+
+def _checked(cfg):
+    """``(cfg, stored samples or None, scales, which, shown steps)``: every check that needs no data, before the
+    run directory is started."""
+    from elsjax import scales as scales_lib
+    from elsjax.provenance import check_steps
+
+    stored = None
+    if cfg.samples:
+        cfg, stored = _from_samples(cfg)
+    _check(cfg)
+    scales = scales_lib.resolve(cfg.scales)
+    which = parse_indices("which", cfg.which)
+    shown_steps = check_steps(parse_indices("steps", cfg.steps), len(scales))
+    n_seeds = cfg.n_seeds if stored is None else stored.seeds.shape[0]
+    if which is not None and max(which) >= n_seeds:
+        raise ValueError(f"which: seed indices run from 0 to {n_seeds - 1}, got {max(which)}")
+    sample_job.load_dataset_check(cfg)
+    return cfg, stored, scales, which, shown_steps
+
+
+def _chosen_seeds(noise, y, which, dataset):
+    """``(which, their classes or None)``: the seeds to explain (all by default), checked against the data."""
+    if noise.shape[1:] != dataset.images.shape[1:]:
+        raise ValueError(
+            f"samples: seeds of shape {noise.shape[1:]} do not match the images {dataset.images.shape[1:]}"
+        )
+    which = list(range(noise.shape[0])) if which is None else which
+    if max(which) >= noise.shape[0]:
+        raise ValueError(f"which: seed indices run from 0 to {noise.shape[0] - 1}, got {max(which)}")
+    chosen_y = None if y is None else y[which]
+    sample_job.check_classes(chosen_y, dataset)
+    return which, chosen_y
+
+
+def _sample(cfg, noise, y, dataset, scales):
+    """``(samples, steps)`` of :func:`elsjax.provenance.sample_provenance` from ``noise``, with a progress bar."""
+    from elsjax.provenance import sample_provenance
+
+    groups = 1 if y is None else len(np.unique(y))
+    bar = runs.StepBar(groups * (len(scales) - 1), enabled=cfg.progress)
+    try:
+        return sample_provenance(
+            cfg.kind, noise, train=dataset.images, scales=scales, labels=dataset.labels, y=y,
+            top=cfg.top, convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar,
+        )  # fmt: skip
+    finally:
+        bar.close()
+
+
+def _provenance_arrays(steps, samples, noise, which, y) -> dict:
+    """The arrays of ``provenance.npz`` (see the module's docstring)."""
+    stack = lambda field: np.stack([getattr(s.provenance, field) for s in steps])
+    return {
+        "step": np.array([s.step for s in steps], np.int64),
+        "t": np.array([s.t for s in steps], np.float32),
+        "k": np.array([s.k for s in steps], np.int64),
+        "x": np.stack([s.x for s in steps]),
+        **{field: stack(field) for field in ("mean", "image", "position", "weight", "count", "label", "entropy")},
+        "samples": samples,
+        "seeds": noise,
+        "y": np.full(len(which), -1, np.int32) if y is None else y.astype(np.int32),
+        "seed_index": np.asarray(which, np.int64),
+    }
+
+
+def _write_figures(cfg, out_dir: Path, dataset, arrays: dict, tiles, *, which, y, shown) -> list[str]:
+    """``explain_SEED.png`` for each explained seed (``which``, of classes ``y`` or None); their names."""
+    written = []
+    for b, index in enumerate(which):
+        cls = "" if y is None else f", class {int(y[b])}"
+        title = f"{cfg.kind} on {dataset.name} ({dataset.subset}), seed {index}{cls}: where each pixel comes from"
+        written.append(
+            figures.provenance_figure(
+                out_dir / f"explain_{index}.png", sample=arrays["samples"][b], mosaic=tiles[b],
+                source=arrays["image"][:, b, ..., 0], entropy=arrays["entropy"][:, b], estimates=arrays["mean"][:, b],
+                t=arrays["t"], k=arrays["k"], train=dataset.images, labels=dataset.labels,
+                count=arrays["count"][:, b, ..., 0], shown=shown, legend=cfg.legend, title=title,
+            ).name
+        )  # fmt: skip
+    return written
+
+
+def _step_summaries(steps, samples, tiles) -> dict:
+    """The record's ``steps`` (per step t, k, each seed's mean entropy and number of distinct source images) and
+    ``mosaic_mean_abs_diff`` (per seed)."""
+    from elsjax.provenance import distinct_sources
+
+    n = len(samples)
+    return {
         "steps": [
             {
                 "step": s.step, "t": s.t, "k": s.k,
-                "mean_entropy": [round(float(v), 5) for v in s.provenance.entropy.reshape(len(which), -1).mean(1)],
+                "mean_entropy": [round(float(v), 5) for v in s.provenance.entropy.reshape(n, -1).mean(1)],
                 "distinct_sources": distinct_sources(s.provenance).tolist(),
             }
             for s in steps
         ],
-        "mosaic_mean_abs_diff": [round(float(v), 5) for v in np.abs(tiles - samples).reshape(len(which), -1).mean(1)],
+        "mosaic_mean_abs_diff": [round(float(v), 5) for v in np.abs(tiles - samples).reshape(n, -1).mean(1)],
     }  # fmt: skip
-    if stored is not None:
-        record["stored_samples_max_abs_diff"] = float(np.max(np.abs(stored[which] - samples)))
-    return runs.write_record(out_dir, record, config=cfg, timings=clock.laps())

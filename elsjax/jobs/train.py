@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +75,19 @@ def net_spec(cfg, dataset) -> dict:
     )  # fmt: skip
 
 
+class _Start(NamedTuple):
+    """What training starts from: the data, the net, and its state (a checkpoint's when resuming)."""
+
+    dataset: data.Dataset
+    spec: dict
+    eps_fn: Callable
+    tx: Any  # the optax optimiser
+    run_key: Any  # the PRNG key of the steps' noise and batches
+    state: TrainState
+    losses: list[float]  # the loss of every step done, extended as training goes on
+    resumed_from: int | None  # the checkpoint's step, or None for a fresh start
+
+
 @runs.job
 def run(cfg, *, log=print) -> dict:
     """Trains (or resumes) the net described by a :func:`elsjax.config.train_config` in ``cfg.out_dir``.
@@ -83,8 +98,6 @@ def run(cfg, *, log=print) -> dict:
     Returns:
       The record written to ``record.json``.
     """
-    from tqdm.auto import tqdm
-
     clock = runs.Stopwatch()
     check(cfg)
     out_dir = Path(cfg.out_dir)
@@ -92,15 +105,40 @@ def run(cfg, *, log=print) -> dict:
         out_dir, cfg, resumable=True, resumable_fields=RESUMABLE_FIELDS, kind="training run",
         defaults=config_lib.train_config(),
     ).resuming  # fmt: skip
-    ckpt_dir = out_dir / "checkpoints"
+    start = _start(cfg, out_dir, resuming=resuming, log=log)
+    clock.lap("setup")
+    state = _train(cfg, start, out_dir / "checkpoints", clock=clock, log=log)
+    losses = start.losses
+    samples_record = _write_outputs(cfg, out_dir, start, state)
+    clock.lap("post")
+    steps_run = int(state.step) - int(start.state.step)
+    window = losses[-min(len(losses), max(1, cfg.log_every)) :]
+    timings = clock.laps()
+    timings["steps_run"] = steps_run
+    timings["steps_per_s"] = round(steps_run / timings["train_s"], 3) if timings.get("train_s") else None
+    record = {
+        "command": "elsjax train",
+        "spec": start.spec,
+        "param_count": nets.param_count(state.params),
+        "data": start.dataset.describe(),
+        "steps": int(state.step),
+        "resumed_from": start.resumed_from,
+        "final_loss": float(np.mean(window)) if window else None,
+        "final_loss_window": len(window),
+        "samples": samples_record,
+    }
+    return runs.write_record(out_dir, record, config=cfg, timings=timings)
 
+
+def _start(cfg, out_dir: Path, *, resuming: bool, log) -> _Start:
+    """Loads the data and builds the net and optimiser; when ``resuming``, restores the newest checkpoint."""
+    ckpt_dir = out_dir / "checkpoints"
     dataset = data.load(cfg.dataset, **config_lib.data_options(cfg))
     spec = net_spec(cfg, dataset)
     init_key, _, run_key = run_keys(cfg.seed)
     eps_fn, params = nets.build(spec, key=init_key)
     tx = optimizer(cfg.learning_rate, cfg.lr_decay, cfg.weight_decay)
-    ema_decay = float(cfg.ema_decay)
-    state = init(params, tx, ema=ema_decay > 0)
+    state = init(params, tx, ema=float(cfg.ema_decay) > 0)
     losses: list[float] = []
     start_step = checkpoint.latest_step(ckpt_dir) if resuming else None
     if start_step is not None:
@@ -113,11 +151,23 @@ def run(cfg, *, log=print) -> dict:
         log(f"resuming {out_dir} from step {int(step)} (checkpoint {ckpt_dir / str(int(step))})")
     elif resuming:
         log(f"{out_dir} holds this config but no checkpoint: starting from step 0")
-    clock.lap("setup")
+    return _Start(dataset, spec, eps_fn, tx, run_key, state, losses, start_step)
 
+
+def _train(cfg, start: _Start, ckpt_dir: Path, *, clock: runs.Stopwatch, log) -> TrainState:
+    """Trains from ``start`` to step ``cfg.num_steps``, adding each step's loss to ``start.losses``; returns the final
+    state.
+
+    Checkpoints every ``checkpoint_every_steps`` steps, every ``checkpoint_every_s`` seconds and at the end; on Ctrl-C
+    or SIGTERM saves the step reached and re-raises. Adds the laps ``train`` and ``checkpoint`` to ``clock``.
+    """
+    from tqdm.auto import tqdm
+
+    dataset, spec, state, losses = start.dataset, start.spec, start.state, start.losses
     x_train = jnp.asarray(dataset.images)
     y_train = jnp.asarray(dataset.labels, jnp.int32) if cfg.conditional else None
     ckpt_meta = {"config": cfg.to_dict(), "data": dataset.describe()}
+    ema_decay = float(cfg.ema_decay)
 
     guard = interrupts.SignalGuard()  # SIGTERM (sent by schedulers before a kill) acts as Ctrl-C
 
@@ -138,8 +188,8 @@ def run(cfg, *, log=print) -> dict:
     try:
         for step in range(first, cfg.num_steps):
             state, loss = train_step(
-                state, x_train, y_train, eps_fn=eps_fn, tx=tx, batch_size=cfg.batch_size, key=run_key,
-                ema_decay=ema_decay,
+                state, x_train, y_train, eps_fn=start.eps_fn, tx=start.tx, batch_size=cfg.batch_size,
+                key=start.run_key, ema_decay=ema_decay,
             )  # fmt: skip
             pending.append(loss)
             done = step + 1
@@ -170,39 +220,27 @@ def run(cfg, *, log=print) -> dict:
     finally:
         bar.close()
         guard.restore()
+    return state
 
+
+def _write_outputs(cfg, out_dir: Path, start: _Start, state: TrainState) -> dict | None:
+    """Writes ``loss.csv``, ``loss.png`` and the trained net's samples (also from the EMA weights, if any); returns
+    the record's ``samples`` (None without samples)."""
+    dataset, eps_fn, losses = start.dataset, start.eps_fn, start.losses
     _write_losses(out_dir / "loss.csv", losses, cfg.learning_rate, cfg.lr_decay)
     if losses:
         images.save_png(
             out_dir / "loss.png", images.line_plot(losses, title=f"{cfg.arch} on {dataset.name}: eps-MSE per step")
         )
-    samples_record = None
-    if cfg.n_samples:
-        noise = seeds.noise(cfg.sample_seed, cfg.n_samples, dataset.images.shape[1:])
-        y = seeds.classes(cfg.n_samples, dataset.num_classes) if cfg.conditional else None
-        samples = np.asarray(sampler.sample_net(eps_fn, state.params, noise, num_steps=cfg.sample_steps, y=y))
-        runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale)
-        if state.ema is not None:
-            samples = np.asarray(sampler.sample_net(eps_fn, state.ema, noise, num_steps=cfg.sample_steps, y=y))
-            runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale,
-                              name="samples_ema")  # fmt: skip
-        samples_record = {"n": cfg.n_samples, "steps": cfg.sample_steps, "seed": cfg.sample_seed,
-                          "labels": None if y is None else y.tolist()}  # fmt: skip
-    clock.lap("post")
-    steps_run = int(state.step) - first
-    window = losses[-min(len(losses), max(1, cfg.log_every)) :]
-    timings = clock.laps()
-    timings["steps_run"] = steps_run
-    timings["steps_per_s"] = round(steps_run / timings["train_s"], 3) if timings.get("train_s") else None
-    record = {
-        "command": "elsjax train",
-        "spec": spec,
-        "param_count": nets.param_count(state.params),
-        "data": dataset.describe(),
-        "steps": int(state.step),
-        "resumed_from": start_step,
-        "final_loss": float(np.mean(window)) if window else None,
-        "final_loss_window": len(window),
-        "samples": samples_record,
-    }
-    return runs.write_record(out_dir, record, config=cfg, timings=timings)
+    if not cfg.n_samples:
+        return None
+    noise = seeds.noise(cfg.sample_seed, cfg.n_samples, dataset.images.shape[1:])
+    y = seeds.classes(cfg.n_samples, dataset.num_classes) if cfg.conditional else None
+    samples = np.asarray(sampler.sample_net(eps_fn, state.params, noise, num_steps=cfg.sample_steps, y=y))
+    runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale)
+    if state.ema is not None:
+        samples = np.asarray(sampler.sample_net(eps_fn, state.ema, noise, num_steps=cfg.sample_steps, y=y))
+        runs.save_samples(out_dir, noise, samples, labels=y, prng_seed=cfg.sample_seed, png_scale=cfg.png_scale,
+                          name="samples_ema")  # fmt: skip
+    return {"n": cfg.n_samples, "steps": cfg.sample_steps, "seed": cfg.sample_seed,
+            "labels": None if y is None else y.tolist()}  # fmt: skip
