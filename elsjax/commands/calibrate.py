@@ -18,4 +18,4 @@ def summary(record: dict, cfg) -> str:
     return "\n".join(lines)
 
 
-add_arguments, run = commands.job_command(config_lib.calibrate_config, "calibrate", summary, help=config_lib.EVAL_HELP)
+add_arguments, run = commands.job_command(config_lib.CALIBRATE_FIELDS, "calibrate", summary)
