@@ -533,9 +533,9 @@ def _shown(value) -> str:
     if isinstance(value, tuple) and value and isinstance(value[0], Mapping):
         return ",".join(_shown(entry) for entry in value)
     if isinstance(value, Mapping) and "denoiser" in value:  # a machine entry
-        scales = f":{_shown(value['scales'])}" if value["scales"] else ""
+        scales = value["scales"] if isinstance(value["scales"], str) else "+".join(map(str, value["scales"]))
         knobs = "".join(f":{k}={v}" for k, v in value["knobs"].items())
-        return f"{value['name']}={value['denoiser']}{scales.replace(',', '+')}{knobs}"
+        return f"{value['name']}={value['denoiser']}" + (f":{scales}" if scales else "") + knobs
     if isinstance(value, Mapping):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
     if isinstance(value, tuple):

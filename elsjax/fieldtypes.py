@@ -119,10 +119,12 @@ _ENTRY_KEYS = ("name", "denoiser", "scales", "knobs")
 
 def _entry_texts(key: str, text: str) -> list[str]:
     """The machine entries of ``text``: comma-separated, where a bare integer continues the previous entry's list of
-    patch sizes (``e=els:3,5,5,ideal=ideal`` is ``e=els:3+5+5`` and ``ideal=ideal``)."""
+    patch sizes (``e=els:3,5,5,ideal=ideal`` is ``e=els:3+5+5`` and ``ideal=ideal``; ``e=els:3,5:data_padding=same``
+    is ``e=els:3+5:data_padding=same``)."""
     entries = []
     for token in [t.strip() for t in str(text).split(",") if t.strip()]:
-        if "=" not in token and token.lstrip("+").replace("+", "").isdigit():
+        head = token.split(":")[0]  # a bare integer (and any :KNOB=VALUE after it) continues the list
+        if "=" not in head and head.lstrip("+").replace("+", "").isdigit():
             if not entries or ":" not in entries[-1]:
                 raise ValueError(f"{key}: {token!r} follows no NAME=DENOISER:SCALES entry; expected {MACHINES_SYNTAX}")
             entries[-1] += "+" + token

@@ -97,7 +97,7 @@ def machine_specs(machines) -> list[MachineSpec]:
         if not cls.takes_k:
             specs.append(MachineSpec(name, cls.name, None, knobs))
         elif not entry["scales"]:
-            raise ValueError(f"machines: {name!r} needs scales ({name}={cls.name}:SCALES)")
+            raise ValueError(f"machines: '{name}={cls.name}' needs scales (NAME={cls.name}:SCALES)")
         else:
             specs.append(MachineSpec(name, cls.name, _resolve_scales(entry["scales"], name), knobs))
     if not specs:
