@@ -161,7 +161,7 @@ def test_committed_stage_configs_are_todays_stage_configs(monkeypatch):
     assert len(stages) >= 30 and {s[0] for s in stages} >= {"cpu_scale", "cpu_budget"}
     old = json.loads((REPO / "experiments/results/cpu_scale/mnist_resnet_zeros/evaluate/config.json").read_text())
     assert isinstance(old["machines"], str) and old["net_steps"] == "20,150"  # saved as text
-    for name, row, stage_dir, cfg in stages:
+    for _, _, stage_dir, cfg in stages:
         defaults = config.evaluate_config() if stage_dir.name == "evaluate" else config.calibrate_config()
         if sweeps._done_with(stage_dir, cfg, defaults):
             continue

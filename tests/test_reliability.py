@@ -628,7 +628,9 @@ def test_machines_and_scales_take_commas(tmp_path, capsys, trained):
     assert [tuple(m) for m in specs][:2] == [("e", "els", (3, 5, 5), {}), ("l", "ls", (3, 3, 5), {})]
     assert specs[2].scales == tuple(scales.resolve("MNIST_ResNet_zeros")) and specs[3].denoiser == "ideal"
     assert scales.resolve("3+3+5") == scales.resolve("3,3,5") == [3, 3, 5]
-    with pytest.raises(ValueError, match=r"^machines: '5' follows no NAME=DENOISER:SCALES entry; expected NAME=DENOISER"):
+    with pytest.raises(
+        ValueError, match=r"^machines: '5' follows no NAME=DENOISER:SCALES entry; expected NAME=DENOISER"
+    ):
         evaluate_job.machine_specs("5,e=els:3")
     with pytest.raises(ValueError, match=r"^machines: expected NAME=DENOISER:SCALES entries separated by commas"):
         evaluate_job.machine_specs("e=els:3,3,x")
