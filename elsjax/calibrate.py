@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -239,6 +239,7 @@ def calibrate(
     mesh=None,
     cache=None,
     programs: Programs | None = None,
+    knobs: Mapping | None = None,
 ) -> Calibration:
     """Calibrates a machine's k schedule against a net (docs/maths.md §7) from seeds drawn by :func:`draw`.
 
@@ -270,6 +271,7 @@ def calibrate(
       cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in (None: built).
       programs: the :class:`elsjax.programs.Programs` that keeps compiled machine programs (None: a new one for this
         call; denoisers of one shape share a program).
+      knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`), the same for every k.
 
     Returns:
       A :class:`Calibration`.
@@ -299,6 +301,7 @@ def calibrate(
         mesh=mesh,
         cache=cache,
         programs=programs,
+        knobs=knobs,
     )
 
 
@@ -320,6 +323,7 @@ def calibrate_seeds(
     mesh=None,
     cache=None,
     programs: Programs | None = None,
+    knobs: Mapping | None = None,
 ) -> Calibration:
     """:func:`calibrate` from given starting noise ``seeds [B, H, W, C]`` (x at t = 1) and classes ``y [B]`` or None.
 
@@ -368,7 +372,7 @@ def calibrate_seeds(
         for col, k in enumerate(machine_ks):
             machine = denoisers.build(
                 denoiser, images, int(k) if denoiser.takes_k else None, chunk_size=chunk_size, mesh=mesh,
-                cache=cache, shape_bits=shape_bits,
+                cache=cache, shape_bits=shape_bits, **(knobs or {}),
             )  # fmt: skip
             report(Phase.BUILD, done, total, int(k))
             compiled = functools.partial(report, Phase.COMPILE, done, total, int(k))

@@ -37,9 +37,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scales": ("elsjax.commands.scales", "list the published scales (the patch size k of each step)"),
 }
 
-# Old command names, still accepted for one release (with a note on stderr): old name -> new name.
-RENAMED_COMMANDS = {"schedules": "scales"}
-
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # the command could not finish (a file could not be written); its run directory says so
 
@@ -76,10 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, sub = _parser()
     chosen = _chosen(argv)
-    if chosen in RENAMED_COMMANDS:
-        new = RENAMED_COMMANDS[chosen]
-        print(f"elsjax {chosen}: deprecated, renamed `elsjax {new}`", file=sys.stderr)
-        argv[argv.index(chosen)] = chosen = new
     module = None
     for name, (_, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)

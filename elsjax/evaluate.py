@@ -109,6 +109,7 @@ def machine_samples(
     progress=None,
     mesh=None,
     cache=None,
+    knobs: Mapping | None = None,
 ) -> np.ndarray:
     """A machine's samples from ``seeds`` (treated as x at t = 0.95): :func:`elsjax.sample` on the machine grid.
 
@@ -127,6 +128,7 @@ def machine_samples(
       mesh: None (one device) or a mesh from :func:`elsjax.make_mesh` (see :func:`elsjax.sample`); the seeds are
         padded (by repetition) to a multiple of its ``"seeds"`` axis and the padding dropped.
       cache: an :class:`elsjax.dictcache.DictionaryCache` for the dictionaries (None: built).
+      knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`).
 
     Returns:
       float32 ``[B, H, W, C]``.
@@ -158,6 +160,7 @@ def machine_samples(
         progress=progress,
         mesh=mesh,
         cache=cache,
+        **(knobs or {}),
     )
     return out.astype(np.float32) if mesh is None else out.astype(np.float32)[:batch]
 

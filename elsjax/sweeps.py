@@ -35,11 +35,13 @@ from pathlib import Path
 
 import ml_collections
 
-from elsjax import atomic, dictcache, paper, runs
+from elsjax import atomic, dictcache, fieldtypes, paper, runs
 from elsjax import config as config_lib
 from elsjax import scales as scales_lib
+from elsjax.config import Field
 
-__all__ = ["sweep_config", "ROW_DEFAULTS", "run", "run_row", "validate_row", "table", "check_training_set", "STAGES"]
+__all__ = ["sweep_config", "SWEEP_FIELDS", "ROW_DEFAULTS", "run", "run_row", "stage_configs", "validate_row", "table",
+           "check_training_set", "STAGES"]  # fmt: skip
 
 STAGES = ("train", "calibrate", "evaluate")
 
@@ -52,13 +54,14 @@ ROW_DEFAULTS = {
     "net_step": 0,  # which of its checkpoints (0: the newest), e.g. for agreement against training budget
     "net_weights": "raw",  # the net's raw weights (the paper's) or "ema", their moving average (ema_decay > 0)
     "kind": "",  # the (E)LS machine: "" = bbels for zero padding, els for circular
-    "ks": "3,5,7,9,11,13,15,17",  # (E)LS calibration candidates
-    "ls_ks": "3,5,7,9,11,13,15,17",  # LS calibration candidates
+    "knobs": {},  # the (E)LS machine's own knobs (its denoiser's keyword arguments), calibrated and evaluated with them
+    "ks": tuple(range(3, 18, 2)),  # (E)LS calibration candidates
+    "ls_ks": tuple(range(3, 18, 2)),  # LS calibration candidates
     "published": "",  # the published scales of the matching paper net (a name or a list), evaluated beside
     "calibrate_seeds": 10,
     "calibrate_steps": 20,
     "evaluate_seeds": 50,
-    "net_steps": "20,150",
+    "net_steps": (20, 150),
     "seed": 0,  # of the calibration's seeds; the evaluation uses seed + 1 (other noise than the calibration's)
     "seeds_per_part": 10,
     "limit": 0,  # the machines' training set: 0 = the net's own
@@ -70,9 +73,21 @@ ROW_DEFAULTS = {
 }
 
 
+# A row's typed fields: how their values (text in older sweep files, e.g. ks="3,5,7") become tuples and dicts.
+_ROW_TYPES = {"ks": fieldtypes.as_ints, "ls_ks": fieldtypes.as_ints, "net_steps": fieldtypes.as_ints,
+              "published": fieldtypes.as_scales, "knobs": fieldtypes.as_knobs}  # fmt: skip
+
+SWEEP_FIELDS = {
+    "out_dir": Field("runs/sweep", "where the rows' run directories and table.md go"),
+    "only": Field("", "run only these rows (comma-separated names)"),
+    "progress": Field(True, "show progress bars"),
+    "rows": Field([], "the rows: mappings of ROW_DEFAULTS' fields (given by the sweep file)"),
+}
+
+
 def sweep_config() -> ml_collections.ConfigDict:
     """The schema of a sweep file: where it writes, which rows to run, and the rows."""
-    return ml_collections.ConfigDict({"out_dir": "runs/sweep", "only": "", "progress": True, "rows": []})
+    return config_lib.schema(SWEEP_FIELDS)
 
 
 def _rows(cfg) -> list[dict]:
@@ -85,6 +100,7 @@ def _rows(cfg) -> list[dict]:
                 f"rows: unknown field(s) {sorted(unknown)} in row {raw.get('name', '?')!r}; known: {sorted(ROW_DEFAULTS)}"
             )
         row = {**ROW_DEFAULTS, **raw}
+        row.update({key: typed(f"rows: row {row['name']!r}: {key}", row[key]) for key, typed in _ROW_TYPES.items()})
         if not row["name"]:
             raise ValueError("rows: every row needs a name")
         if not row["net"] and not row["train_config"]:
@@ -126,21 +142,20 @@ def validate_row(row: dict, out_dir) -> None:
       ValueError: ``rows: row 'NAME': FIELD: what is wrong``.
     """
     from elsjax import checkpoint, checks, data, denoisers
-    from elsjax.jobs import calibrate as calibrate_job
     from elsjax.jobs import evaluate as evaluate_job
     from elsjax.jobs import train as train_job
 
     def check():
         if row["kind"]:
-            denoisers.get(row["kind"])
+            config_lib.denoiser_knobs(row["kind"], row["knobs"])
         for key in ("ks", "ls_ks"):
-            checks.candidates(key, calibrate_job.parse_ks(row[key]), denoisers.get("bbels"), (10**9, 10**9))
+            checks.candidates(key, row[key], denoisers.get("bbels"), (10**9, 10**9))
         if row["published"]:
             try:
                 scales_lib.resolve(row["published"])
             except ValueError as err:
                 raise ValueError(f"published: {err}") from None
-        evaluate_job.parse_steps(row["net_steps"])
+        evaluate_job.check_steps(row["net_steps"])
         for key, minimum in (("calibrate_seeds", 1), ("calibrate_steps", 1), ("evaluate_seeds", 1),
                              ("seeds_per_part", 1), ("net_step", 0), ("seed", 0), ("limit", 0),
                              ("calibrate_limit", 0)):  # fmt: skip
@@ -212,8 +227,30 @@ def _key(row: dict, net_cfg: dict, spec: dict):
     return dataset, spec["arch"], spec.get("padding", "zeros"), int(spec.get("num_classes", 0)) > 0
 
 
-def _published_text(row: dict) -> str:
-    return ",".join(str(k) for k in scales_lib.resolve(row["published"])) if row["published"] else ""
+def stage_configs(row: dict, out_dir, kind: str, *, progress: bool = True) -> dict:
+    """The configs of a row's calibrations and evaluation, by stage (``calibrate_KIND``, ``calibrate_ls``,
+    ``evaluate``), for its (E)LS machine ``kind``: what :func:`run_row` runs, and what a finished stage directory
+    must hold to be reused."""
+    net, row_dir = _net_dir(row, out_dir), Path(out_dir) / row["name"]
+    out, machines = {}, []
+    for machine, ks, knobs in ((kind, row["ks"], row["knobs"]), ("ls", row["ls_ks"], {})):
+        cal_dir = row_dir / f"calibrate_{machine}"
+        out[cal_dir.name] = config_lib.merge(config_lib.calibrate_config(), dict(
+            net=net, net_step=row["net_step"], net_weights=row["net_weights"], kind=machine, knobs=knobs, ks=ks,
+            limit=row["calibrate_limit"] or row["limit"], n_seeds=row["calibrate_seeds"], seed=row["seed"],
+            num_steps=row["calibrate_steps"], published=row["published"], out_dir=str(cal_dir), overwrite=True,
+            progress=progress))  # fmt: skip
+        machines.append(dict(name=machine, denoiser=machine, scales=str(cal_dir / "calibration.json"), knobs=knobs))
+    if row["published"]:  # the same machines with the paper's scales
+        published = tuple(scales_lib.resolve(row["published"]))
+        machines += [{**m, "name": f"{m['name']}_published", "scales": published} for m in machines]
+    machines.append(dict(name="ideal", denoiser="ideal", scales="", knobs={}))
+    eval_dir = row_dir / "evaluate"
+    out[eval_dir.name] = config_lib.merge(config_lib.evaluate_config(), dict(
+        net=net, net_step=row["net_step"], net_weights=row["net_weights"], machines=machines,
+        net_steps=row["net_steps"], limit=row["limit"], n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1,
+        seeds_per_part=row["seeds_per_part"], out_dir=str(eval_dir), progress=progress))  # fmt: skip
+    return out
 
 
 def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache=None) -> dict:
@@ -248,33 +285,20 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
     spec, net_cfg = meta["spec"], meta.get("config") or {}
     kind = row["kind"] or ("els" if spec.get("padding") == "circular" else "bbels")
 
+    configs = stage_configs(row, out_dir, kind, progress=progress)
+
     # 2. Calibrations: the (E)LS machine and the LS.
     calibrations = {}
-    for machine, ks in ((kind, row["ks"]), ("ls", row["ls_ks"])):
-        cal_dir = row_dir / f"calibrate_{machine}"
-        cfg = config_lib.calibrate_config()
-        cfg.update(dict(net=net, net_step=row["net_step"], net_weights=row["net_weights"], kind=machine, ks=ks,
-                        limit=row["calibrate_limit"] or row["limit"],
-                        n_seeds=row["calibrate_seeds"], seed=row["seed"], num_steps=row["calibrate_steps"],
-                        published=row["published"], out_dir=str(cal_dir), overwrite=True, progress=progress))  # fmt: skip
+    for machine in (kind, "ls"):
+        cal_dir, cfg = row_dir / f"calibrate_{machine}", configs[f"calibrate_{machine}"]
         if not _done_with(cal_dir, cfg, config_lib.calibrate_config()):
-            log(f"[{row['name']}] calibrating {machine} over k in {ks}")
+            log(f"[{row['name']}] calibrating {machine} over k in {','.join(map(str, cfg.ks))}")
             calibrate_job.run(cfg, cache=cache)
         calibrations[machine] = cal_dir / "calibration.json"
         walls[f"calibrate_{machine}"] = _total(cal_dir)
 
     # 3. The evaluation: calibrated and published scales, and the IS, against the net at each step count.
-    machines = [f"{kind}={kind}:{calibrations[kind]}", f"ls=ls:{calibrations['ls']}"]
-    published = _published_text(row)
-    if published:
-        machines += [f"{kind}_published={kind}:{published}", f"ls_published=ls:{published}"]
-    machines.append("ideal=ideal")
-    eval_dir = row_dir / "evaluate"
-    cfg = config_lib.evaluate_config()
-    cfg.update(dict(net=net, net_step=row["net_step"], net_weights=row["net_weights"], machines=",".join(machines),
-                    net_steps=row["net_steps"], limit=row["limit"],
-                    n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1, seeds_per_part=row["seeds_per_part"],
-                    out_dir=str(eval_dir), progress=progress))  # fmt: skip
+    eval_dir, cfg = row_dir / "evaluate", configs["evaluate"]
     if not _done_with(eval_dir, cfg, config_lib.evaluate_config()):
         log(f"[{row['name']}] evaluating {row['evaluate_seeds']} seeds")
         evaluate_job.run(cfg, log=log, cache=cache)
@@ -306,13 +330,27 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
 def _done_with(run_dir: Path, cfg, defaults) -> bool:
     """Whether ``run_dir`` holds a finished run of ``cfg`` (up to where and how it ran): then the stage is skipped.
 
-    A field that the saved config lacks (one added to the job since that run) matches when ``cfg`` holds its default
-    (``defaults``, the job's default config): the run computed what that default computes.
+    The saved config is read as today's typed config (:func:`elsjax.config.merge`: older runs saved lists as text,
+    e.g. ``ks: "3,5,7"`` and ``machines: "e=bbels:3+3+5,ideal=ideal"``). A field that it lacks (one added to the job
+    since that run) matches when ``cfg`` holds its default (``defaults``, the job's default config): the run computed
+    what that default computes.
     """
     if not runs.is_complete(run_dir):
         return False
     saved = runs.read_json(Path(run_dir) / "config.json", hint="delete the stage's directory to run it again")
-    return not runs.config_differences(saved, cfg, ignore=_LOCATION_FIELDS, defaults=defaults)
+    return not _differences(saved, cfg, defaults)
+
+
+def _differences(saved: dict, cfg, defaults) -> list[str]:
+    """The fields in which a saved stage config and ``cfg`` differ (outside :data:`_LOCATION_FIELDS`)."""
+    unknown = sorted(set(saved) - set(defaults))
+    if unknown:  # a field the job no longer has: another computation
+        return unknown
+    try:
+        saved = config_lib.merge(defaults, saved)
+    except ValueError as err:  # a value today's config cannot hold
+        return [str(err)]
+    return runs.config_differences(config_lib.as_saved(saved), config_lib.as_saved(cfg), ignore=_LOCATION_FIELDS)
 
 
 # Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep

@@ -69,7 +69,7 @@ def gallery(cfg, png: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    config.add_flags(parser, config.sample_config())
+    config.add_flags(parser, config.SAMPLE_FIELDS)
     parser.add_argument("--png", default=str(REPO / "docs" / "gallery_els.png"), help="where to write the gallery")
     args, extra = parser.parse_known_args(argv)
     if args.config is None:

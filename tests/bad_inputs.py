@@ -595,7 +595,7 @@ CASES: list[Case] = [
     exits("elsjax sample", "`--scales MNIST_nope`", sample_argv("--scales", "MNIST_nope"), 2, r"'MNIST_nope' is neither"),
     exits("elsjax evaluate", "no `--net`", lambda tmp: ["evaluate", "--out-dir", str(tmp / "ev")], 2, r"net: give the trained net"),
     exits("elsjax evaluate", "`--machines e=bbels` (no scales)", lambda tmp: ["evaluate", "--machines", "e=bbels", "--out-dir", str(tmp / "ev")], 2, r"machines: 'e=bbels' needs scales"),
-    exits("elsjax evaluate", "`--machines e=bbels:3,3,x` (a stray entry)", lambda tmp: ["evaluate", "--machines", "e=bbels:3,3,x", "--out-dir", str(tmp / "ev")], 2, r"machines: expected NAME=KIND:SCALES entries separated by commas, .*; got 'x'"),
+    exits("elsjax evaluate", "`--machines e=bbels:3,3,x` (a stray entry)", lambda tmp: ["evaluate", "--machines", "e=bbels:3,3,x", "--out-dir", str(tmp / "ev")], 2, r"machines: expected NAME=DENOISER:SCALES entries separated by commas, .*; got 'x'"),
     exits("elsjax evaluate", "`--machines e=bbels:cal.json`, a calibration.json without `median`", lambda tmp: calibration_file(tmp, '{"ks": [3, 5]}'), 2, r"machines: TMP/cal\.json has no 'median' \(not a calibration\.json written by elsjax calibrate\)"),
     exits("elsjax evaluate", "`--machines e=bbels:cal.json`, a calibration.json that is not valid JSON", lambda tmp: calibration_file(tmp, '{"median": [3, 5,\n'), 2, r"machines: TMP/cal\.json is not valid JSON \(Expecting value: line 2 column 1"),
     exits("elsjax evaluate", "a truncated part in `parts/` (a resumed evaluation)", truncated_part, 0, r"^exit 0: elsjax: warning: TMP/ev/parts/machine_e_00000-00002\.npz is unreadable \(truncated or corrupt: .*\); recomputing it$"),

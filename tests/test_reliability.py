@@ -624,14 +624,16 @@ def test_machines_and_scales_take_commas(tmp_path, capsys, trained):
     from elsjax import scales
     from elsjax.jobs import evaluate as evaluate_job
 
-    specs = evaluate_job.parse_machines("e=els:3,5,5,l=ls:3+3+5,p=bbels:MNIST_ResNet_zeros,ideal=ideal")
-    assert [tuple(m) for m in specs][:2] == [("e", "els", (3, 5, 5)), ("l", "ls", (3, 3, 5))]
-    assert specs[2].scales == tuple(scales.resolve("MNIST_ResNet_zeros")) and specs[3].kind == "ideal"
+    specs = evaluate_job.machine_specs("e=els:3,5,5,l=ls:3+3+5,p=bbels:MNIST_ResNet_zeros,ideal=ideal")
+    assert [tuple(m) for m in specs][:2] == [("e", "els", (3, 5, 5), {}), ("l", "ls", (3, 3, 5), {})]
+    assert specs[2].scales == tuple(scales.resolve("MNIST_ResNet_zeros")) and specs[3].denoiser == "ideal"
     assert scales.resolve("3+3+5") == scales.resolve("3,3,5") == [3, 3, 5]
-    with pytest.raises(ValueError, match=r"^machines: '5' follows no NAME=KIND:SCALES entry; expected NAME=KIND"):
-        evaluate_job.parse_machines("5,e=els:3")
-    with pytest.raises(ValueError, match=r"^machines: expected NAME=KIND:SCALES entries separated by commas"):
-        evaluate_job.parse_machines("e=els:3,3,x")
+    with pytest.raises(
+        ValueError, match=r"^machines: '5' follows no NAME=DENOISER:SCALES entry; expected NAME=DENOISER"
+    ):
+        evaluate_job.machine_specs("5,e=els:3")
+    with pytest.raises(ValueError, match=r"^machines: expected NAME=DENOISER:SCALES entries separated by commas"):
+        evaluate_job.machine_specs("e=els:3,3,x")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from elsjax import config as config_lib
 EPILOG = "Any field can also be set as --config.FIELD=VALUE (after --config FILE, before plain flags)."
 
 
-def config_flags(parser: argparse.ArgumentParser, schema, help=None) -> None:
-    """``--config FILE`` and one flag per field of ``schema`` (see :func:`elsjax.config.add_flags`)."""
-    config_lib.add_flags(parser, schema, help=help)
+def config_flags(parser: argparse.ArgumentParser, fields) -> None:
+    """``--config FILE`` and one flag per field of a table of :class:`elsjax.config.Field` (see
+    :func:`elsjax.config.add_flags`)."""
+    config_lib.add_flags(parser, fields)
     parser.epilog = EPILOG
 
 
@@ -31,17 +32,17 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def job_command(schema_fn, job: str, summary, help=None):
-    """``(add_arguments, run)`` of a command that resolves ``schema_fn()``'s config, runs ``elsjax.jobs.JOB.run`` and
-    prints ``summary(record, cfg)`` (in a multi-process run, process 0 only)."""
+def job_command(fields, job: str, summary):
+    """``(add_arguments, run)`` of a command that resolves the config of a table of fields, runs
+    ``elsjax.jobs.JOB.run`` and prints ``summary(record, cfg)`` (in a multi-process run, process 0 only)."""
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        config_flags(parser, schema_fn(), help=help)
+        config_flags(parser, fields)
 
     def run(args: argparse.Namespace) -> int:
         import importlib
 
-        cfg = resolved(schema_fn(), args)
+        cfg = resolved(config_lib.schema(fields), args)
         record = importlib.import_module(f"elsjax.jobs.{job}").run(cfg)
         if is_primary():
             print(summary(record, cfg))

@@ -12,10 +12,11 @@ COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.
 def summary(record: dict, cfg) -> str:
     lines = [f"median k per step (t = 1/n ... 1): {','.join(map(str, record['median']))}"]
     if record["published"]:
-        lines.append(f"published {cfg.published}:{' ' * 8}{','.join(map(str, record['published']))}")
+        name = cfg.published if isinstance(cfg.published, str) else "scales"  # a name, or the list itself
+        lines.append(f"published {name}:{' ' * 8}{','.join(map(str, record['published']))}")
     lines.append(f"wrote {cfg.out_dir}/: calibration.json, calibration.png, config.json, record.json")
     lines.append(f"time: {record['timings']['total_s']:.1f} s")
     return "\n".join(lines)
 
 
-add_arguments, run = commands.job_command(config_lib.calibrate_config, "calibrate", summary, help=config_lib.EVAL_HELP)
+add_arguments, run = commands.job_command(config_lib.CALIBRATE_FIELDS, "calibrate", summary)

@@ -22,4 +22,4 @@ def summary(record: dict, cfg) -> str:
     return "\n".join(lines)
 
 
-add_arguments, run = commands.job_command(config_lib.evaluate_config, "evaluate", summary, help=config_lib.EVAL_HELP)
+add_arguments, run = commands.job_command(config_lib.EVALUATE_FIELDS, "evaluate", summary)

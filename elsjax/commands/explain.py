@@ -28,4 +28,4 @@ def summary(record: dict, cfg) -> str:
     return "\n".join(lines)
 
 
-add_arguments, run = commands.job_command(config_lib.explain_config, "explain", summary)
+add_arguments, run = commands.job_command(config_lib.EXPLAIN_FIELDS, "explain", summary)

@@ -18,7 +18,7 @@ COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands.config_flags(parser, config_lib.sample_config())
+    commands.config_flags(parser, config_lib.SAMPLE_FIELDS)
 
 
 def run(args: argparse.Namespace) -> int:

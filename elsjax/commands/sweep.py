@@ -18,10 +18,7 @@ COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from elsjax import sweeps
 
-    schema = sweeps.sweep_config()
-    del schema["rows"]  # rows come from the sweep file
-    config_lib.add_flags(parser, schema, help={"only": "run only these rows (comma-separated names)",
-                                               "out_dir": "where the rows' run directories and table.md go"})  # fmt: skip
+    config_lib.add_flags(parser, {k: f for k, f in sweeps.SWEEP_FIELDS.items() if k != "rows"})  # rows: the file's
 
 
 def run(args: argparse.Namespace) -> int:

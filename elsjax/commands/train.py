@@ -19,7 +19,7 @@ ACCEPTS_EXTRA = True  # --config.FIELD=VALUE overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands.config_flags(parser, config_lib.train_config(), help=config_lib.TRAIN_HELP)
+    commands.config_flags(parser, config_lib.TRAIN_FIELDS)
 
 
 def run(args: argparse.Namespace) -> int:

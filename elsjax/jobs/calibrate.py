@@ -25,25 +25,9 @@ from elsjax import config as config_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
-__all__ = ["run", "parse_ks", "OUTPUT_FILES"]
+__all__ = ["run", "OUTPUT_FILES"]
 
 OUTPUT_FILES = ("calibration.json", "calibration.png", "config.json", "record.json")
-
-
-def parse_ks(text) -> list[int]:
-    """Candidate patch sizes from ``"3,5,7"`` (or a sequence).
-
-    Example:
-      >>> parse_ks("3, 5,7")
-      [3, 5, 7]
-    """
-    try:
-        values = [int(v) for v in (text.replace(",", " ").split() if isinstance(text, str) else text)]
-    except ValueError:
-        raise ValueError(f"ks: expected comma-separated odd integers, got {text!r}") from None
-    if not values:
-        raise ValueError("ks: give at least one candidate patch size")
-    return values
 
 
 def _data_label(subject) -> str:
@@ -51,6 +35,11 @@ def _data_label(subject) -> str:
     if subject.conditional:
         return f"{subject.dataset.name}, N={n}, class-conditional: about {n // subject.dataset.num_classes} per class"
     return f"{subject.dataset.name}, N={n}"
+
+
+def _published_name(published) -> str:
+    """The published scales as the config names them: a name, or the list of patch sizes."""
+    return published if isinstance(published, str) else ",".join(str(k) for k in published)
 
 
 @runs.job
@@ -61,19 +50,22 @@ def run(cfg, *, cache=None) -> dict:
       The record written to ``record.json``.
     """
     clock = runs.Stopwatch()
-    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
+    cfg = config_lib.merge(config_lib.calibrate_config(), cfg.to_dict())  # typed (lists given as text converted)
+    mesh = sharding.setup(**config_lib.scale_out(cfg))  # before JAX starts
     primary = sharding.is_primary()  # process 0 writes the outputs
     out_dir = Path(cfg.out_dir)
-    ks = parse_ks(cfg.ks)
+    ks = list(cfg.ks)
     denoiser = denoisers.get(cfg.kind)
     checks.candidates("ks", ks, denoiser, (10**9, 10**9))  # odd, >= 3, distinct; the data comes later
+    knobs = config_lib.denoiser_knobs(cfg.kind, cfg.knobs)
     published = scales_lib.resolve(cfg.published) if cfg.published else None
     for key, minimum in (("n_seeds", 1), ("num_steps", 1), ("seed", 0)):
         checks.integer(key, cfg[key], minimum)
     netdata.check_given(cfg.net, cfg.net_step)
     cache_dir = runs.dictionary_cache_dir()
     if primary:  # before the net, the data and the calibration: writable, locked, config.json written
-        runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.calibrate_config())
+        runs.start_run(out_dir, config_lib.as_saved(cfg), overwrite=cfg.overwrite,
+                       defaults=config_lib.as_saved(config_lib.calibrate_config()))  # fmt: skip
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
     clock.lap("load")
 
@@ -89,7 +81,7 @@ def run(cfg, *, cache=None) -> dict:
             subject.eps_fn, subject.params, kind=denoiser, train=train, ks=ks, labels=labels,
             conditional=subject.conditional, num_classes=num_classes,
             n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
-            batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, cache=cache,
+            batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, cache=cache, knobs=knobs,
         )  # fmt: skip
     finally:
         bar.close()
@@ -98,7 +90,8 @@ def run(cfg, *, cache=None) -> dict:
         return {"command": "elsjax calibrate", "median": result.median, "mode": result.mode}
 
     runs.write_json(
-        out_dir / "calibration.json", {**result.to_dict(), "published": published, "published_name": cfg.published}
+        out_dir / "calibration.json",
+        {**result.to_dict(), "published": published, "published_name": _published_name(cfg.published)},
     )
     figures.calibration_plot(
         result, out_dir / "calibration.png", published=published,

@@ -17,6 +17,9 @@ and every machine's samples), ``comparison.png`` (seed, net, machines side by si
 ``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine; ``earlier_runs_s``: the
 seconds of the parts that earlier runs computed and this one reused).
 
+``machines`` is a tuple of entries ``{name, denoiser, scales, knobs}`` (:func:`elsjax.fieldtypes.as_machines`);
+:func:`machine_specs` checks them (each denoiser registered, its knobs its own) and resolves their scales.
+
 Example::
 
     elsjax evaluate --net experiments/checkpoints/mnist_resnet_zeros_cpu --n-seeds 50 \
@@ -33,16 +36,17 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from elsjax import atomic, denoisers, dictcache, figures, runs, seeds, sharding
+from elsjax import atomic, denoisers, dictcache, fieldtypes, figures, runs, seeds, sharding
 from elsjax import config as config_lib
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
-__all__ = ["run", "parse_machines", "MachineSpec", "RESUMABLE_FIELDS"]
+__all__ = ["run", "machine_specs", "MachineSpec", "RESUMABLE_FIELDS"]
 
 # Fields that may change when an evaluation is resumed (parts record what they were computed from).
 RESUMABLE_FIELDS = frozenset(
@@ -51,78 +55,51 @@ RESUMABLE_FIELDS = frozenset(
 )
 
 
-class MachineSpec(tuple):
-    """``(name, kind, scales)``: one machine of an evaluation; ``scales`` is None for the IS."""
+class MachineSpec(NamedTuple):
+    """One machine of an evaluation: its name, denoiser (registered name), scales (None for a denoiser without a
+    patch size) and knobs."""
 
-    __slots__ = ()
-
-    def __new__(cls, name: str, kind: str, scales):
-        return super().__new__(cls, (name, kind, None if scales is None else tuple(int(k) for k in scales)))
-
-    name = property(lambda self: self[0])
-    kind = property(lambda self: self[1])
-    scales = property(lambda self: self[2])
+    name: str
+    denoiser: str
+    scales: tuple[int, ...] | None
+    knobs: dict
 
 
-def _resolve_scales(text: str, source: str):
-    """Scales from a published name, a list (``3,3,5`` or ``3+3+5``), or a ``calibration.json`` (its median)."""
-    text = text.strip()
-    if text.endswith(".json"):
-        path = Path(text)
+def _resolve_scales(scales, name: str) -> tuple[int, ...]:
+    """Scales from a published name, a tuple of patch sizes, or a ``calibration.json`` (its median)."""
+    if isinstance(scales, str) and scales.endswith(".json"):
+        path = Path(scales)
         if not path.is_file():
-            raise ValueError(f"machines: {source}: no calibration file {text!r}")
+            raise ValueError(f"machines: {name}: no calibration file {scales!r}")
         saved = runs.read_json(path, name="machines")
         median = saved.get("median") if isinstance(saved, dict) else None
         if median is None:
             raise ValueError(f"machines: {path} has no 'median' (not a calibration.json written by elsjax calibrate)")
         try:
-            return scales_lib.resolve(list(median))
+            return tuple(scales_lib.resolve(list(median)))
         except (TypeError, ValueError) as err:
             raise ValueError(f"machines: {path}: its 'median' is not a list of patch sizes ({err})") from None
-    return scales_lib.resolve(text.replace("+", ","))
+    return tuple(scales_lib.resolve(scales))
 
 
-_MACHINES_SYNTAX = (
-    "NAME=KIND:SCALES entries separated by commas, SCALES a published name, a calibration.json or patch sizes "
-    "separated by commas (or '+'), e.g. e=bbels:3,3,5,5,ls=ls:MNIST_ResNet_zeros,ideal=ideal"
-)
-
-
-def _entries(text: str) -> list[str]:
-    """The machine entries of ``text``: comma-separated, where a bare integer continues the previous entry's list of
-    patch sizes (``e=els:3,5,5,ideal=ideal`` is ``e=els:3+5+5`` and ``ideal=ideal``)."""
-    entries = []
-    for token in [t.strip() for t in str(text).split(",") if t.strip()]:
-        if "=" not in token and token.lstrip("+").replace("+", "").isdigit():
-            if not entries or ":" not in entries[-1]:
-                raise ValueError(f"machines: {token!r} follows no NAME=KIND:SCALES entry; expected {_MACHINES_SYNTAX}")
-            entries[-1] += "+" + token
-        else:
-            entries.append(token)
-    return entries
-
-
-def parse_machines(text: str) -> list[MachineSpec]:
-    """``"bbels=bbels:MNIST_ResNet_zeros,ls=ls:3,3,5,5,ideal=ideal"`` -> machine specs (a list of patch sizes may
-    also be joined by ``+``: ``ls=ls:3+3+5+5``).
+def machine_specs(machines) -> list[MachineSpec]:
+    """The machines of an evaluate config (entries of :func:`elsjax.fieldtypes.as_machines`, or their text): each
+    denoiser checked (a registered name), its knobs checked against the denoiser's, its scales resolved.
 
     Example:
-      >>> [tuple(m) for m in parse_machines("e=els:3,5,5,ideal=ideal")]
-      [('e', 'els', (3, 5, 5)), ('ideal', 'ideal', None)]
+      >>> [tuple(m) for m in machine_specs("e=els:3,5,5,ideal=ideal")]
+      [('e', 'els', (3, 5, 5), {}), ('ideal', 'ideal', None, {})]
     """
     specs = []
-    for entry in _entries(text):
-        name, sep, rest = entry.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"machines: expected {_MACHINES_SYNTAX}; got {entry!r}")
-        kind, _, scales_text = rest.partition(":")
-        kind = denoisers.get(kind.strip()).name
-        if not denoisers.get(kind).takes_k:
-            specs.append(MachineSpec(name.strip(), kind, None))
-            continue
-        if not scales_text:
-            raise ValueError(f"machines: {entry!r} needs scales (NAME={kind}:SCALES)")
-        specs.append(MachineSpec(name.strip(), kind, _resolve_scales(scales_text, entry)))
+    for entry in fieldtypes.as_machines("machines", machines):
+        name, cls = entry["name"], denoisers.get(entry["denoiser"])
+        knobs = config_lib.denoiser_knobs(cls.name, entry["knobs"], field=f"machines: {name}: knobs")
+        if not cls.takes_k:
+            specs.append(MachineSpec(name, cls.name, None, knobs))
+        elif not entry["scales"]:
+            raise ValueError(f"machines: '{name}={cls.name}' needs scales (NAME={cls.name}:SCALES)")
+        else:
+            specs.append(MachineSpec(name, cls.name, _resolve_scales(entry["scales"], name), knobs))
     if not specs:
         raise ValueError("machines: give at least one machine")
     names = [m.name for m in specs]
@@ -131,13 +108,11 @@ def parse_machines(text: str) -> list[MachineSpec]:
     return specs
 
 
-def parse_steps(text) -> list[int]:
-    try:
-        steps = [int(v) for v in str(text).replace(",", " ").split()]
-    except ValueError:
-        raise ValueError(f"net_steps: expected comma-separated positive integers, got {text!r}") from None
+def check_steps(steps) -> tuple[int, ...]:
+    """The net's step counts (``net_steps``): at least one, each positive."""
+    steps = fieldtypes.as_ints("net_steps", steps)
     if not steps or min(steps) < 1:
-        raise ValueError(f"net_steps: expected comma-separated positive integers, got {text!r}")
+        raise ValueError(f"net_steps: expected comma-separated positive integers, got {','.join(map(str, steps))!r}")
     return steps
 
 
@@ -166,13 +141,142 @@ def _save_part(path: Path, samples, tag: dict, seconds: float) -> None:
                     seconds=np.float64(seconds))  # fmt: skip  # atomic: a part on disk is always complete
 
 
-def _check(cfg) -> None:
+def _check(cfg) -> tuple[list[MachineSpec], tuple[int, ...]]:
+    """The machines and net step counts of a config, every field checked before any work."""
     for key in ("n_seeds", "png_scale", "seeds_per_part"):
         if cfg[key] < 1:
             raise ValueError(f"{key}: expected a positive integer, got {cfg[key]}")
     for key in ("chunk_size", "batch_size", "limit", "seed"):
         if cfg[key] < 0:
             raise ValueError(f"{key}: expected a non-negative integer, got {cfg[key]}")
+    specs, steps = machine_specs(cfg.machines), check_steps(cfg.net_steps)
+    netdata.check_given(cfg.net, cfg.net_step)
+    return specs, steps
+
+
+class _Job(NamedTuple):
+    """What every stage of one evaluation works from: its config, net and data, seeds, and where its parts go."""
+
+    cfg: Any
+    primary: bool  # process 0 reads and writes the run directory
+    subject: netdata.NetAndData
+    noise: np.ndarray
+    y: np.ndarray | None
+    train: Any  # this process's share of the training images, and their labels
+    labels: Any
+    parts: Path
+    base_tag: dict  # what every part was computed from
+    computed: list  # the parts this run computed
+    reused: dict  # the seconds of the parts earlier runs computed ({"net": s, "machine": s, "untimed": count})
+
+
+def _start(cfg, primary: bool, log) -> _Job:
+    """Starts (or resumes) the run directory and loads the net, its training set and the seeds."""
+    out_dir = Path(cfg.out_dir)
+    runs.dictionary_cache_dir()  # a bad $ELSJAX_DICTIONARY_CACHE_DIR is reported before the run starts
+    resuming = primary and runs.start_run(
+        out_dir, config_lib.as_saved(cfg), resumable=True, resumable_fields=RESUMABLE_FIELDS, kind="evaluation",
+        defaults=config_lib.as_saved(config_lib.evaluate_config()),
+    ).resuming  # fmt: skip
+    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
+    dataset = subject.dataset
+    noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
+    y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
+    train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
+    base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
+                "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
+    if cfg.net_weights != "raw":  # (parts saved before the field existed are the raw weights')
+        base_tag["net_weights"] = cfg.net_weights
+    if resuming:
+        log(f"resuming the evaluation in {out_dir}")
+    reused = {"net": 0.0, "machine": 0.0, "untimed": 0}
+    return _Job(cfg, primary, subject, noise, y, train, labels, out_dir / "parts", base_tag, [], reused)
+
+
+def _reuse(job: _Job, part: str, seconds: float | None) -> None:
+    """Counts a part an earlier run computed (parts saved without their seconds are counted apart)."""
+    job.reused["untimed"] += seconds is None
+    job.reused[part] += seconds or 0.0
+
+
+def _net_outputs(job: _Job, steps) -> dict:
+    """The net's samples at each step count, from saved parts or computed (process 0 only: only the metrics use
+    them)."""
+    out = {}
+    for n in steps:
+        path, tag = job.parts / f"net_{n}.npz", {**job.base_tag, "net_steps": n}
+        samples, seconds = _load_part(path, tag)
+        if samples is None:
+            start_s = time.perf_counter()
+            samples = evaluate_lib.net_samples(job.subject.eps_fn, job.subject.params, job.noise, y=job.y,
+                                               num_steps=n, batch_size=job.cfg.batch_size or None)  # fmt: skip
+            _save_part(path, samples, tag, time.perf_counter() - start_s)
+            job.computed.append(path.name)
+        else:
+            _reuse(job, "net", seconds)
+        out[n] = samples
+    return out
+
+
+def _machine_outputs(job: _Job, spec: MachineSpec, n_steps: int, *, timer, mesh, cache):
+    """One machine's samples of every seed, block by block from saved parts or computed (None off process 0)."""
+    cfg, pieces = job.cfg, []
+    scales = spec.scales if spec.scales is not None else (3,) * n_steps
+    for start in range(0, cfg.n_seeds, cfg.seeds_per_part):
+        stop = min(start + cfg.seeds_per_part, cfg.n_seeds)
+        path = job.parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
+        tag = {**job.base_tag, "kind": spec.denoiser, "scales": None if spec.scales is None else list(spec.scales),
+               "seeds": [start, stop], **({"knobs": spec.knobs} if spec.knobs else {})}  # fmt: skip
+        samples, seconds = _load_part(path, tag) if job.primary else (None, None)
+        if samples is not None:
+            _reuse(job, "machine", seconds)
+        if not _on_primary(samples is not None):  # every process computes what process 0 lacks
+            start_s = time.perf_counter()
+            y = None if job.y is None else job.y[start:stop]
+            groups = 1 if y is None else len(np.unique(y))  # every class group runs the machine's steps
+            bar = runs.StepBar(groups * (len(scales) - 1), enabled=cfg.progress and job.primary,
+                               desc=f"{spec.name} seeds {start}-{stop - 1}")  # fmt: skip
+            try:
+                samples = evaluate_lib.machine_samples(
+                    spec.denoiser, job.noise[start:stop], train=job.train, scales=scales, labels=job.labels, y=y,
+                    convention=cfg.convention, chunk_size=cfg.chunk_size or None,
+                    progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh, cache=cache, knobs=spec.knobs,
+                )  # fmt: skip
+            finally:
+                bar.close()
+            if job.primary:
+                _save_part(path, samples, tag, time.perf_counter() - start_s)
+            job.computed.append(path.name)
+        pieces.append(samples)
+    return np.concatenate(pieces) if job.primary else None
+
+
+def _write_results(job: _Job, specs, net_out: dict, machine_out: dict) -> dict:
+    """``summary.json``, ``samples.npz`` and the figures; returns the summary."""
+    cfg, out_dir = job.cfg, Path(job.cfg.out_dir)
+    # The paper's "(E)LS > IS" column compares with the ideal score machine, whatever name it has here.
+    ideal = next((m.name for m in specs if issubclass(denoisers.get(m.denoiser), denoisers.Ideal)), None)
+    per_seed = evaluate_lib.agreement(machine_out, net_out)
+    summary = evaluate_lib.summarize(per_seed, ideal=ideal)
+    summary["machines_spec"] = {
+        m.name: {"kind": m.denoiser, "scales": None if m.scales is None else list(m.scales),
+                 **({"knobs": m.knobs} if m.knobs else {})}
+        for m in specs
+    }  # fmt: skip
+    runs.write_json(out_dir / "summary.json", summary)
+    atomic.save_npz(
+        out_dir / "samples.npz", seeds=job.noise, labels=np.full(cfg.n_seeds, -1, np.int32) if job.y is None else job.y,
+        prng_seed=np.int64(cfg.seed), **{f"net_{n}": v for n, v in net_out.items()},
+        **{f"machine_{name}": v for name, v in machine_out.items()},
+    )  # fmt: skip
+    columns = {"seed": job.noise, **{f"net {n} steps": v for n, v in net_out.items()}, **machine_out}
+    figures.comparison_grid(columns, out_dir / "comparison.png")
+    for n in net_out:
+        figures.agreement_violin(
+            {name: summary_r(per_seed, name, n) for name in machine_out}, out_dir / f"r_violin_net{n}.png",
+            title=f"r(machine, net) over {cfg.n_seeds} seeds; net sampled with {n} DDIM steps",
+        )  # fmt: skip
+    return summary
 
 
 @runs.job
@@ -186,139 +290,43 @@ def run(cfg, *, log=print, cache=None) -> dict:
       The record written to ``record.json``.
     """
     clock = runs.Stopwatch()
-    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
-    primary = sharding.is_primary()  # process 0 reads and writes the run directory
-    _check(cfg)
-    specs = parse_machines(cfg.machines)
-    steps = parse_steps(cfg.net_steps)
-    out_dir = Path(cfg.out_dir)
-    netdata.check_given(cfg.net, cfg.net_step)
-    cache_dir = runs.dictionary_cache_dir()
-    resuming = primary and runs.start_run(
-        out_dir, cfg, resumable=True, resumable_fields=RESUMABLE_FIELDS, kind="evaluation",
-        defaults=config_lib.evaluate_config(),
-    ).resuming  # fmt: skip
-    subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
-    dataset = subject.dataset
-    noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
-    y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
-    train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
-    parts = out_dir / "parts"
-    base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
-                "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
-    if cfg.net_weights != "raw":  # (parts saved before the field existed are the raw weights')
-        base_tag["net_weights"] = cfg.net_weights
+    cfg = config_lib.merge(config_lib.evaluate_config(), cfg.to_dict())  # typed (lists given as text converted)
+    mesh = sharding.setup(**config_lib.scale_out(cfg))  # before JAX starts
+    primary = sharding.is_primary()
+    specs, steps = _check(cfg)
+    job = _start(cfg, primary, log)
     clock.lap("load")
-    if resuming:
-        log(f"resuming the evaluation in {out_dir}")
-
-    computed = []
-    # The seconds of the parts that earlier runs computed (this run reuses them): the work a resumed evaluation
-    # did not redo, so that its record can give the whole evaluation's time; parts saved without seconds are counted.
-    earlier, untimed = {"net": 0.0, "machine": 0.0}, 0
-
-    def reused(part: str, seconds: float | None) -> None:
-        nonlocal untimed
-        untimed += seconds is None
-        earlier[part] += seconds or 0.0
-
-    net_out = {}
-    for n in steps if primary else ():  # the net's samples are only needed by the metrics, on process 0
-        path, tag = parts / f"net_{n}.npz", {**base_tag, "net_steps": n}
-        samples, seconds = _load_part(path, tag)
-        if samples is None:
-            start_s = time.perf_counter()
-            samples = evaluate_lib.net_samples(
-                subject.eps_fn, subject.params, noise, y=y, num_steps=n, batch_size=cfg.batch_size or None
-            )
-            _save_part(path, samples, tag, time.perf_counter() - start_s)
-            computed.append(path.name)
-        else:
-            reused("net", seconds)
-        net_out[n] = samples
+    net_out = _net_outputs(job, steps) if primary else {}
     clock.lap("net")
 
-    # The IS has no k; it runs as many steps as the other machines (the length of their scales; 20 if none).
-    ideal_steps = next((len(m.scales) for m in specs if m.scales is not None), 20)
-    machine_out, machine_seconds = {}, {}
-    timer = runs.PhaseTimer()
-    block = cfg.seeds_per_part
+    # A denoiser without k runs as many steps as the others (the length of their scales).
+    n_steps = next((len(m.scales) for m in specs if m.scales is not None), evaluate_lib.DEFAULT_STEPS)
     # Every machine and every block of seeds needs the same dictionaries (per class and k): each is built once.
-    if cache is None:
-        cache = dictcache.DictionaryCache(directory=cache_dir)
+    cache = dictcache.DictionaryCache(directory=runs.dictionary_cache_dir()) if cache is None else cache
+    machine_out, machine_seconds, timer = {}, {}, runs.PhaseTimer()
     for spec in specs:
-        pieces = []
-        for start in range(0, cfg.n_seeds, block):
-            stop = min(start + block, cfg.n_seeds)
-            path = parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
-            tag = {**base_tag, "kind": spec.kind, "scales": None if spec.scales is None else list(spec.scales),
-                   "seeds": [start, stop]}  # fmt: skip
-            samples, seconds = _load_part(path, tag) if primary else (None, None)
-            if samples is not None:
-                reused("machine", seconds)
-            if not _on_primary(samples is not None):  # every process computes what process 0 lacks
-                start_s = time.perf_counter()
-                # Every class group of the block runs the machine's steps (19 on the paper's grid).
-                groups = 1 if y is None else len(np.unique(y[start:stop]))
-                n_scales = ideal_steps if spec.scales is None else len(spec.scales)
-                bar = runs.StepBar(
-                    groups * (n_scales - 1), enabled=cfg.progress and primary,
-                    desc=f"{spec.name} seeds {start}-{stop - 1}",
-                )  # fmt: skip
-                try:
-                    samples = evaluate_lib.machine_samples(
-                        spec.kind, noise[start:stop], train=train,
-                        scales=spec.scales if spec.scales is not None else [3] * ideal_steps,
-                        labels=labels, y=None if y is None else y[start:stop], convention=cfg.convention,
-                        chunk_size=cfg.chunk_size or None, progress=runs.PhaseTimer.chain(timer, bar), mesh=mesh,
-                        cache=cache,
-                    )  # fmt: skip
-                finally:
-                    bar.close()
-                if primary:
-                    _save_part(path, samples, tag, time.perf_counter() - start_s)
-                computed.append(path.name)
-            pieces.append(samples)
-        machine_out[spec.name] = np.concatenate(pieces) if primary else None
+        machine_out[spec.name] = _machine_outputs(job, spec, n_steps, timer=timer, mesh=mesh, cache=cache)
         machine_seconds[spec.name] = round(clock.lap(f"machine_{spec.name}"), 3)
     if not primary:
-        return {"command": "elsjax evaluate", "computed_parts": computed, "timings": clock.laps()}
+        return {"command": "elsjax evaluate", "computed_parts": job.computed, "timings": clock.laps()}
 
-    # The paper's "(E)LS > IS" column compares with the ideal score machine, whatever name it has here.
-    ideal = next((m.name for m in specs if issubclass(denoisers.get(m.kind), denoisers.Ideal)), None)
-    per_seed = evaluate_lib.agreement(machine_out, net_out)
-    summary = evaluate_lib.summarize(per_seed, ideal=ideal)
-    summary["machines_spec"] = {
-        m.name: {"kind": m.kind, "scales": None if m.scales is None else list(m.scales)} for m in specs
-    }
-    runs.write_json(out_dir / "summary.json", summary)
-    atomic.save_npz(
-        out_dir / "samples.npz", seeds=noise, labels=np.full(cfg.n_seeds, -1, np.int32) if y is None else y,
-        prng_seed=np.int64(cfg.seed), **{f"net_{n}": v for n, v in net_out.items()},
-        **{f"machine_{name}": v for name, v in machine_out.items()},
-    )  # fmt: skip
-    columns = {"seed": noise, **{f"net {n} steps": v for n, v in net_out.items()}, **machine_out}
-    figures.comparison_grid(columns, out_dir / "comparison.png")
-    for n in steps:
-        figures.agreement_violin(
-            {name: summary_r(per_seed, name, n) for name in machine_out}, out_dir / f"r_violin_net{n}.png",
-            title=f"r(machine, net) over {cfg.n_seeds} seeds; net sampled with {n} DDIM steps",
-        )  # fmt: skip
+    summary = _write_results(job, specs, net_out, machine_out)
     clock.lap("metrics")
+    untimed = job.reused.pop("untimed")
     timings = {**clock.laps(), "machine_s": machine_seconds, "builds_s": round(timer.seconds.get("built", 0.0), 3),
                "machine_steps_s": round(timer.seconds.get("sample", 0.0), 3),
-               "earlier_runs_s": {k: round(v, 3) for k, v in earlier.items()}, "earlier_runs_untimed_parts": untimed}  # fmt: skip
+               "earlier_runs_s": {k: round(v, 3) for k, v in job.reused.items()}, "earlier_runs_untimed_parts": untimed}  # fmt: skip
     record = {
         "command": "elsjax evaluate",
-        "computed_parts": computed,
+        "computed_parts": job.computed,
         "median_r": summary["median_r"],
         "frac_beats_ideal": summary["frac_beats_ideal"],
-        "net": subject.describe(cfg.net),
-        "data": dataset.describe(),
-        "seeds": seeds.describe(cfg.seed, noise.shape),
+        "net": job.subject.describe(cfg.net),
+        "data": job.subject.dataset.describe(),
+        "seeds": seeds.describe(cfg.seed, job.noise.shape),
         "mesh": sharding.describe(mesh),
     }
-    return runs.write_record(out_dir, record, config=cfg, timings=timings)
+    return runs.write_record(cfg.out_dir, record, config=cfg, timings=timings)
 
 
 def _on_primary(flag: bool) -> bool:

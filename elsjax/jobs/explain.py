@@ -47,6 +47,7 @@ def parse_indices(name: str, text: str) -> list[int] | None:
       >>> parse_indices("which", "0, 3"), parse_indices("which", "")
       ([0, 3], None)
     """
+    text = text if isinstance(text, str) else ",".join(map(str, text))  # a typed config's tuple
     if not str(text).strip():
         return None
     try:

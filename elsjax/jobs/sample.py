@@ -8,6 +8,9 @@ Outputs in ``out_dir``:
 * ``config.json`` and ``record.json``: the configuration, the scales, the data source and subset, versions and
   timings.
 
+``knobs`` are the denoiser's own keyword arguments (e.g. ``{"tau": 0.02}`` for ``pca_locality``), passed to
+:func:`elsjax.sample`.
+
 Example (a tiny user-directory dataset; see ``tests/test_cli.py``)::
 
     elsjax sample --dataset mnist --data-dir DIR --limit 40 --scales 3,3,3,3 --n-seeds 2 --out-dir runs/tiny
@@ -93,15 +96,18 @@ def run(cfg) -> dict:
     from elsjax import scales as scales_lib
 
     clock = runs.Stopwatch()
-    mesh = sharding.setup(cfg.mesh, cfg.coordinator, cfg.num_processes, cfg.process_id)  # before JAX starts
+    cfg = config_lib.merge(config_lib.sample_config(), cfg.to_dict())  # typed (lists given as text converted)
+    mesh = sharding.setup(**config_lib.scale_out(cfg))  # before JAX starts
     primary = sharding.is_primary()  # process 0 writes the outputs
     _check(cfg)
+    knobs = config_lib.denoiser_knobs(cfg.kind, cfg.knobs)
     sharding.check_batch(cfg.n_seeds, mesh, "n_seeds")
     scales = scales_lib.resolve(cfg.scales)
     out_dir = Path(cfg.out_dir)
     load_dataset_check(cfg)
     if primary:  # before the data and the sampling: the directory is writable, locked and holds config.json
-        runs.start_run(out_dir, cfg, overwrite=cfg.overwrite, defaults=config_lib.sample_config())
+        runs.start_run(out_dir, config_lib.as_saved(cfg), overwrite=cfg.overwrite,
+                       defaults=config_lib.as_saved(config_lib.sample_config()))  # fmt: skip
     dataset = load_dataset(cfg)
     clock.lap("data")
 
@@ -114,7 +120,7 @@ def run(cfg) -> dict:
     try:
         samples = elsjax.sample(
             cfg.kind, noise, train=train, scales=scales, labels=labels, y=y,
-            convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar, mesh=mesh,
+            convention=cfg.convention, chunk_size=cfg.chunk_size or None, progress=bar, mesh=mesh, **knobs,
         )  # fmt: skip
     finally:
         bar.close()

@@ -13,8 +13,8 @@ with N, fit this machine); 10 calibration seeds and 50 evaluation seeds instead 
 
 from elsjax.sweeps import sweep_config
 
-RESNET_KS = "3,5,7,9,11,13,15,17"  # the ResNet's receptive field is 17
-UNET_KS = "3,5,7,9,11,13,15,17,19,21,23,25,27"  # the published UNet scales reach 25-27
+RESNET_KS = tuple(range(3, 18, 2))  # 3, 5, ..., 17: the ResNet's receptive field is 17
+UNET_KS = tuple(range(3, 28, 2))  # 3, 5, ..., 27: the published UNet scales reach 25-27
 CHECKPOINTS = "experiments/checkpoints"
 
 

@@ -39,7 +39,7 @@ from elsjax.config import load_file
 from elsjax.sweeps import sweep_config
 
 CONFIGS = "experiments/configs"
-KS = ",".join(map(str, paper.CALIBRATION["ks"]))  # 3, 5, ..., 31: the published scales reach 27
+KS = tuple(paper.CALIBRATION["ks"])  # 3, 5, ..., 31: the published scales reach 27
 
 # name: (train config, published scales of the matching net)
 ROWS = {

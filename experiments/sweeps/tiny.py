@@ -11,7 +11,7 @@ per stage) in a few minutes (measured in the README, "`elsjax sweep`").
 
 from elsjax.sweeps import sweep_config
 
-KS = "3,7,11,15"
+KS = (3, 7, 11, 15)
 
 
 def get_config():
@@ -19,7 +19,7 @@ def get_config():
     config.out_dir = "runs/sweep_tiny"
     config.rows = [
         dict(name="mnist_resnet_zeros_tiny", net="experiments/checkpoints/mnist_resnet_zeros_n2000_cpu",
-             ks=KS, ls_ks=KS, published="MNIST_ResNet_zeros", calibrate_seeds=2, evaluate_seeds=3, net_steps="20",
+             ks=KS, ls_ks=KS, published="MNIST_ResNet_zeros", calibrate_seeds=2, evaluate_seeds=3, net_steps=(20,),
              seeds_per_part=3, limit=500),
     ]  # fmt: skip
     return config
