@@ -350,7 +350,25 @@ def _differences(saved: dict, cfg, defaults) -> list[str]:
         saved = config_lib.merge(defaults, saved)
     except ValueError as err:  # a value today's config cannot hold
         return [str(err)]
-    return runs.config_differences(config_lib.as_saved(saved), config_lib.as_saved(cfg), ignore=_LOCATION_FIELDS)
+    return runs.config_differences(
+        _by_content(config_lib.as_saved(saved)), _by_content(config_lib.as_saved(cfg)), ignore=_LOCATION_FIELDS
+    )
+
+
+def _by_content(saved: dict) -> dict:
+    """An evaluate config with each machine's ``calibration.json`` replaced by the schedule it holds, so that an
+    evaluation copied from another sweep (naming that sweep's calibration files, with the same contents) is reused.
+    A file that is gone leaves the path, which then differs."""
+    if not saved.get("machines"):
+        return saved
+    from elsjax.jobs import evaluate as evaluate_job
+
+    try:
+        specs = evaluate_job.machine_specs(saved["machines"])
+    except ValueError:
+        return saved
+    machines = [[m.name, m.denoiser, list(m.scales) if m.scales else None, m.knobs] for m in specs]
+    return {**saved, "machines": machines}
 
 
 # Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep

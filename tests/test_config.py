@@ -163,15 +163,37 @@ def test_committed_stage_configs_are_todays_stage_configs(monkeypatch):
     assert isinstance(old["machines"], str) and old["net_steps"] == "20,150"  # saved as text
     for _, _, stage_dir, cfg in stages:
         defaults = config.evaluate_config() if stage_dir.name == "evaluate" else config.calibrate_config()
-        if sweeps._done_with(stage_dir, cfg, defaults):
-            continue
-        # Not reused: only evaluations copied from another sweep (cpu_variance, cpu_unet_sa), whose calibrations are
-        # that sweep's files; they resume from their saved parts (machines may change when resuming).
-        saved = json.loads((stage_dir / "config.json").read_text())
-        assert sweeps._differences(saved, cfg, defaults) == ["machines"], stage_dir
-        paths = [m["scales"] for m in fieldtypes.as_machines("machines", saved["machines"])]
-        assert any(isinstance(p, str) and p.endswith(".json") and str(stage_dir.parent) not in p for p in paths)
+        # Every committed stage is reused, evaluations copied from another sweep (naming that sweep's calibration
+        # files, with the same contents) included.
+        assert sweeps._done_with(stage_dir, cfg, defaults), stage_dir
     # A changed calibration config is not the committed one.
     name, row, stage_dir, cfg = next(s for s in stages if s[2].name.startswith("calibrate_"))
     changed = config.merge(cfg, {"ks": (3, 5)})
     assert not sweeps._done_with(stage_dir, changed, config.calibrate_config())
+
+
+def test_a_copied_evaluation_is_reused_only_while_its_calibrations_hold_the_same_schedules(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    stage = REPO / "experiments/results/cpu_variance/mnist_resnet_zeros_seed0_step2400/evaluate"
+    saved = json.loads((stage / "config.json").read_text())
+    defaults = config.evaluate_config()
+    paths = [
+        m["scales"] for m in fieldtypes.as_machines("machines", saved["machines"]) if str(m["scales"]).endswith(".json")
+    ]
+    assert paths and all("cpu_budget" in p for p in paths)  # the other sweep's files
+    # The same schedules in files elsewhere: the same computation.
+    moved, edited = dict(saved), dict(saved)
+    for p in paths:
+        copy = tmp_path / "same" / Path(p).parent.name / "calibration.json"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(Path(p).read_text())
+        moved["machines"] = moved["machines"].replace(p, str(copy))
+        other = json.loads(Path(p).read_text())
+        other["median"] = [k + 2 for k in other["median"]]
+        changed = tmp_path / "changed" / Path(p).parent.name / "calibration.json"
+        changed.parent.mkdir(parents=True, exist_ok=True)
+        changed.write_text(json.dumps(other))
+        edited["machines"] = edited["machines"].replace(p, str(changed))
+    cfg = config.merge(defaults, moved)
+    assert sweeps._differences(saved, cfg, defaults) == []
+    assert sweeps._differences(saved, config.merge(defaults, edited), defaults) == ["machines"]
