@@ -267,7 +267,10 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
 
     # 1. The net: the row's own, or trained from its train config (into `net` when that holds no checkpoint yet).
     net = _net_dir(row, out_dir)
-    trained = Path(net).exists() and checkpoint.latest_step(net) is not None
+    # A training run there that stopped before its end (no record.json) is resumed when the row can make the net:
+    # its checkpoints are of an unfinished net, not the row's.
+    unfinished = row["train_config"] and (Path(net) / "config.json").is_file() and not runs.is_complete(net)
+    trained = Path(net).exists() and checkpoint.latest_step(net) is not None and not unfinished
     trains_here = not row["net"] or not trained  # this sweep trains the net (its time counts in the row's)
     if not trained or not row["net"]:
         if not row["train_config"]:

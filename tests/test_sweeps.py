@@ -413,3 +413,26 @@ def test_cpu_unet_sa_row_is_the_plain_unet_row_with_attention():
                      emb_dim=cfg.emb_dim)  # fmt: skip
     assert sweeps._key(sa, cfg.to_dict(), spec) == ("fashion_mnist", "unet_sa", "zeros", True)  # row.json's key
     train_job.check(cfg)
+
+
+@pytest.mark.integration
+def test_a_row_whose_named_net_stopped_training_early_resumes_it_before_calibrating(tmp_path):
+    """A row naming a net that its train config makes: an interrupted training there (checkpoints, no record.json)
+    is resumed to its end, not calibrated as it stands."""
+    from elsjax import checkpoint
+    from elsjax.jobs import train as train_job
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    net = tmp_path / "net"
+    (row,) = sweeps._rows(cfg)
+    short = sweeps._train_cfg(row)
+    short.out_dir, short.num_steps = str(net), 3
+    train_job.run(short, log=lambda *a: None)
+    (net / runs.RECORD_FILE).unlink()  # as a run stopped at step 3 of 6 leaves it (same config, but for num_steps)
+    config_json = json.loads((net / "config.json").read_text())
+    (net / "config.json").write_text(json.dumps({**config_json, "num_steps": 6}))
+    cfg.rows = [{**dict(cfg.rows[0]), "net": str(net)}]
+    logs = []
+    sweeps.run(cfg, log=logs.append, machine="test machine")
+    assert any("training" in str(line) for line in logs)
+    assert checkpoint.latest_step(net) == 6 and runs.is_complete(net)
