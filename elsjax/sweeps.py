@@ -63,6 +63,8 @@ ROW_DEFAULTS = {
     "evaluate_seeds": 50,
     "net_steps": (20, 150),
     "seed": 0,  # of the calibration's seeds; the evaluation uses seed + 1 (other noise than the calibration's)
+    "evaluate_seed": -1,  # the evaluation's seed when other than seed + 1 (rows that share evaluation seeds)
+    "convention": "reference",  # how the evaluation indexes scales: reference (the authors') or corrected
     "seeds_per_part": 10,
     "limit": 0,  # the machines' training set: 0 = the net's own
     "calibrate_limit": 0,  # the calibration's training set, if other than `limit` (the paper's: the first 5,000)
@@ -248,7 +250,8 @@ def stage_configs(row: dict, out_dir, kind: str, *, progress: bool = True) -> di
     eval_dir = row_dir / "evaluate"
     out[eval_dir.name] = config_lib.merge(config_lib.evaluate_config(), dict(
         net=net, net_step=row["net_step"], net_weights=row["net_weights"], machines=machines,
-        net_steps=row["net_steps"], limit=row["limit"], n_seeds=row["evaluate_seeds"], seed=row["seed"] + 1,
+        net_steps=row["net_steps"], limit=row["limit"], n_seeds=row["evaluate_seeds"],
+        seed=row["seed"] + 1 if row["evaluate_seed"] < 0 else row["evaluate_seed"], convention=row["convention"],
         seeds_per_part=row["seeds_per_part"], out_dir=str(eval_dir), progress=progress))  # fmt: skip
     return out
 

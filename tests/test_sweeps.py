@@ -436,3 +436,20 @@ def test_a_row_whose_named_net_stopped_training_early_resumes_it_before_calibrat
     sweeps.run(cfg, log=logs.append, machine="test machine")
     assert any("training" in str(line) for line in logs)
     assert checkpoint.latest_step(net) == 6 and runs.is_complete(net)
+
+
+def test_cpu_sensitivity_rows_differ_from_the_base_row_in_one_thing_each_on_the_same_evaluation_seeds():
+    rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_sensitivity.py"))}
+    base = rows.pop("base")
+    (scale_row,) = [r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_scale.py"))
+                    if r["name"] == "mnist_resnet_zeros"]  # fmt: skip
+    out = REPO / "experiments/results/x"
+    evaluation = lambda row: sweeps.stage_configs(row, out, "bbels")["evaluate"]  # noqa: E731
+    # The base row evaluates exactly as cpu_scale's row: the same seeds, so its finished stages are reused.
+    assert (evaluation(base).seed, evaluation(base).n_seeds) == (evaluation(scale_row).seed, 50) == (1, 50)
+    expected = {"calibration_seed100": {"seed"}, "calibration_20seeds": {"calibrate_seeds"},
+                "ls_ks_to_31": {"ls_ks"}, "corrected": {"convention"}}  # fmt: skip
+    for name, row in rows.items():
+        assert {k for k in row if row[k] != base[k]} == expected[name] | {"name"}, name
+        assert evaluation(row).seed == 1 and evaluation(row).n_seeds == 50
+    assert rows["ls_ks_to_31"]["ls_ks"][-1] == 31 and evaluation(rows["corrected"]).convention == "corrected"
