@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from elsjax import checkpoint, cli, config, denoisers, fieldtypes, sweeps
+from elsjax import checkpoint, cli, config, denoisers, fieldtypes, runs, sweeps
 from elsjax.jobs import evaluate as evaluate_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,8 @@ def committed_stages():
             meta = checkpoint.read_meta(REPO / sweeps._net_dir(row, out_dir), row["net_step"] or None)
             kind = row["kind"] or ("els" if meta["spec"].get("padding") == "circular" else "bbels")
             for stage, stage_cfg in sweeps.stage_configs(row, out_dir, kind).items():
-                found.append((sweep_file.stem, row, out_dir / row["name"] / stage, stage_cfg))
+                if runs.is_complete(REPO / out_dir / row["name"] / stage):  # finished stages (a sweep may be running)
+                    found.append((sweep_file.stem, row, out_dir / row["name"] / stage, stage_cfg))
     return found
 
 
