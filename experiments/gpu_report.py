@@ -34,11 +34,19 @@ def phases(work: Path) -> list[dict]:
 
 
 def oracle(log: str) -> dict:
-    """The oracle tests' verdicts and the worst errors they print, from the check phase's pytest output."""
-    verdicts = re.findall(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR)", log, flags=re.M)
+    """The oracle tests' verdicts and the worst errors they print, from the check phase's ``pytest -v -s`` output
+    (where a test's own printing can come between its name and its verdict)."""
+    verdicts, current = {}, None
+    for line in log.splitlines():
+        name = re.match(r"(tests/\S+::\S+)", line)
+        current = name.group(1) if name else current
+        verdict = re.search(r"\b(PASSED|FAILED|ERROR)\b", line)
+        if current and verdict and current not in verdicts:
+            verdicts[current] = verdict.group(1)
     return {
-        "passed": sum(v == "PASSED" for _, v in verdicts),
-        "failed": [t for t, v in verdicts if v != "PASSED"],
+        "verdicts": verdicts,
+        "passed": sum(v == "PASSED" for v in verdicts.values()),
+        "failed": [t for t, v in verdicts.items() if v != "PASSED"],
         "worst": re.findall(r"(scores_\w+\.npz \{[^}]*\})", log),
         "summary": next(iter(re.findall(r"^=+ (.*(?:passed|failed|error).*) =+$", log, flags=re.M)[-1:]), ""),
     }
@@ -76,7 +84,9 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def ms(seconds) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.3g}"
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:,.0f}" if seconds >= 0.1 else f"{seconds * 1e3:.3g}"
 
 
 def evals_section(evals: list[dict]) -> list[str]:
@@ -183,14 +193,20 @@ def calibration_section(cal: dict) -> list[str]:
 
 def report(results: dict) -> str:
     lines = ["# The GPU run", ""]
-    check = results["logs"].get("check", "").splitlines()
-    lines += [f"    {line}" for line in check[:4] if line.strip()] + [""]
+    check = results["logs"].get("check", "").split("=====")[0].splitlines()  # the lines before pytest's
+    lines += [f"    {line}" for line in check if line.strip()] + [""]
     lines += table(
         ["phase", "exit", "s", "limit s"], [[p["name"], p["rc"], p["seconds"], p["limit_s"]] for p in results["phases"]]
     )
     o = results["oracle"]
-    lines += ["", f"Oracle tests on the device: {o['passed']} passed, {len(o['failed'])} failed {o['failed'] or ''} "
-              f"({o['summary'] or 'no pytest summary line'}). Worst relative errors: {'; '.join(o['worst']) or '-'}.", ""]  # fmt: skip
+    if "check" in results["logs"]:
+        failed = f"{len(o['failed'])} failed" + (f" ({', '.join(o['failed'])})" if o["failed"] else "")
+        lines += [
+            "",
+            f"Oracle tests on the device: {o['passed']} passed, {failed}; pytest: {o['summary'] or 'no summary line'}. "
+            f"Worst relative errors: {'; '.join(o['worst']) or '-'}.",
+        ]
+    lines += [""]
     if results["evals"]:
         lines += evals_section(results["evals"]) + [""]
     if results["reference"]:
