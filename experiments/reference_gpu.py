@@ -256,14 +256,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
-    if not args.reference_dir or not Path(args.reference_dir, "utils", "idealscore.py").is_file():
-        raise ValueError(
-            f"--reference-dir: no utils/idealscore.py in {args.reference_dir!r} (run experiments/gpu_prepare.sh)"
-        )
     uneven = [n for n in args.n + args.sample_n if n % args.ref_batch]
     if uneven:
         raise ValueError(
             f"--ref-batch {args.ref_batch} must divide every N, not {uneven} (unequal batches reweight it)"
+        )
+    if not args.reference_dir or not Path(args.reference_dir, "utils", "idealscore.py").is_file():
+        raise ValueError(
+            f"--reference-dir: no utils/idealscore.py in {args.reference_dir!r} (run experiments/gpu_prepare.sh)"
         )
     results = compare(args)
     print_table(results)
