@@ -86,7 +86,7 @@ def worker_cold(args) -> dict:
         cpu = time.process_time() - cpu if len(walls) == 1 else cpu
     return {
         "cold_s": walls[0], "cold_cpu_s": cpu, "warm_s": walls[1], **evals_only(args, images, seeds),
-        "sample": out[:1].tolist(),
+        "sample": out[:1].tolist(), "backend": jax.default_backend(),
     }  # fmt: skip
 
 
@@ -282,10 +282,10 @@ def main(argv=None):
         print(json.dumps(fn(args)), flush=True)
         return None
 
-    import jax
+    import jax  # not its backend: a device held here would leave the workers a fraction of its memory
 
     results = {
-        "backend": jax.default_backend(),
+        "backend": None,  # the workers'
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "jax": jax.__version__,
@@ -298,6 +298,7 @@ def main(argv=None):
         for repeat in range(args.repeats):
             split = run_worker(args, "split", n) if args.split else {"segments": []}
             cold = run_worker(args, "cold", n)
+            results["backend"] = cold.pop("backend")
             summary = summarize(split, cold)
             entry = {"N": n, "repeat": repeat, "split": split, "cold": {k: v for k, v in cold.items() if k != "sample"}}
             entry["summary"] = summary
