@@ -86,7 +86,7 @@ def worker_cold(args) -> dict:
         cpu = time.process_time() - cpu if len(walls) == 1 else cpu
     return {
         "cold_s": walls[0], "cold_cpu_s": cpu, "warm_s": walls[1], **evals_only(args, images, seeds),
-        "sample": out[:1].tolist(),
+        "sample": out[:1].tolist(), "backend": jax.default_backend(),
     }  # fmt: skip
 
 
@@ -230,17 +230,18 @@ def summarize(split: dict, cold: dict) -> dict:
 
 
 def print_split(n: int, split: dict, summary: dict) -> None:
-    print(f"N={n}: {'k':>3} {'steps':>5} {'build':>7} {'transfer':>8} {'trace':>6} {'compile':>7} {'eval':>7}")
-    for r in split["segments"]:
-        print(
-            f"{'':{len(str(n)) + 3}} {r['k']:>3} {r['steps']:>5} {r['build_s']:>7.3f} {r['transfer_s']:>8.3f} "
-            f"{r['trace_s']:>6.3f} {r['compile_s']:>7.3f} {r['eval_s']:>7.3f}"
-        )
     s = summary
-    print(
-        f"{'':{len(str(n)) + 3}} sum       {s['sum_build_s']:>7.3f} {s['sum_transfer_s']:>8.3f} {s['sum_trace_s']:>6.3f} "
-        f"{s['sum_compile_s']:>7.3f} {s['sum_eval_s']:>7.3f}"
-    )
+    if split["segments"]:  # empty with --no-split
+        print(f"N={n}: {'k':>3} {'steps':>5} {'build':>7} {'transfer':>8} {'trace':>6} {'compile':>7} {'eval':>7}")
+        for r in split["segments"]:
+            print(
+                f"{'':{len(str(n)) + 3}} {r['k']:>3} {r['steps']:>5} {r['build_s']:>7.3f} {r['transfer_s']:>8.3f} "
+                f"{r['trace_s']:>6.3f} {r['compile_s']:>7.3f} {r['eval_s']:>7.3f}"
+            )
+        print(
+            f"{'':{len(str(n)) + 3}} sum       {s['sum_build_s']:>7.3f} {s['sum_transfer_s']:>8.3f} "
+            f"{s['sum_trace_s']:>6.3f} {s['sum_compile_s']:>7.3f} {s['sum_eval_s']:>7.3f}"
+        )
     print(
         f"  sample_machine: cold {s['cold_s']:.2f} s (fresh process; {s['cold_cpu_s']:.1f} s of CPU), warm "
         f"{s['warm_s']:.2f} s; its evaluations alone {s['evals_s']:.2f} s (same process, just after): fixed costs "
@@ -266,6 +267,10 @@ def main(argv=None):
         "--persistent-cache", nargs="?", const="yes", default="",
         help="also time a fresh process whose persistent compilation cache (as the CLI's) was filled by another",
     )  # fmt: skip
+    parser.add_argument(
+        "--split", action=argparse.BooleanOptionalAction, default=True,
+        help="also time the sample phase by phase in another fresh process (--no-split: the cold process alone)",
+    )  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="a few seconds on synthetic data (for tests)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
@@ -277,10 +282,10 @@ def main(argv=None):
         print(json.dumps(fn(args)), flush=True)
         return None
 
-    import jax
+    import jax  # not its backend: a device held here would leave the workers a fraction of its memory
 
     results = {
-        "backend": jax.default_backend(),
+        "backend": None,  # the workers'
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "jax": jax.__version__,
@@ -291,8 +296,9 @@ def main(argv=None):
     }
     for n in args.n:
         for repeat in range(args.repeats):
-            split = run_worker(args, "split", n)
+            split = run_worker(args, "split", n) if args.split else {"segments": []}
             cold = run_worker(args, "cold", n)
+            results["backend"] = cold.pop("backend")
             summary = summarize(split, cold)
             entry = {"N": n, "repeat": repeat, "split": split, "cold": {k: v for k, v in cold.items() if k != "sample"}}
             entry["summary"] = summary
