@@ -4,6 +4,8 @@ import importlib.util
 import json
 import pathlib
 
+import numpy as np
+
 EXPERIMENTS = pathlib.Path(__file__).parents[1] / "experiments"
 
 
@@ -68,3 +70,17 @@ def test_variance_report_separates_seed_noise_from_run_spread(tmp_path):
     assert abs(spread["sd_runs"] - 0.2 / 2**0.5) < 1e-12 and spread["runs"] == 2
     assert 0 < spread["sd_seeds"] < 0.1
     assert (tmp_path / "variance.png").stat().st_size > 0 and "| 100 |" in (tmp_path / "variance.md").read_text()
+
+
+def test_table_intervals_pairs_the_calibrated_and_published_machines_by_seed(tmp_path):
+    intervals = load("table_intervals")
+    rng = np.random.default_rng(0)
+    published = rng.normal(0.7, 0.1, 40)
+    row = tmp_path / "row" / "evaluate"
+    row.mkdir(parents=True)
+    per_seed = {"r": {"els": {"150": list(published + 0.05)}, "els_published": {"150": list(published)}}}
+    (row / "summary.json").write_text(json.dumps({"per_seed": per_seed}))
+    gain = intervals.main([str(tmp_path)])["row"]["150"]["els calibrated - published"]
+    # Every seed gains exactly 0.05: the paired interval has no width, where unpaired medians would spread.
+    assert abs(gain["value"] - 0.05) < 1e-12 and gain["high"] - gain["low"] < 1e-12
+    assert "els calibrated - published | +0.050" in (tmp_path / "intervals.md").read_text()

@@ -1,0 +1,93 @@
+"""Seed-bootstrap intervals for a sweep's table: every row's median r per machine, and what calibration adds.
+
+For each finished row of a sweep folder (``ROW/evaluate/summary.json``) and each net step count, it prints and
+writes (``intervals.md``, ``intervals.json`` in the folder):
+
+* every machine's median Pearson r with its 95% seed-bootstrap interval (:func:`elsjax.metrics.bootstrap_median`,
+  20,000 resamples of the evaluation seeds);
+* the gain of the row's own calibration over the published scales, ``median(M) - median(M_published)`` for each
+  machine M evaluated both ways, with a paired bootstrap (the same resampled seeds for both, as both machines
+  sampled from the same seeds).
+
+These intervals are the evaluation seeds' noise only: another training run of the same net moves a row by more
+(``experiments/variance_report.py``).
+
+    python experiments/table_intervals.py experiments/results/cpu_scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from elsjax import metrics
+
+RESAMPLES = 20_000
+
+
+def paired_gain(a, b, *, seed: int = 0, level: float = 0.95) -> metrics.Interval:
+    """``median(a) - median(b)`` over seeds where both are finite, with a paired seed bootstrap."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    draws = np.random.default_rng(seed).integers(0, a.size, size=(RESAMPLES, a.size))
+    gains = np.median(a[draws], axis=1) - np.median(b[draws], axis=1)
+    low, high = np.quantile(gains, [(1 - level) / 2, (1 + level) / 2])
+    return metrics.Interval(float(np.median(a) - np.median(b)), float(low), float(high), float(gains.std()))
+
+
+def intervals(folder: Path) -> dict:
+    out = {}
+    for summary_path in sorted(folder.glob("*/evaluate/summary.json")):
+        per_seed = json.loads(summary_path.read_text())["per_seed"]["r"]
+        row = {}
+        for machine, by_steps in per_seed.items():
+            for steps, values in by_steps.items():
+                row.setdefault(steps, {})[machine] = metrics.bootstrap_median(values, seed=0)._asdict()
+                published = per_seed.get(f"{machine}_published", {}).get(steps)
+                if published is not None:
+                    row[steps][f"{machine} calibrated - published"] = paired_gain(values, published)._asdict()
+        out[summary_path.parent.parent.name] = row
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Seed-bootstrap intervals",
+        "",
+        "Median r over the evaluation seeds with its 95% seed-bootstrap interval (20,000 resamples); *calibrated - "
+        "published*: the row's own calibration's gain over the published scales, paired bootstrap. Written by "
+        "`python experiments/table_intervals.py`. Seed noise only: training runs add more "
+        "(`experiments/variance_report.py`).",
+    ]
+    for name, row in result.items():
+        for steps, machines in sorted(row.items(), key=lambda kv: -int(kv[0])):
+            lines += ["", f"## {name}, net sampled with {steps} steps", "", "| machine | median r | 95% interval |",
+                      "|---|---|---|"]  # fmt: skip
+            for machine, ci in machines.items():
+                sign = "+" if "published" in machine and "-" in machine else ""
+                lines.append(
+                    f"| {machine} | {ci['value']:{sign}.3f} | [{ci['low']:{sign}.3f}, {ci['high']:{sign}.3f}] |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", help="a sweep folder (rows with evaluate/summary.json)")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    result = intervals(folder)
+    if not result:
+        raise SystemExit(f"table_intervals: no finished row (ROW/evaluate/summary.json) in {folder}")
+    (folder / "intervals.json").write_text(json.dumps(result, indent=1))
+    (folder / "intervals.md").write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
