@@ -73,6 +73,7 @@ def collect(work: Path) -> dict:
         "reference": read_json(work / "reference.json"),
         "samples": {f"batch{b}": read_json(work / f"samples_b{b}.json") for b in (1, 16)},
         "calibration": calibration,
+        "train": {arch: read_json(work / f"train_{arch}.json") for arch in ("resnet", "unet")},
         "logs": logs,
     }
 
@@ -215,6 +216,11 @@ def report(results: dict) -> str:
         lines += samples_section(results["samples"], results["reference"]) + [""]
     if results["calibration"]:
         lines += calibration_section(results["calibration"]) + [""]
+    trained = {arch: r for arch, r in results.get("train", {}).items() if r}
+    if trained:
+        lines += ["Training the paper-width nets (experiments/train_cost.py, batch 128, after one compiling step):", ""]
+        lines += table(["net", "result"], [[arch, json.dumps(r, sort_keys=True)[:300]] for arch, r in trained.items()])
+        lines += [""]
     missing = [p["name"] for p in results["phases"] if p["rc"] != "0"]
     if missing:
         lines += [

@@ -17,6 +17,8 @@
 #              unconditional): ks CAL_KS, CAL_SEEDS seeds, the first CAL_N images
 #   full       bench.py on the 60,000 Fashion-MNIST training images (FULL_N), one process per k in K_LIST (so that
 #              a cut run keeps the ks done), batches FULL_BATCH
+#   train      (not in the default list) train_cost.py: steps per second of the paper-width ResNet and UNet at
+#              batch 128, for the paper-scale cost model (docs/performance.md); e.g. `gpu_run.sh evals train`
 #
 # Every phase runs under `timeout`: its cap (times CAP_SCALE), cut to what is left of BUDGET_S (465 s) for the whole
 # script less 15 s for the report; one with less than 20 s left is skipped. experiments/gpu_report.py then merges everything
@@ -130,8 +132,12 @@ main() {
             --repeats 2 --sample-n
         done
         ;;
+      train)  # the paper-width nets' training steps per second (the paper-scale cost model's estimate, measured)
+        phase train 60 "$PY" experiments/train_cost.py --arch resnet --steps 20 --out "$WORK/train_resnet.json" &&
+          "$PY" experiments/train_cost.py --arch unet --steps 20 --out "$WORK/train_unet.json"
+        ;;
       *)
-        echo "unknown phase $p: expected check, evals, reference, samples, calibrate or full" >&2
+        echo "unknown phase $p: expected check, evals, reference, samples, calibrate, full or train" >&2
         exit 2
         ;;
     esac
