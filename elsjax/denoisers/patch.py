@@ -20,7 +20,15 @@ from elsjax.denoisers._base import register, static
 from elsjax.denoisers._tables import DictionaryDenoiser, located, per_pixel
 from elsjax.patches import PAD_LOG_WEIGHT
 
-__all__ = ["PatchDenoiser", "PaddedShape", "PatchLayout", "EquivariantLocal", "BoundaryBroken", "DATA_PADDINGS", "circular_regions"]
+__all__ = [
+    "PatchDenoiser",
+    "PaddedShape",
+    "PatchLayout",
+    "EquivariantLocal",
+    "BoundaryBroken",
+    "DATA_PADDINGS",
+    "circular_regions",
+]
 
 # Dictionary entries per streamed chunk. On CPU the [queries x chunk] logits block should stay near the caches
 # (measured by experiments/bench.py: 512-2048 beat 4096-8192 for 1024 queries); accelerators want big GEMMs.
@@ -63,6 +71,7 @@ class PatchLayout(NamedTuple):
       pixels: per table ``[G, Q]`` int32, the query pixels of each group (padding queries: pixel 0, never read).
       order: ``[H * W]`` int32, each pixel's place among the tables' results ``[G * Q]``, concatenated.
       num_chunks: per table the chunks to stream (int32 scalars; None: all).
+      patch_size: the k it evaluates (int32; a padded machine's static ``k`` is its shape's).
     """
 
     rows: Any
@@ -71,6 +80,7 @@ class PatchLayout(NamedTuple):
     pixels: tuple
     order: Any
     num_chunks: tuple
+    patch_size: Any
 
 
 def _pad_table(table: patches.PatchDictionary, groups: int, chunk: int, n_chunks: int, width: int):
@@ -127,7 +137,7 @@ class PatchDenoiser(DictionaryDenoiser):
             group_q = queries[:, pixels].transpose(1, 0, 2, 3).reshape(n_groups, n_img * q_per_group, -1)
             a_q, b_q = jnp.repeat(a, q_per_group), jnp.repeat(b, q_per_group)
             aug = jax.vmap(posterior.augment_queries, in_axes=(0, None, None))(group_q, a_q, b_q)
-            run = lambda q, d: posterior.stream(q, d, accumulator=accumulator, num_chunks=num_chunks)
+            run = functools.partial(posterior.stream, accumulator=accumulator, num_chunks=num_chunks)
             if n_groups == 1:  # the bulk of ELS and bbELS: without vmap (a batched top-k selection was 2.6x slower)
                 state = jax.tree.map(lambda v: v[None], run(aug[0], jax.tree.map(lambda v: v[0], dictionary)))
             else:
@@ -170,7 +180,7 @@ class PatchDenoiser(DictionaryDenoiser):
         return PatchLayout(
             rows=as_int(rows), cols=as_int(cols), inside=np.asarray(inside), order=as_int(order),
             pixels=tuple(as_int(np.maximum(px, 0)) for px in pixels),  # padding queries repeat pixel 0, unread
-            num_chunks=(None,) * len(pixels),
+            num_chunks=(None,) * len(pixels), patch_size=np.int32(k),
         )  # fmt: skip
 
     @classmethod
@@ -182,6 +192,15 @@ class PatchDenoiser(DictionaryDenoiser):
                      for reg in cls.dictionary_regions(h, w, k, **knobs))  # fmt: skip
 
     @classmethod
+    def shape_bound(cls, shape, k: int, chunks, **knobs) -> PaddedShape:
+        """A :class:`PaddedShape` that holds the machine of patch size ``k`` built from training images of ``shape``
+        with chunks of ``chunks[i]`` entries in table i, whatever the data (before building it)."""
+        h, w = shape[1:3]
+        bounds = cls.entry_bounds(shape, k, **knobs)
+        tables = tuple((*reg.pixels.shape, c, -(-m // c)) for reg, c, m in zip(cls.regions(h, w, k), chunks, bounds))
+        return PaddedShape(k, tables)
+
+    @classmethod
     def dictionary_regions(cls, h: int, w: int, k: int, **knobs) -> tuple[patches.Region, ...]:
         """The regions the dictionaries are built from (the query regions, unless a knob says otherwise)."""
         return cls.regions(h, w, k)
@@ -189,10 +208,8 @@ class PatchDenoiser(DictionaryDenoiser):
     def padded_shape(self) -> PaddedShape:
         """This machine's own :class:`PaddedShape` (its exact sizes)."""
         h, w = self.image_shape[:2]
-        regions = self.regions(h, w, self.k)
-        tables = tuple(
-            (*reg.pixels.shape, t.keys.shape[-2], t.keys.shape[-3]) for reg, t in zip(regions, self.tables)
-        )  # fmt: skip
+        pixels = [r.pixels for r in self.regions(h, w, self.k)] if self.layout is None else self.layout.pixels
+        tables = tuple((*px.shape, t.keys.shape[-2], t.keys.shape[-3]) for px, t in zip(pixels, self.tables))
         return PaddedShape(self.k, tables)
 
     def pad(self, shape: PaddedShape) -> PatchDenoiser:
@@ -210,7 +227,8 @@ class PatchDenoiser(DictionaryDenoiser):
         if len(own.tables) != len(shape.tables) or own.k > shape.k:
             raise ValueError(f"shape: {shape} cannot hold a machine of shape {own}")
         h, w, c = self.image_shape
-        layout = self.patch_layout(h, w, self.k, shape)
+        k = self.k if self.layout is None else int(self.layout.patch_size)
+        layout = self.patch_layout(h, w, k, shape)
         tables, num_chunks = [], []
         for table, (groups, _, chunk, n_chunks) in zip(self.tables, shape.tables):
             padded, count = _pad_table(table, groups, chunk, n_chunks, c * shape.k * shape.k)
