@@ -18,7 +18,7 @@ its largest k (not a power of two, which would pad every bucket further), and tw
 Example:
     >>> p = plan("els", (10, 28, 28, 1), [3, 3, 5, 5, 7, 9, 11, 13, 15, 15], padded=True)
     >>> p.buckets
-    ((3, 5, 7, 9), (11, 13, 15))
+    ((3, 5, 7), (9, 11, 13, 15))
 """
 
 from __future__ import annotations
