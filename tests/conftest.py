@@ -17,6 +17,10 @@ def relerr(got, want):
     return np.abs(got - want).max() / np.abs(want).max()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "exact_tables: compares the bytes of built tables (--padded-programs leaves it)")
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--padded-programs",
@@ -31,7 +35,7 @@ def padded_programs(request, monkeypatch):
     """With ``--padded-programs``, every ELS and bbELS machine is built padded beyond its own shape: two more pixel
     rows of key and query slots, one more group in tables of several, three more queries per group, one more
     (unstreamed) chunk."""
-    if not request.config.getoption("--padded-programs"):
+    if not request.config.getoption("--padded-programs") or request.node.get_closest_marker("exact_tables"):
         return
     from elsjax import denoisers
 
