@@ -354,6 +354,7 @@ def stream(
     *,
     accumulator: Accumulator = MEAN,
     query_block: int | None = -1,
+    num_chunks=None,
 ):
     """Streams one (ungrouped) dictionary past augmented queries ``[Q, D + 2]`` into an accumulator's state.
 
@@ -364,6 +365,8 @@ def stream(
       accumulator: what to keep (:data:`MEAN`, the posterior mean; :class:`TopEntries` for provenance).
       query_block: queries per pass over the dictionary (-1: the backend's default, :data:`QUERY_BLOCK`; None: all
         at once). Blocking changes results only by float32 rounding (the matmul may tile differently).
+      num_chunks: stream only the first ``num_chunks`` chunks (an int32 scalar, may be traced; None: all). A
+        dictionary padded to a shared shape (docs/performance.md, padded programs) streams only its own chunks.
 
     Returns:
       The accumulator's state after every chunk (``accumulator.finalize`` reads it).
@@ -373,30 +376,34 @@ def stream(
         state = accumulator.init(num_queries, dictionary.values.shape[-1])
     block = default_query_block() if query_block == -1 else query_block
     if block is None or num_queries <= block:
-        return _stream_block(queries_aug, dictionary, state, accumulator)
+        return _stream_block(queries_aug, dictionary, state, accumulator, num_chunks)
     # A batch of images streams the dictionary once per block: each block's [block x chunk] logits stay in cache,
     # which on CPU is faster than one pass with [Q x chunk] blocks (measured by experiments/bench.py).
     n_blocks = -(-num_queries // block)
     pad = n_blocks * block - num_queries
     blocked = lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((n_blocks, block) + a.shape[1:])
     out = lax.map(
-        lambda qs: _stream_block(qs[0], dictionary, qs[1], accumulator),
+        lambda qs: _stream_block(qs[0], dictionary, qs[1], accumulator, num_chunks),
         (blocked(queries_aug), jax.tree.map(blocked, state)),
     )
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:num_queries], out)
 
 
-def _stream_block(queries_aug, dictionary: PatchDictionary, state, accumulator: Accumulator):
+def _stream_block(queries_aug, dictionary: PatchDictionary, state, accumulator: Accumulator, num_chunks=None):
     chunk_size = dictionary.keys.shape[-2]
 
-    def body(carry, item):
-        i, (keys, aux, values) = item
+    def fold(carry, i, keys, aux, values):
         keys_aug = jnp.concatenate([decode(keys), aux], axis=-1)  # [chunk, D + 2]: decoded one chunk at a time
         logits = jnp.matmul(queries_aug, keys_aug.T, precision=PRECISION)
         weighted_sum = lambda p: jnp.matmul(p, decode(values), precision=PRECISION)
-        return accumulator.update(carry, Chunk(logits, weighted_sum, aux[:, 1], i * chunk_size)), None
+        return accumulator.update(carry, Chunk(logits, weighted_sum, aux[:, 1], i * chunk_size))
 
-    n_chunks = dictionary.keys.shape[0]
-    items = (jnp.arange(n_chunks, dtype=jnp.int32), (dictionary.keys, dictionary.aux, dictionary.values))
-    state, _ = lax.scan(body, state, items)
-    return state
+    tables = (dictionary.keys, dictionary.aux, dictionary.values)
+    if num_chunks is None:
+        n_chunks = dictionary.keys.shape[0]
+        items = (jnp.arange(n_chunks, dtype=jnp.int32), tables)
+        state, _ = lax.scan(lambda carry, item: (fold(carry, item[0], *item[1]), None), state, items)
+        return state
+    # A traced trip count lowers to a while loop: the chunks past num_chunks (shape padding) cost nothing.
+    take = lambda i: [lax.dynamic_index_in_dim(a, i, keepdims=False) for a in tables]
+    return lax.fori_loop(0, num_chunks, lambda i, carry: fold(carry, i, *take(i)), state)

@@ -23,7 +23,10 @@ import threading
 import jax
 import numpy as np
 
-__all__ = ["Programs"]
+__all__ = ["Programs", "CompileCounter", "BACKEND_COMPILE_EVENT"]
+
+# The jax.monitoring event of one XLA compilation (not recorded when the persistent compilation cache answers).
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 class Programs:
@@ -53,6 +56,39 @@ class Programs:
             while len(self._kept) > self.size:
                 self._kept.popitem(last=False)
         return program
+
+
+class CompileCounter:
+    """Counts XLA compilations while active (a context manager), by the name of the compiled function, from
+    ``jax.monitoring`` events: every thread's compilations count, programs found in a cache do not.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> def triple(x):
+      ...     return 3 * x
+      >>> with CompileCounter() as counter:
+      ...     _ = jax.jit(triple)(jnp.ones(5)), jax.jit(triple)(jnp.ones(7))
+      >>> counter.counts["triple"]
+      2
+    """
+
+    def __init__(self):
+        self.counts: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> CompileCounter:
+        jax.monitoring.register_event_duration_secs_listener(self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._record)
+
+    def _record(self, event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE_EVENT:
+            name = kwargs.get("fun_name", "")
+            name = name[4:-1] if name.startswith("jit(") and name.endswith(")") else name  # "jit(f)": f's name
+            with self._lock:
+                self.counts[name] += 1
 
 
 def _signature(tree):

@@ -9,7 +9,8 @@ The machine sampler (:func:`sample_machine`) follows the reference's grid (docs/
 ``scales[i]`` (``scales[0]`` is never used), and the output is the last step's clean estimate. The calibration
 stores the k for ``t = (j + 1) / n`` at index ``j``, so ``convention="corrected"`` reads ``scales[i - 1]`` instead.
 Consecutive steps with the same k form one segment, run as one loop with that k's dictionaries; segments of
-any length share one compiled program per k.
+any length share one compiled program per k, or, with padded programs (the default on accelerators), one per
+bucket of k: at most two for any schedule (:mod:`elsjax.sample_plan`, docs/performance.md).
 
 Beside DDIM, :func:`sample_edm` runs EDM's Heun (or Euler) sampler on EDM's sigma parameterisation of the same
 schedule (``sigma = b_t / a_t``, :func:`karras_sigmas`; docs/maths.md §12.8), for any :class:`EpsFn`.
@@ -26,10 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import gc
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
@@ -39,8 +37,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import denoisers, noise, patches, sharding
-from elsjax.progress import Phase, Progress
+from elsjax import denoisers, noise
+from elsjax.progress import Progress
+from elsjax.sample_plan import (
+    CONVENTIONS,
+    KEEP_BYTES,
+    Run,
+    SamplePlan,
+    Segment,
+    default_keep_bytes,
+    machine_steps,
+    plan,
+)
 
 __all__ = [
     "EpsFn", "sample_loop", "sample_net", "machine_steps", "sample_machine", "machine_trajectory", "sample_posteriors",
@@ -48,14 +56,6 @@ __all__ = [
     "check_net_labels",
     "SIGMA_MAX", "sigma_of_time", "time_of_sigma", "karras_sigmas", "edm_denoiser", "sample_edm", "EDM_METHODS",
 ]  # fmt: skip
-
-CONVENTIONS = ("reference", "corrected")
-
-# On CPU, dictionaries needed again later in a non-monotone k schedule are kept up to this many bytes in all;
-# beyond it they are rebuilt (about a build's time) so that peak memory stays near one dictionary (full 60k
-# Fashion-MNIST: the k = 7, 9 and 11 dictionaries take 2-3.5 GB each). Accelerators keep up to a quarter of the
-# device's memory.
-KEEP_BYTES = 2 << 30
 
 
 class EpsFn(Protocol):
@@ -91,14 +91,6 @@ class StepPosterior(NamedTuple):
     k: int
     x: np.ndarray
     posterior: denoisers.Posterior
-
-
-def default_keep_bytes() -> int:
-    """How many bytes of dictionaries :func:`sample_machine` keeps for reuse on the default backend."""
-    if jax.default_backend() == "cpu":
-        return KEEP_BYTES
-    stats = jax.devices()[0].memory_stats() or {}
-    return int(stats.get("bytes_limit", 4 * KEEP_BYTES)) // 4
 
 
 def _sample_loop(eps_fn: EpsFn, params, x, grid, y=None, num_steps=None, return_trajectory: bool = False):
@@ -208,181 +200,6 @@ def check_net_labels(y, batch: int, num_classes: int | None):
     return arr
 
 
-def machine_steps(scales: Sequence[int], convention: str = "reference"):
-    """The machine sampler's grid and the k used at each step.
-
-    Args:
-      scales: the calibrated schedule (length n, 20 in the paper); entry j belongs to ``t = (j + 1) / n``.
-      convention: ``"reference"`` (``scales[i]`` at ``t = i / n``, as the authors' sampler does) or
-        ``"corrected"`` (``scales[i - 1]``).
-
-    Returns:
-      ``(grid [n - 1, 2] float32, ks [n - 1] int)``.
-    """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention: expected one of {CONVENTIONS}, got {convention!r}")
-    n = len(scales)
-    shift = 0 if convention == "reference" else 1
-    ks = np.array([int(scales[i - shift]) for i in range(n - 1, 0, -1)], np.int64)
-    return noise.time_grid(n, start=n - 1), ks
-
-
-class Segment(NamedTuple):
-    """Consecutive steps of the machine grid that share one patch size: ``steps start ... start + length - 1``."""
-
-    k: int
-    start: int
-    length: int
-
-
-class SamplePlan(NamedTuple):
-    """The host side of a machine sample: what to build, in what order, within what memory.
-
-    Attributes:
-      grid: ``[steps, 2]`` float32 ``(t, t_prev)`` of every step (:func:`machine_steps`).
-      segments: the steps grouped by patch size, in order (k = 0 for a denoiser without a patch size).
-      prefetch: the distinct k built before the first step, in order of first use: those whose upper bound of
-        dictionary bytes (every patch distinct) fits in ``keep_bytes`` together.
-      keep_bytes: bytes of dictionaries kept for reuse by later segments (measured, not bounded, as they are built).
-    """
-
-    grid: np.ndarray
-    segments: tuple[Segment, ...]
-    prefetch: tuple[int, ...]
-    keep_bytes: int
-
-
-def plan(
-    kind, shape, scales: Sequence[int], *, convention: str = "reference", keep_bytes: int | None = None, itemsize=4
-) -> SamplePlan:
-    """The :class:`SamplePlan` of a sample of ``kind`` from training images of ``shape = (N, H, W, C)``.
-
-    ``itemsize``: bytes per stored pixel (1 for 8-bit data). See :func:`sample_machine` for the rest.
-
-    Example:
-      >>> p = plan("els", (10, 8, 8, 1), [3, 3, 5, 3, 3])
-      >>> [tuple(s) for s in p.segments], p.prefetch
-      ([(3, 0, 2), (5, 2, 1), (3, 3, 1)], (3, 5))
-    """
-    denoiser = denoisers.get(kind)
-    grid, ks = machine_steps(scales, convention)
-    if not denoiser.takes_k:
-        ks = np.zeros_like(ks)  # no patch size: one segment
-    segments, start = [], 0
-    for k, run in itertools.groupby(ks):
-        length = len(list(run))
-        segments.append(Segment(int(k), start, length))
-        start += length
-    keep_bytes = default_keep_bytes() if keep_bytes is None else keep_bytes
-    prefetch, budget = [], keep_bytes
-    for k in dict.fromkeys(s.k for s in segments):
-        budget -= denoiser.memory_bound(tuple(shape), k, itemsize)
-        if budget < 0:
-            break
-        prefetch.append(k)
-    return SamplePlan(grid, tuple(segments), tuple(prefetch), keep_bytes)
-
-
-class _Builder:
-    """Builds a plan's denoisers (ahead of time where the plan says), compiles each one's program on a background
-    thread while the next is built, and frees what no later segment needs (or what exceeds the plan's memory)."""
-
-    def __init__(self, denoiser, images, plan: SamplePlan, x, report, build_options, warm):
-        self.denoiser, self.images, self.plan, self.x = denoiser, images, plan, x
-        self.report, self.options, self.warm = report, build_options, warm
-        self.built, self.compiling = {}, {}
-        # Ahead of time only with concrete inputs: a traced x cannot be compiled for.
-        self.ahead = None if isinstance(x, jax.core.Tracer) else concurrent.futures.ThreadPoolExecutor(1)
-        total = len(plan.grid)
-        self.total = total
-        if self.ahead is not None:
-            for k in plan.prefetch:
-                self._build(k, 0)
-
-    def _build(self, k: int, done: int) -> None:
-        self.report(Phase.BUILD, done, self.total, k)
-        self.built[k] = denoisers.build(self.denoiser, self.images, k or None, **self.options)
-        self.report(Phase.BUILT, done, self.total, k)
-        if self.ahead is not None:
-            self.compiling[k] = self.ahead.submit(self.warm, self.built[k])
-
-    def take(self, segment: Segment):
-        """The denoiser of ``segment``, compiled; kept for a later segment while the memory allows."""
-        k = segment.k
-        if k not in self.built:
-            self._build(k, segment.start)
-        if k in self.compiling:
-            self.compiling.pop(k).result()
-        machine = self.built.pop(k)
-        later = {s.k for s in self.plan.segments if s.start > segment.start}
-        if k in later and _nbytes(machine) + sum(map(_nbytes, self.built.values())) <= self.plan.keep_bytes:
-            self.built[k] = machine
-        return machine
-
-    def release(self, k: int) -> None:
-        if k not in self.built:
-            # Some reference cycle (not traced) keeps the dictionary's host buffers alive until the cyclic garbage
-            # collector runs; without this the next build overlapped the last dictionary (measured +1x at N=20000).
-            gc.collect()
-
-    def close(self) -> None:
-        if self.ahead is not None:
-            self.ahead.shutdown()
-
-
-class _Run:
-    """One machine sample on the host side: the plan, the builds, the seeds' placement, the release of dictionaries.
-
-    Iterating yields ``(segment, denoiser)`` in order; the caller runs the segment on the device and sets ``x``.
-    :meth:`result` is the final ``x``, clipped to the training pixels' range and without the mesh's padding.
-    """
-
-    def __init__(self, kind, seeds, images, scales, *, convention, chunk_size, progress, keep_bytes, mesh, cache,
-                 shape_bits, knobs, warm):  # fmt: skip
-        self.report = progress or (lambda *args: None)
-        denoiser = denoisers.get(kind)
-        self.mesh = sharding.check_mesh(mesh)
-        if self.mesh is None:
-            self.lo, self.hi = float(np.min(images)), float(np.max(images))
-        else:
-            self.lo, self.hi = sharding.global_range(images)
-        itemsize = 1 if patches.encode_8bit(images) is not None else 4
-        self.plan = plan(
-            denoiser, np.shape(images), scales, convention=convention, keep_bytes=keep_bytes, itemsize=itemsize
-        )
-        self.batch = np.shape(seeds)[0]
-        self.x = jnp.asarray(seeds, jnp.float32)
-        if self.mesh is not None:
-            self.x = sharding.put_batch(self.x, self.mesh)  # split over "seeds"
-        options = dict(chunk_size=chunk_size, mesh=self.mesh, cache=cache, shape_bits=shape_bits, **(knobs or {}))
-        x0, grid = self.x, self.plan.grid
-        self.builder = _Builder(denoiser, images, self.plan, self.x, self.report, options, lambda m: warm(m, x0, grid))
-
-    def __iter__(self):
-        try:
-            for segment in self.plan.segments:
-                yield segment, self.builder.take(segment)
-                # Dispatch is asynchronous: without waiting, the next dictionary would be built while this segment
-                # still runs and holds its own, so every dictionary of the schedule stayed alive (60k: 16 GB).
-                if not isinstance(self.x, jax.core.Tracer):
-                    self.x = jax.block_until_ready(self.x)
-                self.builder.release(segment.k)
-                self.report(Phase.SAMPLE, segment.start + segment.length, self.builder.total, segment.k)
-        finally:
-            self.builder.close()
-
-    def padded_grid(self, start: int, length: int) -> np.ndarray:
-        """Rows ``start:start + length`` of the grid, padded with zeros to its full length: one compiled program per
-        denoiser shape, whatever the segment's length."""
-        grid = np.zeros_like(self.plan.grid)
-        grid[:length] = self.plan.grid[start : start + length]
-        return grid
-
-    def result(self):
-        x = jnp.clip(self.x, self.lo, self.hi)
-        return x if self.mesh is None else x[: self.batch]
-
-
 def sample_machine(
     kind,
     seeds,
@@ -397,6 +214,7 @@ def sample_machine(
     cache=None,
     shape_bits: int | None = None,
     knobs: dict | None = None,
+    padded: bool | None = None,
 ):
     """Runs a denoiser from ``seeds`` (treated as x at t = 0.95 on the reference grid) to its clean output.
 
@@ -421,6 +239,9 @@ def sample_machine(
       cache: an :class:`elsjax.dictcache.DictionaryCache` the dictionaries are taken from and kept in.
       shape_bits: dictionaries padded to shared shapes (:func:`elsjax.patches.bucket`), or None.
       knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`), the same at every step.
+      padded: padded programs for patch machines: every k of a bucket padded to one shape, one compiled program per
+        bucket, at most two (:func:`elsjax.sample_plan.program_buckets`); the same results to float32 rounding.
+        None: :func:`elsjax.sample_plan.default_padded` (on accelerators, not on CPU); never with a mesh.
 
     Returns:
       ``[B, H, W, C]`` samples. The output is a posterior mean, a convex combination of training pixels: it is
@@ -430,9 +251,9 @@ def sample_machine(
     warm = lambda machine, x, grid: jax.block_until_ready(
         sample_loop(denoisers.Denoiser.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0))
     )
-    run = _Run(
+    run = Run(
         kind, seeds, images, scales, convention=convention, chunk_size=chunk_size, progress=progress,
-        keep_bytes=keep_bytes, mesh=mesh, cache=cache, shape_bits=shape_bits, knobs=knobs, warm=warm,
+        keep_bytes=keep_bytes, mesh=mesh, cache=cache, shape_bits=shape_bits, knobs=knobs, warm=warm, padded=padded,
     )  # fmt: skip
     for segment, machine in run:
         grid = run.padded_grid(segment.start, segment.length)
@@ -451,7 +272,7 @@ def machine_trajectory(kind, seeds, images, scales: Sequence[int], *, convention
         sample_loop(denoisers.Denoiser.eps, machine, x, np.zeros_like(grid), num_steps=jnp.int32(0),
                     return_trajectory=True)
     )  # fmt: skip
-    run = _Run(kind, seeds, images, scales, convention=convention, warm=warm, **_run_options(options))
+    run = Run(kind, seeds, images, scales, convention=convention, warm=warm, **_run_options(options))
     visited = []
     for segment, machine in run:
         grid = run.padded_grid(segment.start, segment.length)
@@ -476,7 +297,8 @@ def sample_posteriors(
     if options.get("mesh") is not None:
         raise ValueError("mesh: provenance runs on one device; sample without a mesh")
     warm = lambda machine, x, grid: None  # the recorded steps compile as they come
-    run = _Run(kind, seeds, images, scales, convention=convention, warm=warm, **_run_options(options))
+    options = {**_run_options(options), "padded": False}  # records name each step's own k and its dictionaries
+    run = Run(kind, seeds, images, scales, convention=convention, warm=warm, **options)
     records = []
     for segment, machine in run:
         run.x = _record_segment(run, machine, segment, top, steps, records)
@@ -484,14 +306,16 @@ def sample_posteriors(
 
 
 def _run_options(options: dict) -> dict:
-    defaults = dict(chunk_size=None, progress=None, keep_bytes=None, mesh=None, cache=None, shape_bits=None, knobs=None)
+    defaults = dict(
+        chunk_size=None, progress=None, keep_bytes=None, mesh=None, cache=None, shape_bits=None, knobs=None, padded=None
+    )
     unknown = set(options) - set(defaults)
     if unknown:
         raise TypeError(f"unexpected options {sorted(unknown)}")
     return {**defaults, **options}
 
 
-def _record_segment(run: _Run, machine, segment: Segment, top: int, steps, records: list):
+def _record_segment(run: Run, machine, segment: Segment, top: int, steps, records: list):
     """One segment with provenance: recorded steps one by one through the posterior path, runs of other steps
     through :func:`sample_loop` exactly as without provenance."""
     is_recorded = lambda i: steps is None or i in steps
@@ -520,10 +344,6 @@ def _posterior_step(machine, x, t, t_prev, top: int):
     a, b = noise.signal_noise_std(t)
     eps_hat = (x - a[:, None, None, None] * post.mean) / b[:, None, None, None]  # as Denoiser.eps
     return noise.ddim_step(x, eps_hat, t, t_prev), post
-
-
-def _nbytes(tree) -> int:
-    return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(tree))
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -78,14 +78,16 @@ def worker_cold(args) -> dict:
 
     images = load_images(args.dataset, args.n[0], args.tiny)
     seeds = seeds_for(images, args.batch, args.seed)
-    walls, cpu = [], time.process_time()
+    walls, cpu, programs = [], time.process_time(), sampler.sample_loop._cache_size()
     for _ in range(2):
         start = time.perf_counter()
         out = np.asarray(sampler.sample_machine(args.kind, seeds, images, schedule(args)))
         walls.append(time.perf_counter() - start)
         cpu = time.process_time() - cpu if len(walls) == 1 else cpu
+        programs = sampler.sample_loop._cache_size() - programs if len(walls) == 1 else programs
     return {
-        "cold_s": walls[0], "cold_cpu_s": cpu, "warm_s": walls[1], **evals_only(args, images, seeds),
+        "cold_s": walls[0], "cold_cpu_s": cpu, "warm_s": walls[1], "programs": programs,
+        **evals_only(args, images, seeds),
         "sample": out[:1].tolist(), "backend": jax.default_backend(),
     }  # fmt: skip
 
@@ -217,6 +219,7 @@ def summarize(split: dict, cold: dict) -> dict:
     return {
         **{f"sum_{key}": v for key, v in total.items()},
         "cold_s": cold["cold_s"],
+        "programs": cold["programs"],
         "cold_cpu_s": cold["cold_cpu_s"],
         "warm_s": cold["warm_s"],
         "evals_s": cold["evals_s"],
@@ -243,7 +246,8 @@ def print_split(n: int, split: dict, summary: dict) -> None:
             f"{s['sum_trace_s']:>6.3f} {s['sum_compile_s']:>7.3f} {s['sum_eval_s']:>7.3f}"
         )
     print(
-        f"  sample_machine: cold {s['cold_s']:.2f} s (fresh process; {s['cold_cpu_s']:.1f} s of CPU), warm "
+        f"  sample_machine: cold {s['cold_s']:.2f} s (fresh process; {s['cold_cpu_s']:.1f} s of CPU, "
+        f"{s['programs']} sampling programs compiled), warm "
         f"{s['warm_s']:.2f} s; its evaluations alone {s['evals_s']:.2f} s (same process, just after): fixed costs "
         f"{s['fixed_s']:.2f} s = {100 * s['fixed_share']:.0f}% of the cold wall; in CPU time "
         f"{s['cold_cpu_s'] - s['evals_cpu_s']:.1f} s = {100 * s['fixed_cpu_share']:.0f}% of the cold call's",

@@ -26,6 +26,9 @@ def test_bench_runs_tiny(tmp_path):
         assert r["seconds_per_eval"] > 0 and r["exp_floor_s"] > 0 and r["matmul_floor_s"] > 0
         assert 0 < r["distinct_fraction"] <= 1 and r["pairs"] <= r["nominal_pairs"] * 1.5
     assert results["samples"][0]["seconds"] > 0 and results["peak_rss_gb"] > 0
+    assert {r["padded"] for r in results["samples"]} == {False, True}
+    assert results["samples"][0]["programs"] >= 1  # the first sample compiles; the padded one may find them kept
+    assert all(r["programs"] <= min(2, r["distinct_k"]) for r in results["samples"])
 
 
 def test_sample_memory_runs_tiny(capsys):

@@ -8,7 +8,7 @@ from brute_force import brute_score
 
 import elsjax
 from conftest import relerr
-from elsjax import denoisers, patches, posterior
+from elsjax import denoisers, patches, posterior, programs, sampler, scales
 
 
 def data(n=6, h=9, w=9, c=1, batch=2, seed=0):
@@ -195,3 +195,21 @@ def test_memory_budget_rebuilds_instead_of_keeping(monkeypatch):
     rebuilt = elsjax.sampler.sample_machine("els", x, train, scales, keep_bytes=0)
     assert builds == [3, 5, 3, 5, 3]
     np.testing.assert_array_equal(kept, rebuilt)
+
+
+@pytest.mark.parametrize("kind", ["els", pytest.param("bbels", marks=pytest.mark.slow)])  # bbELS: 2 min here
+def test_padded_sample_compiles_at_most_two_programs(kind):
+    # A published schedule of 5 distinct k (3..11, non-monotone: 9 and 7 come back), 19 steps: one sampling program
+    # per k unpadded, at most two padded (one per bucket), and the same sample to float32 rounding.
+    schedule = scales.resolve("MNIST_ResNet_circular")
+    assert len(set(sampler.machine_steps(schedule)[1])) >= 4
+    rng = np.random.default_rng(3)
+    train = (np.round(rng.uniform(-1, 1, (2, 11, 13, 1)) * 2) / 2).astype(np.float32)  # a shape of its own
+    x = rng.normal(size=(1, 11, 13, 1)).astype(np.float32)
+    samples, compiled = {}, {}
+    for padded in (False, True):
+        with programs.CompileCounter() as counter:
+            samples[padded] = np.asarray(sampler.sample_machine(kind, x, train, schedule, padded=padded))
+        compiled[padded] = counter.counts["_sample_loop"]
+    assert compiled[False] == 5 and 1 <= compiled[True] <= 2
+    assert relerr(samples[True], samples[False]) < 1e-3

@@ -136,6 +136,7 @@ PREVIOUS_BUILD = {
 }
 
 
+@pytest.mark.exact_tables
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_build_equals_previous_build_bit_for_bit(monkeypatch, threads):
     """Many blocks on several threads (or one) build the same keys, counts and values as the previous build."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +18,17 @@ import numpy as np
 from elsjax import noise, patches, posterior
 from elsjax.denoisers._base import register, static
 from elsjax.denoisers._tables import DictionaryDenoiser, located, per_pixel
+from elsjax.patches import PAD_LOG_WEIGHT
 
-__all__ = ["PatchDenoiser", "EquivariantLocal", "BoundaryBroken", "DATA_PADDINGS", "circular_regions"]
+__all__ = [
+    "PatchDenoiser",
+    "PaddedShape",
+    "PatchLayout",
+    "EquivariantLocal",
+    "BoundaryBroken",
+    "DATA_PADDINGS",
+    "circular_regions",
+]
 
 # Dictionary entries per streamed chunk. On CPU the [queries x chunk] logits block should stay near the caches
 # (measured by experiments/bench.py: 512-2048 beat 4096-8192 for 1024 queries); accelerators want big GEMMs.
@@ -32,9 +41,73 @@ def default_patch_chunk() -> int:
     return PATCH_CHUNK.get(jax.default_backend(), PATCH_CHUNK_ACCELERATOR)
 
 
+class PaddedShape(NamedTuple):
+    """The shapes a padded patch machine's program is compiled for (hashable; :meth:`PatchDenoiser.pad`).
+
+    Attributes:
+      k: the largest patch size it holds: ``k * k`` pixel slots per query, keys of ``C k^2`` values.
+      tables: per table ``(groups, queries per group, chunk, chunks)``.
+    """
+
+    k: int
+    tables: tuple[tuple[int, int, int, int], ...]
+
+    def union(self, other: PaddedShape) -> PaddedShape:
+        """The smallest shape that holds both (same number of tables)."""
+        if len(self.tables) != len(other.tables):
+            raise ValueError(f"shape: {self} and {other} have different tables")
+        tables = tuple(tuple(map(max, a, b)) for a, b in zip(self.tables, other.tables))
+        return PaddedShape(max(self.k, other.k), tables)
+
+
+class PatchLayout(NamedTuple):
+    """What a patch machine's evaluation needs of its patch size and table shapes, as arrays: host constants for
+    the exact machine, data (pytree leaves) for a padded one, so that machines of different k share one program.
+
+    Attributes:
+      rows, cols: ``[H * W, S]`` int32, the image pixel in each of the ``S`` slots of each query pixel's patch (slot
+        ``p < k * k`` is patch pixel ``(p // k, p % k)``, the flattening order of :func:`elsjax.patches.patches_at`).
+      inside: ``[H * W, S]`` bool, False where the slot holds a zero (past ``k * k``, or beyond a zero-padded border).
+      pixels: per table ``[G, Q]`` int32, the query pixels of each group (padding queries: pixel 0, never read).
+      order: ``[H * W]`` int32, each pixel's place among the tables' results ``[G * Q]``, concatenated.
+      num_chunks: per table the chunks to stream (int32 scalars; None: all).
+      patch_size: the k it evaluates (int32; a padded machine's static ``k`` is its shape's).
+    """
+
+    rows: Any
+    cols: Any
+    inside: Any
+    pixels: tuple
+    order: Any
+    num_chunks: tuple
+    patch_size: Any
+
+
+def _pad_table(table: patches.PatchDictionary, groups: int, chunk: int, n_chunks: int, width: int):
+    """``table`` as ``groups x n_chunks`` chunks of ``chunk`` entries with keys of ``width`` values, and the number
+    of chunks that hold its entries. Padding keys are zero (their queries are zero), padding entries have
+    ``PAD_LOG_WEIGHT``; entries past ``n_chunks * chunk`` must be padding."""
+    g, n, c, dim = table.keys.shape
+    size = min(n * c, n_chunks * chunk)
+    count = -(-size // chunk)
+
+    def fit(a, fill, new_dim):
+        flat = jnp.asarray(a).reshape(g, n * c, a.shape[-1])[:, :size]
+        pads = ((0, groups - g), (0, n_chunks * chunk - size), (0, new_dim - a.shape[-1]))
+        return jnp.pad(flat, pads, constant_values=fill).reshape(groups, n_chunks, chunk, new_dim)
+
+    aux = table.aux
+    norms, log_weights = fit(aux[..., :1], 0, 1), fit(aux[..., 1:], PAD_LOG_WEIGHT, 1)
+    keys = fit(table.keys, 0, width)
+    values = fit(table.values, 0, table.values.shape[-1])
+    return patches.PatchDictionary(keys, jnp.concatenate([norms, log_weights], axis=-1), values), count
+
+
 @dataclasses.dataclass(frozen=True)
 class PatchDenoiser(DictionaryDenoiser):
     """A posterior over training patches, one dictionary per region of query pixels."""
+
+    layout: PatchLayout | None = None  # None: the layout of the static k, exact sizes
 
     query_padding: ClassVar[str] = "zeros"
 
@@ -53,33 +126,116 @@ class PatchDenoiser(DictionaryDenoiser):
     def accumulate(self, x, t, accumulator, combine=None):
         a, b = noise.signal_noise_std(t)
         n_img, h, w, c = x.shape
-        k = self.k
-        rows, cols = np.arange(h), np.arange(w)
-        queries = jax.vmap(patches.patches_at, in_axes=(0, None, None, None, None))(
-            x, k, rows, cols, self.query_padding
-        )
+        layout = self.layout if self.layout is not None else self.patch_layout(h, w, self.k)
+        # Every query pixel's patch, gathered slot by slot ([B, H * W, S * C]); zero where a slot is padding.
+        queries = jnp.where(layout.inside[None, :, :, None], x[:, layout.rows, layout.cols], 0.0)
         queries = queries.reshape(n_img, h * w, -1)
-        regions = self.regions(h, w, k)
         outs = []
-        for region, dictionary in zip(regions, self.tables):
-            n_groups, q_per_group = region.pixels.shape
+        for pixels, num_chunks, dictionary in zip(layout.pixels, layout.num_chunks, self.tables):
+            n_groups, q_per_group = pixels.shape
             # Queries of every image in a group form one batch, [G, B * Q_g, D]; a and b follow each query's image.
-            group_q = queries[:, region.pixels].transpose(1, 0, 2, 3).reshape(n_groups, n_img * q_per_group, -1)
+            group_q = queries[:, pixels].transpose(1, 0, 2, 3).reshape(n_groups, n_img * q_per_group, -1)
             a_q, b_q = jnp.repeat(a, q_per_group), jnp.repeat(b, q_per_group)
             aug = jax.vmap(posterior.augment_queries, in_axes=(0, None, None))(group_q, a_q, b_q)
+            run = functools.partial(posterior.stream, accumulator=accumulator, num_chunks=num_chunks)
             if n_groups == 1:  # the bulk of ELS and bbELS: without vmap (a batched top-k selection was 2.6x slower)
-                state = posterior.stream(aug[0], jax.tree.map(lambda v: v[0], dictionary), accumulator=accumulator)
-                state = jax.tree.map(lambda v: v[None], state)
+                state = jax.tree.map(lambda v: v[None], run(aug[0], jax.tree.map(lambda v: v[0], dictionary)))
             else:
-                state = jax.vmap(lambda q, d: posterior.stream(q, d, accumulator=accumulator))(aug, dictionary)
+                state = jax.vmap(run)(aug, dictionary)
             if combine is not None:
                 state = combine(state)
             out = jax.vmap(accumulator.finalize)(state)
-            # [G, B * Q_g, ...] -> [B, G * Q_g, ...], pixels in the order of region.pixels
+            # [G, B * Q_g, ...] -> [B, G * Q_g, ...], pixels in the order of the layout's pixels
             outs.append(jax.tree.map(functools.partial(_to_batch, shape=(n_groups, n_img, q_per_group)), out))
-        order = np.argsort(np.concatenate([region.pixels.reshape(-1) for region in regions]))
-        gather = lambda *vs: jnp.concatenate(vs, axis=1)[:, order].reshape((n_img * h * w,) + vs[0].shape[2:])
+        gather = lambda *vs: jnp.concatenate(vs, axis=1)[:, layout.order].reshape((n_img * h * w,) + vs[0].shape[2:])
         return per_pixel(jax.tree.map(gather, *outs), n_img, h, w)
+
+    @classmethod
+    def patch_layout(cls, h: int, w: int, k: int, shape: PaddedShape | None = None) -> PatchLayout:
+        """The :class:`PatchLayout` of patch size ``k`` for ``h x w`` images (host arrays), padded to ``shape``
+        (None: the exact sizes, every chunk streamed)."""
+        regions = cls.regions(h, w, k)
+        slots = k * k if shape is None else shape.k * shape.k
+        d = k // 2
+        p = np.arange(slots)
+        dy, dx = p // k - d, p % k - d  # slot p < k * k is pixel (p // k, p % k) of the patch, row-major
+        rows = np.arange(h).repeat(w)[:, None] + dy[None]
+        cols = np.tile(np.arange(w), h)[:, None] + dx[None]
+        inside = np.broadcast_to(p[None] < k * k, rows.shape)
+        if cls.query_padding == "circular":
+            rows, cols = rows % h, cols % w
+        else:
+            inside = inside & (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+            rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+        pixels = [region.pixels for region in regions]
+        if shape is not None:
+            pixels = [
+                np.pad(px, ((0, g - px.shape[0]), (0, q - px.shape[1])), constant_values=-1)
+                for px, (g, q, _, _) in zip(pixels, shape.tables)
+            ]
+        flat = np.concatenate([px.reshape(-1) for px in pixels])
+        order = np.zeros(h * w, np.int64)
+        order[flat[flat >= 0]] = np.flatnonzero(flat >= 0)
+        as_int = lambda v: np.asarray(v, np.int32)
+        return PatchLayout(
+            rows=as_int(rows), cols=as_int(cols), inside=np.asarray(inside), order=as_int(order),
+            pixels=tuple(as_int(np.maximum(px, 0)) for px in pixels),  # padding queries repeat pixel 0, unread
+            num_chunks=(None,) * len(pixels), patch_size=np.int32(k),
+        )  # fmt: skip
+
+    @classmethod
+    def entry_bounds(cls, shape, k: int, **knobs) -> tuple[int, ...]:
+        """Per table, an upper bound of the distinct entries of a group (every patch distinct), for training
+        images of ``shape = (N, H, W, C)``."""
+        n, h, w = shape[:3]
+        return tuple(n * max(len(r) * len(c) for r, c in zip(reg.centre_rows, reg.centre_cols))
+                     for reg in cls.dictionary_regions(h, w, k, **knobs))  # fmt: skip
+
+    @classmethod
+    def shape_bound(cls, shape, k: int, chunks, **knobs) -> PaddedShape:
+        """A :class:`PaddedShape` that holds the machine of patch size ``k`` built from training images of ``shape``
+        with chunks of ``chunks[i]`` entries in table i, whatever the data (before building it)."""
+        h, w = shape[1:3]
+        bounds = cls.entry_bounds(shape, k, **knobs)
+        tables = tuple((*reg.pixels.shape, c, -(-m // c)) for reg, c, m in zip(cls.regions(h, w, k), chunks, bounds))
+        return PaddedShape(k, tables)
+
+    @classmethod
+    def dictionary_regions(cls, h: int, w: int, k: int, **knobs) -> tuple[patches.Region, ...]:
+        """The regions the dictionaries are built from (the query regions, unless a knob says otherwise)."""
+        return cls.regions(h, w, k)
+
+    def padded_shape(self) -> PaddedShape:
+        """This machine's own :class:`PaddedShape` (its exact sizes)."""
+        h, w = self.image_shape[:2]
+        pixels = [r.pixels for r in self.regions(h, w, self.k)] if self.layout is None else self.layout.pixels
+        tables = tuple((*px.shape, t.keys.shape[-2], t.keys.shape[-3]) for px, t in zip(pixels, self.tables))
+        return PaddedShape(self.k, tables)
+
+    def pad(self, shape: PaddedShape) -> PatchDenoiser:
+        """This machine with its tables padded to ``shape`` and its patch size as data (:class:`PatchLayout`):
+        machines of several k padded to one shape share one compiled program, and give the same results to float32
+        rounding (padding slots of keys and queries are zero, padding entries have ``PAD_LOG_WEIGHT`` and are not
+        streamed, padding queries are dropped). The padded machine's static ``k`` is ``shape.k``.
+
+        Raises:
+          ValueError: a sharded machine, or a shape smaller than the machine's own.
+        """
+        if self.mesh is not None:
+            raise ValueError("mesh: padded programs run on one device")
+        own = self.padded_shape()
+        if len(own.tables) != len(shape.tables) or own.k > shape.k:
+            raise ValueError(f"shape: {shape} cannot hold a machine of shape {own}")
+        h, w, c = self.image_shape
+        k = self.k if self.layout is None else int(self.layout.patch_size)
+        layout = self.patch_layout(h, w, k, shape)
+        tables, num_chunks = [], []
+        for table, (groups, _, chunk, n_chunks) in zip(self.tables, shape.tables):
+            padded, count = _pad_table(table, groups, chunk, n_chunks, c * shape.k * shape.k)
+            tables.append(padded)
+            num_chunks.append(jnp.int32(count))
+        layout = layout._replace(num_chunks=tuple(num_chunks))
+        return dataclasses.replace(self, tables=tuple(tables), k=shape.k, layout=jax.tree.map(jnp.asarray, layout))
 
     @classmethod
     def memory_bound(cls, shape, k, itemsize: int) -> int:
@@ -185,6 +341,10 @@ class EquivariantLocal(PatchDenoiser):
     @classmethod
     def regions(cls, h, w, k):
         return patches.els_regions(h, w, k)
+
+    @classmethod
+    def dictionary_regions(cls, h, w, k, data_padding="valid"):
+        return patches.els_regions(h, w, k) if data_padding == "valid" else circular_regions(h, w)
 
     @classmethod
     def check_k(cls, name, k, image_shape):
