@@ -39,7 +39,8 @@ DEFAULT_DATA = ("mnist:1000", "mnist:5000", "fashion_mnist:60000")
 def timed_build(images, k: int, builder) -> tuple[float, tuple]:
     h, w = images.shape[1:3]
     start = time.perf_counter()
-    tables = jax.block_until_ready(patches.region_dictionaries(images, k, patches.els_regions(h, w, k), builder=builder))
+    regions = patches.els_regions(h, w, k)
+    tables = jax.block_until_ready(patches.region_dictionaries(images, k, regions, builder=builder))
     return time.perf_counter() - start, tables
 
 
@@ -47,11 +48,19 @@ def digest(tables) -> str:
     return dictcache.digest(np.concatenate([np.asarray(a).view(np.uint8).ravel() for a in jax.tree.leaves(tables)]))
 
 
-def bench_k(images, k: int, repeats: int) -> dict:
-    builders = {"host": patches.HostBuilder(), "compiled": patches.CompiledBuilder()}
-    compiled_first_s, tables = timed_build(images, k, builders["compiled"])
-    digests = {"compiled": digest(tables)}
-    del tables
+BUILDERS = {
+    "host": patches.HostBuilder(),
+    "host_hash_all": patches.HostBuilder(constant_first=False),  # without the constant rows grouped first
+    "compiled": patches.CompiledBuilder(),
+}
+
+
+def bench_k(images, k: int, repeats: int, names) -> dict:
+    builders = {name: BUILDERS[name] for name in names}
+    digests, compiled_first_s = {}, float("nan")
+    if "compiled" in builders:
+        compiled_first_s, tables = timed_build(images, k, builders["compiled"])
+        del tables
     times = {name: [] for name in builders}
     for _ in range(repeats):
         for name, builder in builders.items():  # alternately, so that both see the same load
@@ -63,13 +72,11 @@ def bench_k(images, k: int, repeats: int) -> dict:
     machine = denoisers.build("els", images, k)
     x = np.random.default_rng(1).normal(size=(1,) + images.shape[1:]).astype(np.float32)
     eval_s = bench.timeit(denoisers.Denoiser.score, machine, x, np.full(1, 0.5, np.float32), repeats=1)
-    host_s, compiled_s = min(times["host"]), min(times["compiled"])
-    return {
-        "N": images.shape[0], "k": k, "distinct": entries, "identical": digests["host"] == digests["compiled"],
-        "host_s": host_s, "compiled_s": compiled_s, "compiled_first_s": compiled_first_s, "eval_s": eval_s,
-        "host_over_eval": host_s / eval_s, "compiled_over_eval": compiled_s / eval_s,
-        "host_all_s": times["host"], "compiled_all_s": times["compiled"], "load_avg": os.getloadavg(),
-    }  # fmt: skip
+    row = {"N": images.shape[0], "k": k, "distinct": entries, "identical": len(set(digests.values())) == 1}
+    row |= {"compiled_first_s": compiled_first_s, "eval_s": eval_s, "load_avg": os.getloadavg()}
+    for name, seconds in times.items():
+        row |= {f"{name}_s": min(seconds), f"{name}_over_eval": min(seconds) / eval_s, f"{name}_all_s": seconds}
+    return row
 
 
 def main(argv=None):
@@ -78,22 +85,24 @@ def main(argv=None):
     parser.add_argument("--k", nargs="+", type=int, default=[3, 5, 9])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="synthetic 8-bit data, seconds")
+    parser.add_argument("--builders", nargs="+", choices=sorted(BUILDERS), default=list(BUILDERS))
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args(argv)
     data = ["synthetic:64"] if args.tiny else args.data
     print(f"# {platform.node()} {jax.default_backend()} jax {jax.__version__}, host build threads: default")
-    print("# data N k | distinct | host s | compiled s (first, compile incl.) | one eval s | host/eval | compiled/eval")
+    print(f"# data N k | distinct | one eval s | per builder ({', '.join(args.builders)}): build s, build/eval")
     rows = []
     for spec in data:
         name, n = spec.split(":")
         images, source = bench.load_images(name, int(n), args.tiny)
         for k in args.k:
-            row = bench_k(images, k, args.repeats) | {"data": source}
+            row = bench_k(images, k, args.repeats, args.builders) | {"data": source}
             rows.append(row)
+            builds = " | ".join(f"{b} {row[b + '_s']:.2f} s {row[b + '_over_eval']:.2f}" for b in args.builders)
             print(
-                f"{name} {row['N']} {k} | {row['distinct']} | {row['host_s']:.2f} | {row['compiled_s']:.2f} "
-                f"({row['compiled_first_s']:.2f}) | {row['eval_s']:.2f} | {row['host_over_eval']:.2f} | "
-                f"{row['compiled_over_eval']:.2f} | identical {row['identical']} | load {row['load_avg'][0]:.1f}",
+                f"{name} {row['N']} {k} | {row['distinct']} | eval {row['eval_s']:.2f} s | {builds} | "
+                f"compiled first {row['compiled_first_s']:.2f} s | identical {row['identical']} | "
+                f"load {row['load_avg'][0]:.1f}",
                 flush=True,
             )
     if args.out:
