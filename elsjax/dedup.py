@@ -24,8 +24,8 @@ import numpy as np
 from elsjax import envvars
 
 __all__ = [
-    "ArrayRows", "PatchRows", "distinct_rows", "groups", "constant_codes", "fill_group", "exact_groups", "row_hashes",
-    "hash_groups", "square_norms", "blocks", "parallel", "build_threads", "as_slice", "BUILD_BLOCK", "PARALLEL_GROUPING_ROWS",
+    "ArrayRows", "PatchRows", "distinct_rows", "groups", "fill_group", "exact_groups", "row_hashes", "hash_groups",
+    "square_norms", "blocks", "parallel", "build_threads", "as_slice", "BUILD_BLOCK", "PARALLEL_GROUPING_ROWS",
 ]  # fmt: skip
 
 
@@ -278,66 +278,11 @@ def exact_groups(source, block: int):
     return np.sort(first), np.bincount(group_of, minlength=len(first)), group_of
 
 
-def groups(source, block: int, deduplicate: bool = True, constant_first: bool = True):
-    """``(first, counts, group_of)`` for a row source; ``group_of`` is None when every row is its own group.
-
-    ``constant_first``: rows of uint8 codes whose codes are all equal (the background patches: 28% of the rows of
-    Fashion-MNIST at k = 3) are grouped by their code in one O(M) pass, and only the other rows by hash; the
-    groups are the same (numbered by first row).
-    """
+def groups(source, block: int, deduplicate: bool = True):
+    """``(first, counts, group_of)`` for a row source; ``group_of`` is None when every row is its own group."""
     if not deduplicate:
         return np.arange(source.num_rows), np.ones(source.num_rows, np.int64), None
-    constant = constant_codes(source, block) if constant_first and source.dtype == np.uint8 else None
-    if constant is None or np.count_nonzero(constant[0] >= 0) < source.num_rows // 16:
-        return hash_groups(row_hashes(source, block))
-    return _merge_constant(source, block, *constant)
-
-
-def constant_codes(source, block: int):
-    """``(code [M] int16, first [256] int64)``: the code of each row of uint8 codes whose codes are all equal (-1
-    for the other rows), and the first row of each such code (-1 if none)."""
-    code = np.empty(source.num_rows, np.int16)
-    ranges = source.ranges(block)
-
-    def block_codes(bounds):
-        lo, hi = bounds
-        rows = source.rows(lo, hi)
-        constant = np.all(rows == rows[:, :1], axis=1)
-        code[lo:hi] = np.where(constant, rows[:, 0].astype(np.int16), -1)
-        present, at = np.unique(rows[constant, 0], return_index=True)
-        return present, lo + np.flatnonzero(constant)[at]
-
-    first = np.full(256, -1, np.int64)
-    for present, at in reversed(parallel(block_codes, ranges)):  # the earliest block's first row wins
-        first[present] = at
-    return code, first
-
-
-def _merge_constant(source, block: int, code, first_of_code):
-    """:func:`groups` with the constant rows grouped by code and the others by hash, numbered together."""
-    m = source.num_rows
-    varied = np.flatnonzero(code < 0)
-    hashes = row_hashes(source, block)[varied]
-    first_v, counts_v, group_of_v = hash_groups(hashes)
-    first_v = varied[first_v]
-    del hashes, varied
-    present = np.flatnonzero(first_of_code >= 0)
-    first_c = first_of_code[present]
-    is_first = np.zeros(m, bool)
-    is_first[first_v] = True
-    is_first[first_c] = True
-    index = np.int32 if m < 2**31 else np.int64
-    number = np.cumsum(is_first, dtype=index)
-    number -= 1
-    counts = np.empty(int(number[-1]) + 1, np.int64)
-    counts[number[first_v]] = counts_v
-    counts[number[first_c]] = np.bincount(code[code >= 0], minlength=256)[present]
-    slot = np.full(257, -1, index)  # code -1 (varied rows) maps to slot[-1]
-    slot[present] = number[first_c]
-    group_of = slot[code]
-    varied = group_of < 0
-    group_of[varied] = number[first_v][group_of_v]
-    return np.flatnonzero(is_first), counts, group_of
+    return hash_groups(row_hashes(source, block))
 
 
 def fill_group(source, first, group_of, keys, block: int) -> bool:

@@ -231,7 +231,6 @@ def _assemble(
     block: int | None = None,
     to_device: bool = True,
     shape_bits: int | None = None,
-    constant_first: bool = True,
 ) -> PatchDictionary:
     """One grouped dictionary from row sources (one per group), on the host: distinct rows written into place.
 
@@ -239,7 +238,7 @@ def _assemble(
     ``to_device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
     """
     block = block or dedup.BUILD_BLOCK
-    groups = [dedup.groups(source, block, deduplicate, constant_first) for source in sources]
+    groups = [dedup.groups(source, block, deduplicate) for source in sources]
     n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
     while True:  # runs once, twice after a 64-bit hash collision
         m = max(len(first) for first, _, _ in groups)
@@ -311,15 +310,10 @@ def _aligned_copy(a):
 
 @dataclasses.dataclass(frozen=True)
 class HostBuilder:
-    """Builds dictionaries with NumPy on the host, on :func:`elsjax.dedup.build_threads` threads.
-
-    ``constant_first``: group the rows whose codes are all equal by code first (:func:`elsjax.dedup.groups`).
-    """
-
-    constant_first: bool = True
+    """Builds dictionaries with NumPy on the host, on :func:`elsjax.dedup.build_threads` threads."""
 
     def assemble(self, sources, values, **options) -> PatchDictionary:
-        return _assemble(sources, values, constant_first=self.constant_first, **options)
+        return _assemble(sources, values, **options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,11 +48,7 @@ def digest(tables) -> str:
     return dictcache.digest(np.concatenate([np.asarray(a).view(np.uint8).ravel() for a in jax.tree.leaves(tables)]))
 
 
-BUILDERS = {
-    "host": patches.HostBuilder(),
-    "host_hash_all": patches.HostBuilder(constant_first=False),  # without the constant rows grouped first
-    "compiled": patches.CompiledBuilder(),
-}
+BUILDERS = {"host": patches.HostBuilder(), "compiled": patches.CompiledBuilder()}
 
 
 def bench_k(images, k: int, repeats: int, names) -> dict:

@@ -130,22 +130,3 @@ def test_compiled_build_scores_equal_host_build():
     host = denoisers.build("bbels", images, 5, builder=HostBuilder())
     compiled = denoisers.build("bbels", images, 5, builder=CompiledBuilder())
     np.testing.assert_array_equal(compiled.score(x, 0.3), host.score(x, 0.3))
-
-
-@pytest.mark.parametrize("weak_hash", [False, True])
-def test_constant_rows_grouped_first_change_no_dictionary(monkeypatch, weak_hash):
-    """The host build's pre-grouping of constant rows (HostBuilder(constant_first=True)) builds the same tables."""
-    monkeypatch.setenv("ELSJAX_BUILD_THREADS", "3")
-    monkeypatch.setattr(dedup, "BUILD_BLOCK", 300)  # many blocks, each with its own first constant rows
-    monkeypatch.setattr(dedup, "PARALLEL_GROUPING_ROWS", 400)
-    if weak_hash:  # collisions among the other rows: the exact regrouping follows
-        real = dedup.row_hashes
-        monkeypatch.setattr(dedup, "row_hashes", lambda source, block: real(source, block) & np.uint64(0xFF))
-    for data in ("binary", "constant", "mnist_like"):
-        images = DATA[data]()
-        inner = np.arange(1, 11)
-        rows = patches.patches_at(patches.encode_8bit(images), 3, inner, inner, "zeros").reshape(-1, 9)
-        assert np.mean(dedup.constant_codes(dedup.ArrayRows(rows), 300)[0] >= 0) > 1 / 16  # the pre-grouping is taken
-        for kind, k in (("ideal", None), ("els", 3), ("bbels", 5)):
-            want = tables(kind, images, k, HostBuilder(constant_first=False))
-            assert_same_tables(tables(kind, images, k, HostBuilder()), want)
