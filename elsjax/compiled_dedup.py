@@ -174,6 +174,9 @@ def assemble(parts, *, layout, deduplicate: bool, hash_mask: int, value_columns,
     """The tables ``(keys, aux, values)`` ``[G, n_chunks, chunk, ...]`` of the groups ``parts``: one
     ``(padded, k, rows, cols)`` per group, all of one ``padded`` and ``k``; ``layout(m) = (chunk, n_chunks)`` for
     groups of at most ``m`` distinct rows. Groups of one shape run in one batch; see :func:`table` for the rest."""
+    rows_of = lambda part: part[0].shape[0] * len(part[2]) * len(part[3])
+    if max(map(rows_of, parts)) >= 2**31:
+        raise ValueError("dictionary: 2^31 patches or more in one group; the compiled build indexes them with int32")
     padded, k = jnp.asarray(parts[0][0]), parts[0][1]
     shape_of = lambda part: (len(part[2]), len(part[3]))
     batches = [[g for g, p in enumerate(parts) if shape_of(p) == shape] for shape in sorted(set(map(shape_of, parts)))]
