@@ -25,7 +25,7 @@ from elsjax import envvars
 
 __all__ = [
     "ArrayRows", "PatchRows", "distinct_rows", "groups", "fill_group", "exact_groups", "row_hashes", "hash_groups",
-    "blocks", "parallel", "build_threads", "as_slice", "BUILD_BLOCK", "PARALLEL_GROUPING_ROWS",
+    "square_norms", "blocks", "parallel", "build_threads", "as_slice", "BUILD_BLOCK", "PARALLEL_GROUPING_ROWS",
 ]  # fmt: skip
 
 
@@ -61,14 +61,18 @@ class ArrayRows:
 
 
 class PatchRows:
-    """The k x k patches of images ``[N, H, W, C]`` (zero-padded) centred at ``rows x cols``, never all in memory.
+    """The k x k patches of padded images ``[N, H + k - 1, W + k - 1, C]`` centred at ``rows x cols`` (unpadded
+    coordinates), never all in memory.
 
     Row ``i`` is the patch of image ``n`` at ``(rows[r], cols[c])`` with ``(n, r, c) = unravel(i)``; rows are read
     block by block from a strided view of the padded images, so building a dictionary holds only its distinct patches.
-    ``windows`` (from :func:`_patch_windows`) is shared by every group of a region: the padded images exist once.
+    ``padded`` is shared by every group of a region: the padded images exist once.
     """
 
-    def __init__(self, windows, rows, cols):
+    def __init__(self, padded, k: int, rows, cols):
+        self.padded, self.k = padded, k
+        self.centre_rows, self.centre_cols = np.asarray(rows), np.asarray(cols)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
         self.windows = windows[:, as_slice(rows)][:, :, as_slice(cols)]
         self.grid = self.windows.shape[:3]
         self.num_rows, self.dim = int(np.prod(self.grid)), int(np.prod(windows.shape[3:]))
@@ -308,6 +312,22 @@ def fill_group(source, first, group_of, keys, block: int) -> bool:
         return np.array_equal(rows, keys[group_of[lo:hi]])
 
     return all(parallel(fill_and_check, range(len(ranges))))
+
+
+def square_norms(rows, squares=None):
+    """Squared norms of rows ``[M, D]``, the canonical way both builds compute them: the float64 squares of the
+    float32 values (exact), added in column order in float64, rounded once to float32.
+
+    ``squares``: float64 ``[256]``, the squares of the decoded values of uint8 codes (rows are then codes).
+    """
+    total = np.zeros(len(rows), np.float64)
+    for j in range(rows.shape[1]):
+        if squares is None:
+            column = rows[:, j].astype(np.float64)
+            total += column * column
+        else:
+            total += squares[rows[:, j]]
+    return total.astype(np.float32)
 
 
 def distinct_rows(rows, *, block: int | None = None):

@@ -18,6 +18,7 @@ Patch vectors are flattened in ``(row, column, channel)`` order, matching :func:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elsjax import dedup
+from elsjax import compiled_dedup, dedup
 
 __all__ = [
     "PAD_LOG_WEIGHT",
@@ -47,6 +48,9 @@ __all__ = [
     "region_occurrences",
     "ideal_occurrences",
     "bucket",
+    "HostBuilder",
+    "CompiledBuilder",
+    "default_builder",
 ]
 
 # Finite (not -inf) so that reduced-precision splitting of the matmul on accelerators can never produce NaN.
@@ -179,21 +183,19 @@ def patches_at(image, k: int, rows, cols, padding: str):
     return padded[..., r_idx[:, None, :, None], c_idx[None, :, None, :], :].reshape(out_shape)
 
 
-def _patch_windows(images, k: int, pad_value=0, padding: str = "zeros"):
-    """A strided view ``[N, H, W, C, k, k]`` of the k x k windows of the padded images (one padded copy).
+def _padded(images, k: int, pad_value=0, padding: str = "zeros"):
+    """The images ``[N, H + k - 1, W + k - 1, C]`` padded by ``k // 2`` on each side with ``pad_value``.
 
     ``padding="circular"`` wraps the images around instead (``pad_value`` unused)."""
     d = k // 2
     width = ((0, 0), (d, d), (d, d), (0, 0))
     if padding == "circular":
-        padded = np.pad(images, width, mode="wrap")
-    else:
-        padded = np.pad(images, width, constant_values=pad_value)
-    return np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
+        return np.pad(images, width, mode="wrap")
+    return np.pad(images, width, constant_values=pad_value)
 
 
 def make_dictionary(
-    keys, values, *, chunk_size: int = 4096, deduplicate: bool = True, shape_bits: int | None = None
+    keys, values, *, chunk_size: int = 4096, deduplicate: bool = True, shape_bits: int | None = None, builder=None
 ) -> PatchDictionary:
     """Deduplicates, pads and chunks patches ``keys [M, D]`` with ``values [M, V]`` for the posterior kernel.
 
@@ -204,11 +206,13 @@ def make_dictionary(
       deduplicate: keep each distinct patch once with log(count) on its logit (exact when values are a function of
         the key, as a centre pixel or a whole image is).
       shape_bits: round the chunk count up to shared shapes (:func:`bucket`); None: the exact size.
+      builder: :class:`HostBuilder` or :class:`CompiledBuilder` (the same dictionary); None: :func:`default_builder`.
 
     Returns:
       The :class:`PatchDictionary` (device arrays).
     """
-    table = _assemble(
+    table = _build(
+        builder,
         [dedup.ArrayRows(keys)],
         [np.asarray(values)],
         chunk_size=chunk_size,
@@ -228,15 +232,12 @@ def _assemble(
     to_device: bool = True,
     shape_bits: int | None = None,
 ) -> PatchDictionary:
-    """One grouped dictionary from row sources (one per group): distinct rows written straight into place.
+    """One grouped dictionary from row sources (one per group), on the host: distinct rows written into place.
 
     ``values[g]`` is an array of per-row values, or a slice of key columns (the centre pixel, or the whole image).
     ``to_device=False`` returns the host (NumPy) arrays, 64-byte aligned, instead of device arrays.
     """
     block = block or dedup.BUILD_BLOCK
-    for source in sources:
-        if source.num_rows == 0:
-            raise ValueError("dictionary: no patches (empty training set or class)")
     groups = [dedup.groups(source, block, deduplicate) for source in sources]
     n_groups, dim, dtype = len(sources), sources[0].dim, sources[0].dtype
     while True:  # runs once, twice after a 64-bit hash collision
@@ -257,14 +258,13 @@ def _assemble(
     vals = aligned_zeros((n_groups, size, n_values), dtype)
     aux = aligned_zeros((n_groups, size, 2), np.float32)
     aux[..., 1] = PAD_LOG_WEIGHT
+    squares = _code_squares() if dtype == np.uint8 else None
 
     def norms_and_values(item):
         g, lo, hi = item
         first = groups[g][0]
         rows = keys[g, lo:hi]
-        floats = decode(rows) if dtype == np.uint8 else rows
-        # Accumulated in float64 and rounded once: the norm is the largest term of the expanded logit.
-        aux[g, lo:hi, 0] = np.einsum("md,md->m", floats, floats, dtype=np.float64)
+        aux[g, lo:hi, 0] = dedup.square_norms(rows, squares)  # the largest term of the expanded logit
         vals[g, lo:hi] = rows[:, values[g]] if isinstance(values[g], slice) else values[g][first[lo:hi]]
 
     dedup.parallel(
@@ -277,6 +277,71 @@ def _assemble(
         return PatchDictionary(*(shape(a) for a in (keys, aux, vals)))
     # may_alias: on CPU the device arrays share the (aligned) host buffers instead of copying them.
     return device_put(PatchDictionary(*(shape(a) for a in (keys, aux, vals))))
+
+
+def _code_squares():
+    """float64 squares of the decoded values of the 256 uint8 codes (exact: float32 values)."""
+    return decode(np.arange(256, dtype=np.uint8)).astype(np.float64) ** 2
+
+
+def _assemble_compiled(sources, values, *, chunk_size, deduplicate, to_device=True, shape_bits=None, hash_mask):
+    """:func:`_assemble` in compiled programs on the default device (:mod:`elsjax.compiled_dedup`), bit for bit."""
+    as_patches = lambda s: (s.padded, s.k, s.centre_rows, s.centre_cols) if isinstance(s, dedup.PatchRows) else (
+        s.array[:, None, None, :], 1, np.zeros(1, np.int32), np.zeros(1, np.int32))  # fmt: skip
+    by_columns = isinstance(values[0], slice)
+    table = compiled_dedup.assemble(
+        [as_patches(s) for s in sources],
+        layout=lambda m: _layout(m, chunk_size, len(sources), shape_bits),
+        deduplicate=deduplicate, hash_mask=hash_mask, pad_log_weight=PAD_LOG_WEIGHT,
+        value_columns=(values[0].start, values[0].stop) if by_columns else None,
+        value_rows=None if by_columns else values[0],
+        squares=_code_squares() if sources[0].dtype == np.uint8 else None,
+    )  # fmt: skip
+    if to_device:
+        return PatchDictionary(*table)
+    return PatchDictionary(*(_aligned_copy(np.asarray(a)) for a in table))
+
+
+def _aligned_copy(a):
+    out = aligned_zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class HostBuilder:
+    """Builds dictionaries with NumPy on the host, on :func:`elsjax.dedup.build_threads` threads."""
+
+    def assemble(self, sources, values, **options) -> PatchDictionary:
+        return _assemble(sources, values, **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledBuilder:
+    """Builds dictionaries in compiled programs on the default device (:mod:`elsjax.compiled_dedup`).
+
+    The same dictionaries as :class:`HostBuilder`, bit for bit. ``hash_mask``: the hash bits kept (fewer force
+    collisions, for tests).
+    """
+
+    hash_mask: int = compiled_dedup.FULL_HASH
+
+    def assemble(self, sources, values, **options) -> PatchDictionary:
+        options.pop("block", None)
+        return _assemble_compiled(sources, values, hash_mask=self.hash_mask, **options)
+
+
+def default_builder() -> HostBuilder | CompiledBuilder:
+    """The faster build for the default backend: compiled on accelerators, on the host on CPU (measured by
+    experiments/bench_build.py)."""
+    return HostBuilder() if jax.default_backend() == "cpu" else CompiledBuilder()
+
+
+def _build(builder, sources, values, **options) -> PatchDictionary:
+    for source in sources:
+        if source.num_rows == 0:
+            raise ValueError("dictionary: no patches (empty training set or class)")
+    return (builder or default_builder()).assemble(sources, values, **options)
 
 
 def device_put(dictionary: PatchDictionary) -> PatchDictionary:
@@ -308,16 +373,24 @@ def _storage(images):
 
 
 def ideal_dictionary(
-    images, *, chunk_size: int = 256, deduplicate: bool = True, to_device: bool = True, shape_bits: int | None = None
+    images,
+    *,
+    chunk_size: int = 256,
+    deduplicate: bool = True,
+    to_device: bool = True,
+    shape_bits: int | None = None,
+    builder=None,
 ) -> PatchDictionary:
     """IS dictionary: whole training images as keys and as values (docs/maths.md §4.2).
 
     ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
-    pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`.
+    pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`. ``builder``: see
+    :func:`make_dictionary`.
     """
     stored = _storage(images)
     flat = dedup.ArrayRows(stored.reshape(stored.shape[0], -1))
-    table = _assemble(
+    table = _build(
+        builder,
         [flat], [slice(0, flat.dim)], chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device,
         shape_bits=shape_bits,
     )  # fmt: skip
@@ -377,6 +450,7 @@ def region_dictionaries(
     to_device: bool = True,
     shape_bits: int | None = None,
     padding: str = "zeros",
+    builder=None,
 ) -> tuple[PatchDictionary, ...]:
     """Builds one grouped :class:`PatchDictionary` per region from training images ``[N, H, W, C]``.
 
@@ -393,7 +467,8 @@ def region_dictionaries(
     ``to_device=False`` returns host (NumPy) arrays, 64-byte aligned (for :mod:`elsjax.sharding`, which places the
     pieces itself); :func:`device_put` moves them. ``shape_bits``: see :func:`bucket`. ``padding="circular"``
     wraps the training images around instead of zero-padding them (ELS's ``data_padding="circular"``; every patch
-    is then made of training pixels, so 8-bit data is always stored as codes).
+    is then made of training pixels, so 8-bit data is always stored as codes). ``builder``: see
+    :func:`make_dictionary`.
     """
     images = np.asarray(images, np.float32)
     c = images.shape[-1]
@@ -402,7 +477,8 @@ def region_dictionaries(
     for groups in _region_sources(images, k, regions, padding):
         centre_pixel = [slice(centre * c, (centre + 1) * c)] * len(groups)
         out.append(
-            _assemble(
+            _build(
+                builder,
                 groups,
                 centre_pixel,
                 chunk_size=chunk_size,
@@ -420,17 +496,17 @@ def _region_sources(images, k, regions, padding: str = "zeros"):
     d = k // 2
     codes = encode_8bit(images)
     fixed = lambda coords, size: coords.size == 1 or (coords.min() >= d and coords.max() < size - d)
-    windows = {}  # one padded copy per storage, shared by all groups and regions
+    padded = {}  # one padded copy per storage, shared by all groups and regions
     for region in regions:
         fixed_padding = padding == "circular" or all(
             fixed(r, h) and fixed(cc, w) for r, cc in zip(region.centre_rows, region.centre_cols)
         )
         source = codes if (codes is not None and fixed_padding) else images
-        if source.dtype not in windows:
+        if source.dtype not in padded:
             pad_value = _PAD_CODE if source.dtype == np.uint8 else 0
-            windows[source.dtype] = _patch_windows(source, k, pad_value=pad_value, padding=padding)
+            padded[source.dtype] = _padded(source, k, pad_value=pad_value, padding=padding)
         yield [
-            dedup.PatchRows(windows[source.dtype], rows, cols)
+            dedup.PatchRows(padded[source.dtype], k, rows, cols)
             for rows, cols in zip(region.centre_rows, region.centre_cols)
         ]
 

@@ -106,7 +106,7 @@ class Denoiser:
         """The denoiser of training images ``[N, H, W, C]`` (checked, class-filtered) and patch size ``k``.
 
         ``options`` are the keyword arguments of :func:`build` (``chunk_size``, ``deduplicate``, ``mesh``,
-        ``cache``, ``shape_bits``, and the denoiser's :attr:`knobs`); a denoiser ignores the build options it has no
+        ``cache``, ``shape_bits``, ``builder``, and the denoiser's :attr:`knobs`); a denoiser ignores the build options it has no
         use for and checks its knobs (a one-line ValueError naming the knob).
         """
         raise NotImplementedError
@@ -291,6 +291,7 @@ def build(
     mesh=None,
     cache=None,
     shape_bits: int | None = None,
+    builder=None,
     **knobs,
 ) -> Denoiser:
     """Builds the denoiser registered as ``name`` from training images ``[N, H, W, C]`` (already class-filtered).
@@ -307,6 +308,8 @@ def build(
       cache: an :class:`elsjax.dictcache.DictionaryCache` to take built dictionaries from and keep them in.
       shape_bits: pad dictionaries to shared shapes (:func:`elsjax.patches.bucket`) so that different data share
         compiled programs; None: exact sizes.
+      builder: how dictionaries are built, :class:`elsjax.patches.HostBuilder` or
+        :class:`elsjax.patches.CompiledBuilder` (the same dictionaries); None: the backend's default.
       knobs: the denoiser's own keyword arguments (:attr:`Denoiser.knobs`).
 
     Returns:
@@ -326,4 +329,5 @@ def build(
     if unknown:
         raise ValueError(f"{unknown[0]}: the {cls.name!r} denoiser has no such knob (its knobs: {list(cls.knobs)})")
     options = dict(chunk_size=chunk_size, deduplicate=deduplicate, mesh=mesh, cache=cache, shape_bits=shape_bits)
+    options.update(builder=builder)
     return cls.build(images, k, **options, **knobs)

@@ -41,13 +41,26 @@ class DictionaryDenoiser(Denoiser):
 
     @classmethod
     def build(
-        cls, images, k=None, *, chunk_size=None, deduplicate=True, mesh=None, cache=None, shape_bits=None, **knobs
+        cls,
+        images,
+        k=None,
+        *,
+        chunk_size=None,
+        deduplicate=True,
+        mesh=None,
+        cache=None,
+        shape_bits=None,
+        builder=None,
+        **knobs,
     ) -> DictionaryDenoiser:
         """``knobs`` (checked by the subclass) are passed to :meth:`build_tables`, become part of the cache key,
-        and are set as the denoiser's (static) fields of the same names."""
+        and are set as the denoiser's (static) fields of the same names. ``builder``
+        (:class:`~elsjax.patches.HostBuilder` or :class:`~elsjax.patches.CompiledBuilder`, None: the backend's
+        default) builds the same tables either way, so it is not part of the cache key."""
         mesh = sharding.check_mesh(mesh)
         to_device = mesh is None  # a sharded build stays on the host until shardedkernel.shard_tables places its pieces
         options = dict(chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits)
+        options.update({} if builder is None else {"builder": builder})  # older build_tables need not take it
         make = lambda: cls.build_tables(images, k, **options, **knobs)
         if cache is None or not cls.cacheable:
             tables = make()

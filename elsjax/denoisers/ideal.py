@@ -24,11 +24,11 @@ class Ideal(DictionaryDenoiser):
     takes_k = False
 
     @classmethod
-    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits) -> tuple:
+    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, builder=None) -> tuple:
         return (
             patches.ideal_dictionary(
                 images, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=deduplicate, to_device=to_device,
-                shape_bits=shape_bits,
+                shape_bits=shape_bits, builder=builder,
             ),
         )  # fmt: skip
 

@@ -31,7 +31,7 @@ class Local(DictionaryDenoiser):
     cacheable = False  # an image stack: nothing to build but a reshape
 
     @classmethod
-    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits) -> tuple:
+    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, builder=None) -> tuple:
         n = images.shape[0]
         chunk = min(chunk_size or IMAGE_CHUNK, n)
         n_chunks = -(-n // chunk)

@@ -116,11 +116,11 @@ class PatchDenoiser(DictionaryDenoiser):
         raise NotImplementedError
 
     @classmethod
-    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits) -> tuple:
+    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, builder=None) -> tuple:
         h, w = images.shape[1:3]
         return patches.region_dictionaries(
             images, k, cls.regions(h, w, k), chunk_size=chunk_size or default_patch_chunk(), deduplicate=deduplicate,
-            to_device=to_device, shape_bits=shape_bits,
+            to_device=to_device, shape_bits=shape_bits, builder=builder,
         )  # fmt: skip
 
     def accumulate(self, x, t, accumulator, combine=None):
@@ -327,15 +327,16 @@ class EquivariantLocal(PatchDenoiser):
         return super().build(images, k, **options, **knobs)
 
     @classmethod
-    def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, data_padding="valid"):
+    def build_tables(
+        cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, data_padding="valid", builder=None
+    ):
+        options = dict(deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits, builder=builder)
         if data_padding == "valid":
-            return super().build_tables(
-                images, k, chunk_size=chunk_size, deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits
-            )
+            return super().build_tables(images, k, chunk_size=chunk_size, **options)
         h, w = images.shape[1:3]
         return patches.region_dictionaries(
-            images, k, circular_regions(h, w), chunk_size=chunk_size or default_patch_chunk(),
-            deduplicate=deduplicate, to_device=to_device, shape_bits=shape_bits, padding="circular",
+            images, k, circular_regions(h, w), chunk_size=chunk_size or default_patch_chunk(), padding="circular",
+            **options,
         )  # fmt: skip
 
     @classmethod
