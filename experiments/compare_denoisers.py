@@ -214,7 +214,7 @@ def heatmap(result: dict, nets: list[str], path: Path) -> None:
     steps = max(result, key=int)
     keys = list(result[steps])
     values = np.array([[result[steps][k].get(n, {}).get("r", {}).get("value", np.nan) for n in nets] for k in keys])
-    fig, ax = plt.subplots(figsize=(1.6 * len(nets) + 2, 0.5 * len(keys) + 1.5))
+    fig, ax = plt.subplots(figsize=(max(1.6 * len(nets) + 2, 6), 0.5 * len(keys) + 1.5))
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
