@@ -11,9 +11,10 @@ Layout: entry ``j`` of every per-step array belongs to ``t = (j + 1) / n``, the 
 (docs/maths.md §6.4), so ``elsjax.sample(..., scales=calibration.median)`` uses the result exactly as the authors did
 (including their off-by-one, docs/maths.md §6.2; ``convention="corrected"`` undoes it).
 
-Cost: one net trajectory plus one batched net call for its noise estimates; then per class group (seeds grouped by
-class, the dictionary restricted to that class's images) and per k one dictionary build and one batched machine
-call over all (seed, step) states of the group. Each dictionary is freed before the next one is built.
+One value of a denoiser's scalar knob (PCA-locality's ``tau``, sCFDM's ``smoothing``) is calibrated the same way
+(:func:`calibrate_knob`): each candidate value is scored at the net's states, and the value with the highest mean
+cosine over every seed and step is chosen, one number for the whole trajectory, as the knob is one number in its
+paper. The net's trajectory and the cosines are :mod:`elsjax.scoring`'s.
 
 Example:
     >>> import numpy as np
@@ -27,33 +28,36 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import gc
+import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from elsjax import checks, denoisers, noise, patches, sampler, sharding
-from elsjax import seeds as seeds_lib
+from elsjax import checks, denoisers, scoring
 from elsjax.programs import Programs
-from elsjax.progress import Phase, Progress
+from elsjax.progress import Progress
+from elsjax.scoring import cosine, draw, in_batches, lower_median, mode
 
 __all__ = [
     "Calibration",
+    "KnobCalibration",
     "calibrate",
     "calibrate_seeds",
+    "calibrate_knob",
+    "knob_candidates",
     "draw",
     "cosine",
     "lower_median",
     "mode",
     "in_batches",
     "FORMAT",
+    "KNOB_FORMAT",
 ]
 
-FORMAT = "elsjax.calibration/1"  # tag of the to_dict() layout
+FORMAT = "elsjax.calibration/1"  # tag of Calibration.to_dict()'s layout
+KNOB_FORMAT = "elsjax.knob_calibration/1"  # tag of KnobCalibration.to_dict()'s layout
 
 
 class Calibration(NamedTuple):
@@ -133,90 +137,6 @@ class Calibration(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Small pure pieces.
-
-
-def cosine(a, b) -> np.ndarray:
-    """Cosine similarity of each pair of images over all their values, ``[B]`` float64 (NaN if one is all zero).
-
-    Computed in float64 on the host; ``cosine(a, a)`` is exactly 1.
-
-    Example:
-      >>> import numpy as np
-      >>> cosine(np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 1.0], [2.0, 2.0]])).round(4).tolist()
-      [0.7071, 1.0]
-    """
-    a = np.asarray(a, np.float64).reshape(len(a), -1)
-    b = np.asarray(b, np.float64).reshape(len(b), -1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
-
-
-def lower_median(values, axis: int = 0) -> np.ndarray:
-    """The lower median along ``axis`` (``torch.median``: the ``(n - 1) // 2``-th smallest), same dtype.
-
-    Example:
-      >>> lower_median([[3, 9], [5, 7], [7, 5], [9, 3]]).tolist()
-      [5, 5]
-    """
-    v = np.sort(np.asarray(values), axis=axis)
-    return np.take(v, (v.shape[axis] - 1) // 2, axis=axis)
-
-
-def mode(values, axis: int = 0) -> np.ndarray:
-    """The most frequent value along ``axis``, the smallest on ties.
-
-    Example:
-      >>> mode([[3, 9], [5, 7], [5, 7], [3, 5]]).tolist()
-      [3, 7]
-    """
-    v = np.moveaxis(np.asarray(values), axis, -1)
-    flat = v.reshape(-1, v.shape[-1])
-    out = np.empty(flat.shape[0], v.dtype)
-    for i, row in enumerate(flat):
-        uniq, counts = np.unique(row, return_counts=True)  # ascending, so argmax takes the smallest on ties
-        out[i] = uniq[np.argmax(counts)]
-    return out.reshape(v.shape[:-1])
-
-
-def draw(
-    seed: int, n_seeds: int, image_shape, *, labels=None, conditional: bool = False, num_classes: int | None = None
-):
-    """The starting noise and classes of a calibration or an evaluation (:mod:`elsjax.seeds`).
-
-    Args:
-      seed: PRNG seed of the noise.
-      n_seeds: number of seeds.
-      image_shape: ``(H, W, C)``.
-      labels: training labels ``[N]`` (for the number of classes, when ``num_classes`` is not given).
-      conditional: draw a class per seed (seed ``i`` gets ``i mod num_classes``).
-      num_classes: the number of classes (default ``max(labels) + 1``).
-
-    Returns:
-      ``(seeds float32 [n_seeds, H, W, C], y int32 [n_seeds] or None)``.
-
-    Example:
-      >>> s, y = draw(0, 3, (4, 4, 1), labels=[0, 1, 1, 0], conditional=True)
-      >>> s.shape, y.tolist()
-      ((3, 4, 4, 1), [0, 1, 0])
-    """
-    seed = checks.integer("seed", seed, 0)
-    n_seeds = checks.integer("n_seeds", n_seeds, 1)
-    noise = seeds_lib.noise(seed, n_seeds, tuple(int(s) for s in image_shape))
-    if not conditional:
-        return noise, None
-    if num_classes is None:
-        if labels is None:
-            raise ValueError("labels: a conditional job needs the training labels (or num_classes)")
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-            raise ValueError(f"labels: expected non-negative integers [N], got {labels.dtype} {labels.shape}")
-        num_classes = int(labels.max()) + 1
-    num_classes = checks.integer("num_classes", num_classes, 1)
-    return noise, seeds_lib.classes(n_seeds, num_classes)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The calibration.
 
 
@@ -281,9 +201,7 @@ def calibrate(
         missing or inconsistent labels, a class without training images, a non-positive count.
     """
     train = checks.train_images(train)
-    seeds, y = draw(seed, n_seeds, train.shape[1:], labels=labels, conditional=conditional, num_classes=num_classes)
-    if conditional and labels is None:
-        raise ValueError("labels: a conditional calibration needs the training labels (to restrict each dictionary)")
+    seeds, y = _drawn(seed, n_seeds, train, labels, conditional, num_classes)
     return calibrate_seeds(
         eps_fn,
         params,
@@ -341,54 +259,19 @@ def calibrate_seeds(
     denoiser = denoisers.get(kind)
     train = checks.train_images(train)
     ks = checks.candidates("ks", ks, denoiser, train.shape[1:])
-    x1 = checks.images("seeds", seeds, train.shape[1:])
-    n = checks.integer("num_steps", num_steps, 1)
-    if batch_size is not None:
-        batch_size = checks.integer("batch_size", batch_size, 1)
-    mesh = sharding.check_mesh(mesh)
-    groups = checks.class_groups(x1.shape[0], train, labels, y)
-    if y is not None:
-        y = np.broadcast_to(np.asarray(y, np.int32), (x1.shape[0],)).copy()  # validated by checks.class_groups
-        sampler.check_net_labels(y, x1.shape[0], sampler.net_classes(eps_fn, params))  # and within the net's classes
-    report = progress or (lambda *args: None)
-    n_seeds = x1.shape[0]
-    programs = Programs() if programs is None else programs
+    study = scoring.study(eps_fn, params, seeds, train, labels, y, num_steps, batch_size, mesh)
+    n = study.num_steps
     # Without a patch size: one machine, the same score for every candidate.
     machine_ks = ks if denoiser.takes_k else ks[:1]
-    total = len(groups) * len(machine_ks)
-
-    # 1. The net's own trajectory on the network grid, and its noise estimate at every visited x.
-    states, t_states, net = _net_states(eps_fn, params, x1, y, n, batch_size)
-    report(Phase.NET, 0, total, 0)
-
-    # 2. Per class group and per k: one dictionary, one batched evaluation over all (step, seed) states of the group.
-    cos = np.full((n, n_seeds, len(ks)), np.nan)  # grid-row order: row i is t = (n - i) / n
-    done = 0
-    # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
-    shape_bits = patches.SHARED_SHAPE_BITS if len(groups) > 1 else None
-    for index, images in groups:
-        rows = (np.arange(n)[:, None] * n_seeds + index[None, :]).reshape(-1)
-        xs, ts, target = states[rows], t_states[rows], net[rows]
-        for col, k in enumerate(machine_ks):
-            machine = denoisers.build(
-                denoiser, images, int(k) if denoiser.takes_k else None, chunk_size=chunk_size, mesh=mesh,
-                cache=cache, shape_bits=shape_bits, **(knobs or {}),
-            )  # fmt: skip
-            report(Phase.BUILD, done, total, int(k))
-            compiled = functools.partial(report, Phase.COMPILE, done, total, int(k))
-            eps_k = in_batches(
-                _machine_eps, (xs, ts), batch_size, static=machine, on_compiled=compiled, mesh=mesh, programs=programs
-            )
-            del machine
-            gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
-            cos[:, index, col] = cosine(eps_k, target).reshape(n, len(index))
-            done += 1
-            report(Phase.EVALUATE, done, total, int(k))
+    every_step = np.arange(n)
+    plan = [scoring.Column(col, int(k) if denoiser.takes_k else None, dict(knobs or {}), every_step)
+            for col, k in enumerate(machine_ks)]  # fmt: skip
+    cos = scoring.cosines(eps_fn, params, denoiser, study, plan, len(ks), chunk_size=chunk_size, progress=progress,
+                   cache=cache, programs=programs)  # fmt: skip
     if not denoiser.takes_k:
         cos[:] = cos[:, :, :1]
-    cos = cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n
 
-    # 3. The best k per (seed, step) (first maximum; NaN never wins), the lower median and the mode per step.
+    # The best k per (seed, step) (first maximum; NaN never wins), the lower median and the mode per step.
     best = np.argmax(np.where(np.isnan(cos), -np.inf, cos), axis=-1)
     per_seed = np.asarray(ks, np.int64)[best]
     return Calibration(
@@ -399,66 +282,207 @@ def calibrate_seeds(
         mode=[int(k) for k in mode(per_seed, axis=0)],
         cosine=cos.astype(np.float32),
         seed=None if seed is None else int(seed),
-        y=y,
+        y=study.y,
         kind=denoiser.name,
     )
 
 
-def _net_states(eps_fn, params, x1, y, n: int, batch_size):
-    """The net's DDIM trajectory from ``x1`` on the n-step network grid and its noise estimate at every state:
-    ``(states [n * B, H, W, C], t [n * B], eps [n * B, H, W, C])``, state ``i * B + b`` at grid row i, seed b."""
-    n_seeds = x1.shape[0]
-    grid = noise.time_grid(n)
-    y_net = None if y is None else jnp.asarray(y)
-    _, traj = sampler.sample_loop(eps_fn, params, jnp.asarray(x1), grid, y_net, return_trajectory=True)
-    states = np.asarray(traj).reshape((n * n_seeds,) + x1.shape[1:])
-    t_states = np.repeat(grid[:, 0], n_seeds)
-    y_states = None if y is None else np.tile(y, n)
-    net = in_batches(lambda *a: _net_eps(eps_fn, params, *a), (states, t_states, y_states), batch_size)
-    del traj
-    if jax.process_count() > 1:  # every process runs the net; the machines must see the very same states
-        states, net = sharding.broadcast((states, net))
-    return states, t_states, net
+def _drawn(seed, n_seeds, train, labels, conditional, num_classes):
+    """The starting noise and classes of a calibration (:func:`elsjax.scoring.draw`), the labels checked present."""
+    seeds, y = draw(seed, n_seeds, train.shape[1:], labels=labels, conditional=conditional, num_classes=num_classes)
+    if conditional and labels is None:
+        raise ValueError("labels: a conditional calibration needs the training labels (to restrict each dictionary)")
+    return seeds, y
 
 
-_net_eps = jax.jit(lambda eps_fn, params, x, t, y: eps_fn(params, x, t, y), static_argnums=0)
+# ----------------------------------------------------------------------------------------------------------------
+# One value of a knob.
 
 
-_machine_eps = jax.jit(lambda machine, x, t: machine.eps(x, t))
+class KnobCalibration(NamedTuple):
+    """The result of a knob calibration. Per-step entries ``j`` belong to ``t = (j + 1) / n`` (n = ``len(times)``).
 
-
-def in_batches(fn, arrays, batch_size, *, static=None, on_compiled=None, mesh=None, programs: Programs | None = None):
-    """``fn`` over the leading axis in batches of ``batch_size`` (the last padded by repetition: one compilation).
-
-    With ``static`` (a denoiser), ``fn(static, *batch)`` (``fn`` a ``jax.jit`` function) is compiled ahead of the
-    first batch through ``programs`` (:class:`elsjax.programs.Programs`; None: a new one) and ``on_compiled`` is
-    called after, so that a caller can time compilation apart; denoisers of one shape share a program. With
-    ``mesh``, each batch is padded to a multiple of its ``"seeds"`` axis and split over it.
+    Attributes:
+      kind: the denoiser calibrated.
+      knob: the knob chosen (one of the denoiser's :attr:`~elsjax.denoisers.Denoiser.knobs`).
+      candidates: its candidate values, ascending.
+      best: the candidate with the highest mean cosine over every seed and step (the first on ties): the value.
+      mean_cosine: per candidate, the mean cosine over every seed and step (NaN values left out).
+      per_step: per step, the candidate with the highest mean cosine over the seeds (for information).
+      cosine: float32 ``[n_seeds, n, len(candidates)]``, the cosine similarity of each candidate with the net.
+      times: ``t`` of each entry, ``[(j + 1) / n for j in range(n)]``.
+      scales: the patch size of each step (None for a denoiser without one).
+      knobs: the denoiser's other knobs, the same for every candidate.
+      seed: the PRNG seed of the starting noise (None when the seeds were given).
+      y: int32 ``[n_seeds]`` class of each seed, or None (unconditional).
     """
-    total = len(arrays[0])
-    size = total if batch_size is None else min(batch_size, total)
-    if mesh is not None:
-        size = -(-size // sharding.axis_size(mesh, sharding.SEEDS)) * sharding.axis_size(mesh, sharding.SEEDS)
-    out, compiled = None, None
-    for start in range(0, total, size):
-        stop = min(start + size, total)
-        pad = size - (stop - start)
-        batch = [
-            None if a is None else jnp.asarray(np.concatenate([a[start:stop], np.repeat(a[stop - 1 : stop], pad, 0)]))
-            for a in arrays
-        ]
-        if mesh is not None:
-            batch = [None if a is None else sharding.put_batch(a, mesh) for a in batch]
-        if static is not None:
-            if compiled is None:
-                programs = Programs() if programs is None else programs
-                compiled = programs.compile(fn, static, *batch)
-                if on_compiled is not None:
-                    on_compiled()
-            result = sharding.to_host(compiled(static, *batch))[: stop - start]
-        else:
-            result = np.asarray(fn(*batch))[: stop - start]
-        if out is None:
-            out = np.empty((total,) + result.shape[1:], result.dtype)
-        out[start:stop] = result
-    return out
+
+    kind: str
+    knob: str
+    candidates: tuple
+    best: float
+    mean_cosine: list[float]
+    per_step: list
+    cosine: np.ndarray
+    times: list[float]
+    scales: tuple[int, ...] | None
+    knobs: dict
+    seed: int | None
+    y: np.ndarray | None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict holding every field; :meth:`from_dict` inverts it exactly."""
+        n = len(self.times)
+        return {
+            "format": KNOB_FORMAT, "kind": self.kind, "knob": self.knob, "best": self.best,
+            "candidates": list(self.candidates), "mean_cosine": [float(c) for c in self.mean_cosine],
+            "per_step": list(self.per_step), "num_steps": n, "n_seeds": int(self.cosine.shape[0]),
+            "seed": None if self.seed is None else int(self.seed), "layout": f"entry j belongs to t = (j + 1) / {n}",
+            "times": [float(t) for t in self.times], "scales": None if self.scales is None else list(self.scales),
+            "knobs": dict(self.knobs), "y": None if self.y is None else [int(c) for c in self.y],
+            "cosine": np.asarray(self.cosine, np.float32).astype(np.float64).tolist(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KnobCalibration:
+        """Rebuilds a :class:`KnobCalibration` from :meth:`to_dict`'s output (also after a JSON round trip)."""
+        if not isinstance(d, dict) or d.get("format") != KNOB_FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"d: expected a dict of format {KNOB_FORMAT!r}, got format {found!r}")
+        n, values = len(d["times"]), tuple(d["candidates"])
+        return cls(
+            kind=d["kind"], knob=d["knob"], candidates=values, best=d["best"], mean_cosine=list(d["mean_cosine"]),
+            per_step=list(d["per_step"]), cosine=np.asarray(d["cosine"], np.float32).reshape(-1, n, len(values)),
+            times=[float(t) for t in d["times"]], scales=None if d["scales"] is None else tuple(d["scales"]),
+            knobs=dict(d["knobs"]), seed=d.get("seed"), y=None if d.get("y") is None else np.asarray(d["y"], np.int32),
+        )  # fmt: skip
+
+
+def knob_candidates(kind, knob: str, values, *, name: str = "candidates") -> tuple:
+    """The candidate values of a knob calibration, checked (before any work) and sorted ascending: ``knob`` one of
+    the denoiser's knobs, ``values`` distinct finite real numbers (ints stay ints). Whether the denoiser accepts each
+    value (e.g. ``tau >= 0``) is its own check, made by :func:`calibrate_knob` before the net runs.
+
+    Example:
+      >>> knob_candidates("pca_locality", "tau", [0.05, 0, 0.02])
+      (0, 0.02, 0.05)
+      >>> knob_candidates("pca_locality", "tau", [])
+      Traceback (most recent call last):
+      ...
+      ValueError: candidates: expected at least one value of the knob 'tau'
+    """
+    denoiser = denoisers.get(kind)
+    if knob not in denoiser.knobs:
+        raise ValueError(f"knob: the {denoiser.name!r} denoiser has no knob {knob!r} (its knobs: "
+                         f"{', '.join(denoiser.knobs) or 'none'})")  # fmt: skip
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{name}: expected a sequence of numbers, got {values!r}") from None
+    if not values:
+        raise ValueError(f"{name}: expected at least one value of the knob {knob!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+            raise ValueError(f"{name}: expected finite numbers, got {v!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name}: candidates must be distinct, got {values}")
+    return tuple(sorted(int(v) if isinstance(v, numbers.Integral) else float(v) for v in values))
+
+
+def calibrate_knob(
+    eps_fn: Callable,
+    params,
+    *,
+    kind: str,
+    knob: str,
+    candidates: Sequence,
+    train,
+    k: int | Sequence[int] | None = None,
+    knobs: Mapping | None = None,
+    labels=None,
+    conditional: bool = False,
+    num_classes: int | None = None,
+    n_seeds: int = 10,
+    seed: int = 0,
+    num_steps: int = 20,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    mesh=None,
+    cache=None,
+    programs: Programs | None = None,
+) -> KnobCalibration:
+    """Calibrates one value of a denoiser's knob against a net: the candidate whose noise estimates have the highest
+    mean cosine with the net's over every seed and step of the net's trajectory (docs/maths.md §7.4).
+
+    Args:
+      kind, knob, candidates: the denoiser, the knob and its candidate values (:func:`knob_candidates`).
+      k: the denoiser's patch size: None for one without (PCA-locality, sCFDM), one k for every step, or one per
+        step in the calibration's layout (entry j at t = (j + 1) / n: e.g. a :class:`Calibration`'s median).
+      knobs: the denoiser's other knobs, the same for every candidate (e.g. sCFDM's ``samples`` and ``key``).
+      The other arguments are :func:`calibrate`'s.
+
+    Returns:
+      A :class:`KnobCalibration`.
+
+    Raises:
+      ValueError: as :func:`calibrate`; a knob the denoiser lacks, no candidate, a candidate it refuses (its own
+        message, e.g. ``tau: expected a number >= 0``), a k where none is taken or a missing or wrong-length k.
+
+    Example:
+      >>> import numpy as np
+      >>> from elsjax import denoisers
+      >>> train = np.random.default_rng(0).uniform(-1, 1, (12, 6, 6, 1)).astype(np.float32)
+      >>> net = denoisers.build("pca_locality", train, tau=0.5)   # a "net" that is PCA-locality with tau = 0.5
+      >>> c = calibrate_knob(denoisers.Denoiser.eps, net, kind="pca_locality", knob="tau", candidates=[0, 0.5, 0.9],
+      ...                    train=train, n_seeds=2, num_steps=4)
+      >>> c.best, c.per_step
+      (0.5, [0.5, 0.5, 0.5, 0.5])
+    """
+    denoiser = denoisers.get(kind)
+    values = knob_candidates(denoiser, knob, candidates)
+    train = checks.train_images(train)
+    n = checks.integer("num_steps", num_steps, 1)
+    scales = _knob_scales(denoiser, k, n, train.shape[1:])
+    knobs = dict(knobs or {})
+    if knob in knobs:
+        raise ValueError(f"knobs: {knob!r} is the knob calibrated; give its values as candidates only")
+    for v in values:  # the denoiser's own checks of every value, on two images, before the net runs
+        denoisers.build(denoiser, train[:2], None if scales is None else scales[0], **knobs, **{knob: v})
+    seeds, y = _drawn(seed, n_seeds, train, labels, conditional, num_classes)
+    study = scoring.study(eps_fn, params, seeds, train, labels, y, n, batch_size, mesh)
+    # Each candidate runs once per distinct k (at the steps that use it); grid row i is entry n - 1 - i.
+    by_row = [None] * n if scales is None else scales[::-1]
+    plan = [scoring.Column(col, kk, {**knobs, knob: v}, np.flatnonzero([r == kk for r in by_row]))
+            for col, v in enumerate(values) for kk in dict.fromkeys(by_row)]  # fmt: skip
+    cos = scoring.cosines(eps_fn, params, denoiser, study, plan, len(values), chunk_size=chunk_size,
+                          progress=progress, cache=cache, programs=programs)  # fmt: skip
+    mean, per_step = _mean_defined(cos, (0, 1)), _mean_defined(cos, 0)  # [candidates], [n, candidates]
+    pick = lambda m: values[int(np.argmax(np.where(np.isnan(m), -np.inf, m)))]  # the first maximum
+    return KnobCalibration(
+        kind=denoiser.name, knob=knob, candidates=values, best=pick(mean), mean_cosine=[float(c) for c in mean],
+        per_step=[pick(row) for row in per_step], cosine=cos.astype(np.float32),
+        times=[(j + 1) / n for j in range(n)], scales=scales, knobs=knobs, seed=int(seed), y=study.y,
+    )  # fmt: skip
+
+
+def _mean_defined(cos, axis):
+    """The mean cosine over ``axis`` of the values that are defined (NaN where none is)."""
+    valid = ~np.isnan(cos)
+    count = valid.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(valid, cos, 0.0).sum(axis=axis) / count, np.nan)
+
+
+def _knob_scales(denoiser, k, n: int, image_shape) -> tuple[int, ...] | None:
+    """The patch size of each step of a knob calibration (None for a denoiser without one), checked."""
+    if not denoiser.takes_k:
+        if k is not None:
+            raise ValueError(f"k: the {denoiser.name!r} denoiser takes no patch size; pass k=None")
+        return None
+    if k is None:
+        raise ValueError(f"k: the {denoiser.name!r} denoiser needs a patch size (one, or one per step)")
+    scales = [k] * n if isinstance(k, numbers.Integral) and not isinstance(k, bool) else list(k)
+    if len(scales) != n:
+        raise ValueError(f"k: expected one patch size per step ({n}), got {len(scales)}")
+    return tuple(int(denoiser.check_k("k", v, image_shape)) for v in scales)

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import ml_collections
 
 from elsjax import paper
-from elsjax.fieldtypes import as_ints, as_knobs, as_machines, as_scales
+from elsjax.fieldtypes import as_ints, as_knobs, as_machines, as_numbers, as_scales
 
 __all__ = [
     "Field",
@@ -256,6 +256,14 @@ CALIBRATE_FIELDS: dict[str, Field] = {
     ),  # fmt: skip
     "knobs": _KNOBS,
     "ks": Field(tuple(range(3, 18, 2)), "candidate patch sizes, comma-separated odd ints (e.g. 3,5,7,...,27)", as_ints),
+    "knob": Field("", "calibrate one value of this knob of the denoiser instead of k (e.g. tau); empty: k per step"),
+    "knob_values": Field((), "the knob's candidate values, comma-separated numbers (e.g. 0,0.01,0.02)", as_numbers),
+    "knob_scales": Field(
+        "",
+        f"the fixed k per step of a knob calibration of a denoiser with k: {_SCALES_HELP}, "
+        "or a calibration.json (entry j at t = (j+1)/n)",
+        as_scales,
+    ),  # fmt: skip
     "n_seeds": Field(paper.CALIBRATION["n_seeds"], "number of seeds"),
     "num_steps": Field(paper.CALIBRATION["num_steps"], "DDIM steps of the net's trajectory (20 in the paper)"),
     "published": Field(

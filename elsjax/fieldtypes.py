@@ -1,7 +1,8 @@
 """The typed values of config fields, from text as the command line gives it (or older ``config.json`` files hold
 it), from lists and mappings as config files give them, or from the typed values themselves.
 
-Patch sizes, step counts, seed indices and meshes are tuples of ints (:func:`as_ints`); scales are a name or a
+Patch sizes, step counts, seed indices and meshes are tuples of ints (:func:`as_ints`); a knob's candidate values a
+tuple of numbers (:func:`as_numbers`); scales are a name or a
 tuple (:func:`as_scales`); a denoiser's knobs are a dict (:func:`as_knobs`); an evaluation's machines are a tuple of
 ``{name, denoiser, scales, knobs}`` entries (:func:`as_machines`). Each function takes the field's name (for its
 one-line ``ValueError``) and the value.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping
 
-__all__ = ["as_ints", "as_scales", "as_knobs", "as_machines", "MACHINES_SYNTAX"]
+__all__ = ["as_ints", "as_numbers", "as_scales", "as_knobs", "as_machines", "MACHINES_SYNTAX"]
 
 
 def as_ints(key: str, value) -> tuple[int, ...]:
@@ -44,6 +45,26 @@ def as_ints(key: str, value) -> tuple[int, ...]:
             out.append(int(part))
         else:
             raise ValueError(f"{key}: expected integers separated by commas (e.g. 3,5,7), got {value!r}")
+    return tuple(out)
+
+
+def as_numbers(key: str, value) -> tuple:
+    """Numbers from ``"0.01,0.02"`` (or spaces between them), a sequence of numbers, or ``""`` (none); an integer
+    stays an int.
+
+    Example:
+      >>> as_numbers("knob_values", "0, 0.02 0.1"), as_numbers("knob_values", [64, 0.5]), as_numbers("knob_values", "")
+      ((0, 0.02, 0.1), (64, 0.5), ())
+    """
+    parts = value.replace(",", " ").split() if isinstance(value, str) else value
+    if isinstance(parts, (numbers.Real, str)) or not hasattr(parts, "__iter__"):
+        parts = [parts]
+    out = []
+    for part in parts:
+        number = _scalar(part) if isinstance(part, str) else part
+        if isinstance(number, bool) or not isinstance(number, numbers.Real):
+            raise ValueError(f"{key}: expected numbers separated by commas (e.g. 0.01,0.02), got {value!r}")
+        out.append(number)
     return tuple(out)
 
 

@@ -205,6 +205,17 @@ def finite(value) -> str:
     return "finite, shape " + str(tuple(np.shape(value))) if np.all(np.isfinite(np.asarray(value))) else "NOT FINITE"
 
 
+def calibrate_knob(**overrides):
+    """A PCA-locality tau calibration on TRAIN against a "net" that must never run (the inputs fail first)."""
+    from elsjax import calibrate
+
+    def net(*args):
+        raise AssertionError("the net ran before the inputs were checked")
+
+    args = dict(kind="pca_locality", knob="tau", candidates=[0, 0.02], train=TRAIN, n_seeds=2, num_steps=2)
+    return calibrate.calibrate_knob(net, None, **{**args, **overrides})
+
+
 def build_denoiser(*args):
     from elsjax import denoisers
 
@@ -567,6 +578,9 @@ CASES: list[Case] = [
     raises("denoiser knobs", "golddiff with a random tail but no key", lambda tmp: score(kind="golddiff", subset=2), ValueError, r"^ValueError: key: the 'golddiff' denoiser draws a random tail"),
     raises("denoiser knobs", "ELS `data_padding='reflect'`", lambda tmp: score(data_padding="reflect"), ValueError, r"^ValueError: data_padding: expected one of \('valid', 'circular'\), got 'reflect'$"),
     raises("denoiser knobs", "a knob the denoiser does not have", lambda tmp: score(kind="wiener", tau=0.1), ValueError, r"^ValueError: tau: the 'wiener' denoiser has no such knob"),
+    raises("calibrate.calibrate_knob", "PCA-locality candidates `[0.02, -0.1]` (negative tau), before the net runs", lambda tmp: calibrate_knob(candidates=[0.02, -0.1]), ValueError, r"^ValueError: tau: expected a number >= 0, got -0.1$"),
+    raises("calibrate.calibrate_knob", "no candidate (`candidates=[]`)", lambda tmp: calibrate_knob(candidates=[]), ValueError, r"^ValueError: candidates: expected at least one value of the knob 'tau'$"),
+    raises("calibrate.calibrate_knob", "a knob the denoiser lacks (`knob=\"sigma\"`)", lambda tmp: calibrate_knob(knob="sigma"), ValueError, r"^ValueError: knob: the 'pca_locality' denoiser has no knob 'sigma' \(its knobs: tau, scope\)$"),
     # elsjax.explain
     raises("elsjax.explain", "`top=0`", lambda tmp: provenance(top=0), ValueError, r"^ValueError: top: expected an integer >= 1, got 0"),
     raises("elsjax.explain", "`top` above a pixel's dictionary occurrences", lambda tmp: provenance(top=7), ValueError, r"^ValueError: top: asked for 7 entries but some pixel's posterior has only 6 dictionary occurrences"),

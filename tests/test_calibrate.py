@@ -234,3 +234,104 @@ def test_bad_seeds():
             labels=np.zeros(4, int),
             y=[0.5, 1],
         )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One value of a knob.
+
+
+@pytest.fixture(scope="module")
+def tau_net():
+    train = blob_train(n=16, hw=6)
+    return train, denoisers.build("pca_locality", train, tau=0.3)
+
+
+def test_knob_calibration_recovers_the_nets_tau(tau_net):
+    train, net = tau_net
+    c = cal.calibrate_knob(denoisers.Denoiser.eps, net, kind="pca_locality", knob="tau", candidates=[0.6, 0.3, 0, 0.1],
+                           train=train, n_seeds=3, num_steps=5)  # fmt: skip
+    assert c.candidates == (0, 0.1, 0.3, 0.6) and c.best == 0.3 and c.kind == "pca_locality" and c.knob == "tau"
+    assert c.per_step == [0.3] * 5 and c.scales is None and c.knobs == {}
+    assert c.cosine.shape == (3, 5, 4) and c.cosine.dtype == np.float32
+    np.testing.assert_allclose(c.cosine[..., 2], 1.0, atol=1e-5)  # the net itself
+    # Another tau is another denoiser here (the mean cosine is below 1), so the choice means something.
+    assert max(c.mean_cosine[i] for i in (0, 1, 3)) < 1 - 1e-4
+    assert c.mean_cosine[2] == pytest.approx(float(np.mean(c.cosine[..., 2], dtype=np.float64)), abs=1e-6)
+    back = cal.KnobCalibration.from_dict(json.loads(json.dumps(c.to_dict())))
+    for field in c._fields:
+        a, b = getattr(c, field), getattr(back, field)
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b, field
+    with pytest.raises(ValueError, match="^d:"):
+        cal.KnobCalibration.from_dict(c.to_dict() | {"format": cal.FORMAT})
+
+
+def test_knob_calibration_recovers_the_nets_smoothing():
+    # sCFDM with the same key and samples: the candidate equal to the net's smoothing is the net itself.
+    train = blob_train(n=10, hw=6)
+    fixed = {"samples": 4, "key": 0}
+    net = denoisers.build("scfdm", train, smoothing=0.4, **fixed)
+    c = cal.calibrate_knob(denoisers.Denoiser.eps, net, kind="scfdm", knob="smoothing", candidates=[0, 0.4, 1.5],
+                           knobs=fixed, train=train, n_seeds=2, num_steps=4)  # fmt: skip
+    assert c.best == 0.4 and c.knobs == fixed
+    np.testing.assert_allclose(c.cosine[..., 1], 1.0, atol=1e-5)
+
+
+def test_knob_calibration_at_fixed_scales_builds_once_per_candidate_and_k(monkeypatch):
+    # ELS has no numeric knob: a test denoiser with k and a numeric knob (a temperature on ELS's logits' noise).
+    import dataclasses
+
+    @denoisers.register("test_tempered_els", replace=True)
+    @dataclasses.dataclass(frozen=True)
+    class Tempered(denoisers.get("els")):
+        knobs = ("scale",)
+
+        @classmethod
+        def build(cls, images, k=None, *, scale=1.0, **options):
+            if scale <= 0:
+                raise ValueError(f"scale: expected a positive number, got {scale}")
+            return super().build(images * scale, k, **options)
+
+    try:
+        train = random_train(n=6, hw=8) * 0.9
+        net = denoisers.build("test_tempered_els", train, 5, scale=0.5)
+        builds = []
+        build = denoisers.build
+        monkeypatch.setattr(denoisers, "build", lambda kind, images, k=None, **kw: builds.append((k, kw.get("scale"), len(images))) or build(kind, images, k, **kw))  # fmt: skip
+        c = cal.calibrate_knob(denoisers.Denoiser.eps, net, kind="test_tempered_els", knob="scale",
+                               candidates=[0.5, 1.0], k=[3, 5, 5, 5], train=train, n_seeds=2, num_steps=4)  # fmt: skip
+        # Two checks on two images, then per candidate one build per distinct k (3 at t = 0.25, 5 above).
+        assert builds == [(3, 0.5, 2), (3, 1.0, 2), (5, 0.5, 6), (3, 0.5, 6), (5, 1.0, 6), (3, 1.0, 6)]
+        assert c.scales == (3, 5, 5, 5) and c.per_step[1:] == [0.5] * 3 and c.best == 0.5
+        np.testing.assert_allclose(c.cosine[:, 1:, 0], 1.0, atol=1e-5)  # the net itself where k = 5
+        with pytest.raises(ValueError, match="^scale: expected a positive"):  # the denoiser's own check, first
+            cal.calibrate_knob(denoisers.Denoiser.eps, None, kind="test_tempered_els", knob="scale",
+                               candidates=[1.0, -1.0], k=3, train=train, n_seeds=2, num_steps=2)  # fmt: skip
+    finally:
+        denoisers.unregister("test_tempered_els")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"candidates": []}, "candidates: expected at least one value"),
+        ({"candidates": [0.1, -0.1]}, "tau: expected a number >= 0"),
+        ({"candidates": [0.1, 0.1]}, "candidates: candidates must be distinct"),
+        ({"candidates": [0.1, "a"]}, "candidates: expected finite numbers"),
+        ({"candidates": [float("nan")]}, "candidates: expected finite numbers"),
+        ({"candidates": [True]}, "candidates: expected finite numbers"),
+        ({"knob": "sigma"}, "knob: the 'pca_locality' denoiser has no knob 'sigma'"),
+        ({"kind": "ls", "knob": "tau"}, "knob: the 'ls' denoiser has no knob 'tau'"),
+        ({"k": 5}, "k: the 'pca_locality' denoiser takes no patch size"),
+        ({"knobs": {"tau": 0.1}}, "knobs: 'tau' is the knob calibrated"),
+        ({"n_seeds": 0}, "n_seeds:"),
+        ({"num_steps": 0}, "num_steps:"),
+    ],
+)
+def test_knob_bad_input(kwargs, match):
+    def boom(*a):
+        raise AssertionError("the net ran before the inputs were checked")
+
+    args = {"kind": "pca_locality", "knob": "tau", "candidates": [0, 0.1], "train": random_train(n=4, hw=6),
+            "n_seeds": 2, "num_steps": 2, **kwargs}  # fmt: skip
+    with pytest.raises(ValueError, match=f"^{match}"):
+        cal.calibrate_knob(boom, None, **args)

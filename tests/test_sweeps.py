@@ -180,6 +180,39 @@ def test_calibrate_command(tmp_path, capsys):
     assert "ks: expected an odd integer" in capsys.readouterr().err
 
 
+def test_knob_calibration_command_and_an_evaluation_that_takes_its_value(tmp_path, capsys):
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    cfg.rows[0]["evaluate_seeds"] = 2
+    sweeps.run(cfg, log=lambda *a: None)
+    net, out = str(tmp_path / "sweep" / "a" / "train"), tmp_path / "tau"
+    args = ["calibrate", "--net", net, "--kind", "pca_locality", "--knob", "tau", "--knob-values", "0.5,0,0.02",
+            "--n-seeds", "2", "--num-steps", "3", "--out-dir", str(out), "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    saved = json.loads((out / "knob_calibration.json").read_text())
+    assert saved["candidates"] == [0, 0.02, 0.5] and saved["best"] in saved["candidates"]
+    assert f"tau = {saved['best']}" in capsys.readouterr().out and not (out / "calibration.json").exists()
+    assert json.loads((out / "config.json").read_text())["knob_values"] == [0.5, 0, 0.02]
+
+    ev = tmp_path / "ev"
+    machines = f"p=pca_locality:tau={out}/knob_calibration.json,ideal=ideal"
+    assert cli.main(["evaluate", "--net", net, "--machines", machines, "--n-seeds", "2", "--net-steps", "2",
+                     "--out-dir", str(ev), "--no-progress"]) == 0  # fmt: skip
+    summary = json.loads((ev / "summary.json").read_text())
+    assert summary["machines_spec"]["p"]["knobs"] == {"tau": saved["best"]}
+    # The file must have calibrated that knob of that denoiser.
+    for bad, match in [(f"p=scfdm:smoothing={out}/knob_calibration.json", "calibrated pca_locality's 'tau', not scfdm's"),
+                       (f"p=pca_locality:tau={tmp_path}/none.json", "no knob calibration file"),
+                       (f"p=pca_locality:tau={ev}/summary.json", "is not a knob_calibration.json")]:  # fmt: skip
+        assert cli.main(["evaluate", "--net", net, "--machines", bad, "--out-dir", str(tmp_path / "x")]) == 2
+        assert match in capsys.readouterr().err
+    for bad, match in [(["--knob-values", ""], "knob_values: expected at least one value of the knob 'tau'"),
+                       (["--knob", "sigma"], "knob: the 'pca_locality' denoiser has no knob 'sigma'"),
+                       (["--knob-values", "0.1,x"], "knob_values: expected numbers separated by commas")]:  # fmt: skip
+        assert cli.main(args + bad + ["--out-dir", str(tmp_path / "y")]) == 2
+        assert match in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # refused before the run directory
+
+
 @pytest.mark.parametrize("path", sorted(REPO.glob("experiments/sweeps/*.py")), ids=lambda p: p.stem)
 def test_committed_sweep_files_load(path):
     rows = sweeps._rows(config_lib.load_file(path))

@@ -10,6 +10,10 @@ COMPILES = True  # the command line keeps compiled programs on disk (see elsjax.
 
 
 def summary(record: dict, cfg) -> str:
+    if cfg.knob:
+        return (f"{cfg.knob} = {record['best']} (the highest mean cosine with the net)\n"
+                f"wrote {cfg.out_dir}/: knob_calibration.json, config.json, record.json\n"
+                f"time: {record['timings']['total_s']:.1f} s")  # fmt: skip
     lines = [f"median k per step (t = 1/n ... 1): {','.join(map(str, record['median']))}"]
     if record["published"]:
         name = cfg.published if isinstance(cfg.published, str) else "scales"  # a name, or the list itself

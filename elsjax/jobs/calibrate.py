@@ -6,6 +6,13 @@ is drawn beside), ``calibration.png`` (k per step: per-seed choices as points, t
 scales dashed), ``config.json``, ``record.json`` (the net, the data, timings split into net trajectory, builds and
 evaluations).
 
+With ``knob`` set (e.g. ``--kind pca_locality --knob tau --knob-values 0,0.01,0.02,0.05``) it calibrates one value
+of that knob instead (:func:`elsjax.calibrate.calibrate_knob`, docs/maths.md §7.4) and writes ``knob_calibration.json``
+(:meth:`elsjax.calibrate.KnobCalibration.to_dict`: the value chosen, each candidate's mean cosine, the per-step
+choices, the cosine table), ``config.json`` and ``record.json``; an evaluation takes the value from that file
+(``knobs={"tau": "RUN/knob_calibration.json"}``). A denoiser with a patch size is scored at the fixed k per step of
+``knob_scales``.
+
 Example::
 
     elsjax calibrate --net experiments/checkpoints/mnist_resnet_zeros_cpu --kind bbels --ks 3,5,7,9,11,13,15,17 \
@@ -23,11 +30,13 @@ from elsjax import calibrate as calibrate_lib
 from elsjax import checks, denoisers, dictcache, figures, runs, sharding
 from elsjax import config as config_lib
 from elsjax import scales as scales_lib
+from elsjax.jobs import evaluate as evaluate_job
 from elsjax.jobs import netdata
 
-__all__ = ["run", "OUTPUT_FILES"]
+__all__ = ["run", "OUTPUT_FILES", "KNOB_FILE"]
 
 OUTPUT_FILES = ("calibration.json", "calibration.png", "config.json", "record.json")
+KNOB_FILE = "knob_calibration.json"  # what a knob calibration writes instead of calibration.json and its figure
 
 
 def _data_label(subject) -> str:
@@ -44,7 +53,8 @@ def _published_name(published) -> str:
 
 @runs.job
 def run(cfg, *, cache=None) -> dict:
-    """Runs one calibration described by a :func:`elsjax.config.calibrate_config`.
+    """Runs one calibration described by a :func:`elsjax.config.calibrate_config`: of k per step, or, with ``knob``
+    set, of one value of that knob.
 
     Returns:
       The record written to ``record.json``.
@@ -54,10 +64,15 @@ def run(cfg, *, cache=None) -> dict:
     mesh = sharding.setup(**config_lib.scale_out(cfg))  # before JAX starts
     primary = sharding.is_primary()  # process 0 writes the outputs
     out_dir = Path(cfg.out_dir)
-    ks = list(cfg.ks)
     denoiser = denoisers.get(cfg.kind)
-    checks.candidates("ks", ks, denoiser, (10**9, 10**9))  # odd, >= 3, distinct; the data comes later
     knobs = config_lib.denoiser_knobs(cfg.kind, cfg.knobs)
+    if cfg.knob:  # the candidates and the fixed k per step, checked before the net and the data
+        calibrate_lib.knob_candidates(denoiser, cfg.knob, cfg.knob_values, name="knob_values")
+        scales = (
+            evaluate_job.resolve_scales(cfg.knob_scales, "scales", field="knob_scales") if cfg.knob_scales else None
+        )
+    else:
+        checks.candidates("ks", list(cfg.ks), denoiser, (10**9, 10**9))  # odd, >= 3, distinct; the data comes later
     published = scales_lib.resolve(cfg.published) if cfg.published else None
     for key, minimum in (("n_seeds", 1), ("num_steps", 1), ("seed", 0)):
         checks.integer(key, cfg[key], minimum)
@@ -69,39 +84,44 @@ def run(cfg, *, cache=None) -> dict:
     subject = netdata.load(cfg.net, step=cfg.net_step, limit=cfg.limit, weights=cfg.net_weights)
     clock.lap("load")
 
-    bar = runs.CountBar(f"calibrating {cfg.kind}", enabled=cfg.progress and primary)
+    bar = runs.CountBar(f"calibrating {cfg.kind}" + (f" {cfg.knob}" if cfg.knob else ""),
+                        enabled=cfg.progress and primary)  # fmt: skip
     timer = runs.PhaseTimer(then=bar)
     train, labels = sharding.local_share(subject.dataset.images, subject.dataset.labels)
     # The classes of the seeds come from the whole training set's labels, whatever this process's share holds.
     num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
+    common = dict(
+        kind=denoiser, train=train, labels=labels, conditional=subject.conditional, num_classes=num_classes,
+        n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
+        batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, knobs=knobs,
+    )  # fmt: skip
     try:
         if cache is None:
             cache = dictcache.DictionaryCache(directory=cache_dir)
-        result = calibrate_lib.calibrate(
-            subject.eps_fn, subject.params, kind=denoiser, train=train, ks=ks, labels=labels,
-            conditional=subject.conditional, num_classes=num_classes,
-            n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
-            batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, cache=cache, knobs=knobs,
-        )  # fmt: skip
+        if cfg.knob:
+            result = calibrate_lib.calibrate_knob(subject.eps_fn, subject.params, knob=cfg.knob,
+                                                  candidates=cfg.knob_values, k=scales, cache=cache, **common)  # fmt: skip
+        else:
+            result = calibrate_lib.calibrate(subject.eps_fn, subject.params, ks=list(cfg.ks), cache=cache, **common)
     finally:
         bar.close()
     clock.lap("calibrate")
+    chosen = {"best": result.best} if cfg.knob else {"median": result.median, "mode": result.mode}
     if not primary:
-        return {"command": "elsjax calibrate", "median": result.median, "mode": result.mode}
-
-    runs.write_json(
-        out_dir / "calibration.json",
-        {**result.to_dict(), "published": published, "published_name": _published_name(cfg.published)},
-    )
-    figures.calibration_plot(
-        result, out_dir / "calibration.png", published=published,
-        title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({_data_label(subject)})",
-    )  # fmt: skip
+        return {"command": "elsjax calibrate", **chosen}
+    if cfg.knob:
+        runs.write_json(out_dir / KNOB_FILE, result.to_dict())
+    else:
+        runs.write_json(out_dir / "calibration.json",
+                        {**result.to_dict(), "published": published, "published_name": _published_name(cfg.published)})  # fmt: skip
+        figures.calibration_plot(
+            result, out_dir / "calibration.png", published=published,
+            title=f"{cfg.kind} calibrated to {subject.meta['spec']['arch']} ({_data_label(subject)})",
+        )  # fmt: skip
     record = {
         "command": "elsjax calibrate",
-        "median": result.median,
-        "mode": result.mode,
-        "published": published,
+        **chosen,
+        **({"knob": cfg.knob} if cfg.knob else {"published": published}),
         "net": subject.describe(cfg.net),
         "data": subject.dataset.describe(),
         "mesh": sharding.describe(mesh),

@@ -18,7 +18,9 @@ and every machine's samples), ``comparison.png`` (seed, net, machines side by si
 seconds of the parts that earlier runs computed and this one reused).
 
 ``machines`` is a tuple of entries ``{name, denoiser, scales, knobs}`` (:func:`elsjax.fieldtypes.as_machines`);
-:func:`machine_specs` checks them (each denoiser registered, its knobs its own) and resolves their scales.
+:func:`machine_specs` checks them (each denoiser registered, its knobs its own) and resolves their scales, and any
+knob given as a ``knob_calibration.json`` (``knobs={"tau": "RUN/knob_calibration.json"}``, or on the command line
+``p=pca_locality:tau=RUN/knob_calibration.json``) to the value that calibration chose.
 
 Example::
 
@@ -41,12 +43,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from elsjax import atomic, denoisers, dictcache, fieldtypes, figures, runs, seeds, sharding
+from elsjax import calibrate as calibrate_lib
 from elsjax import config as config_lib
 from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
-__all__ = ["run", "machine_specs", "MachineSpec", "RESUMABLE_FIELDS"]
+__all__ = ["run", "machine_specs", "MachineSpec", "resolve_scales", "resolve_knobs", "RESUMABLE_FIELDS"]
 
 # Fields that may change when an evaluation is resumed (parts record what they were computed from).
 RESUMABLE_FIELDS = frozenset(
@@ -65,21 +68,44 @@ class MachineSpec(NamedTuple):
     knobs: dict
 
 
-def _resolve_scales(scales, name: str) -> tuple[int, ...]:
-    """Scales from a published name, a tuple of patch sizes, or a ``calibration.json`` (its median)."""
+def resolve_scales(scales, name: str, *, field: str = "machines") -> tuple[int, ...]:
+    """Scales from a published name, a tuple of patch sizes, or a ``calibration.json`` (its median); the messages
+    name ``field`` (and the machine ``name``)."""
     if isinstance(scales, str) and scales.endswith(".json"):
         path = Path(scales)
         if not path.is_file():
-            raise ValueError(f"machines: {name}: no calibration file {scales!r}")
-        saved = runs.read_json(path, name="machines")
+            raise ValueError(f"{field}: {name}: no calibration file {scales!r}")
+        saved = runs.read_json(path, name=field)
         median = saved.get("median") if isinstance(saved, dict) else None
         if median is None:
-            raise ValueError(f"machines: {path} has no 'median' (not a calibration.json written by elsjax calibrate)")
+            raise ValueError(f"{field}: {path} has no 'median' (not a calibration.json written by elsjax calibrate)")
         try:
             return tuple(scales_lib.resolve(list(median)))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"machines: {path}: its 'median' is not a list of patch sizes ({err})") from None
+            raise ValueError(f"{field}: {path}: its 'median' is not a list of patch sizes ({err})") from None
     return tuple(scales_lib.resolve(scales))
+
+
+def resolve_knobs(kind: str, knobs: dict, name: str) -> dict:
+    """A machine's knobs, each value given as a ``knob_calibration.json`` (written by ``elsjax calibrate --knob``)
+    replaced by the value it chose (its ``best``); the file must have calibrated that knob of that denoiser."""
+    out = {}
+    for knob, value in knobs.items():
+        if isinstance(value, str) and value.endswith(".json"):
+            path = Path(value)
+            if not path.is_file():
+                raise ValueError(f"machines: {name}: knobs: no knob calibration file {value!r}")
+            try:
+                result = calibrate_lib.KnobCalibration.from_dict(runs.read_json(path, name="machines"))
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"machines: {path} is not a knob_calibration.json (written by elsjax calibrate "
+                                 "--knob)") from None  # fmt: skip
+            if (result.kind, result.knob) != (kind, knob):
+                raise ValueError(f"machines: {name}: {path} calibrated {result.kind}'s {result.knob!r}, not "
+                                 f"{kind}'s {knob!r}")  # fmt: skip
+            value = result.best
+        out[knob] = value
+    return out
 
 
 def machine_specs(machines) -> list[MachineSpec]:
@@ -94,12 +120,13 @@ def machine_specs(machines) -> list[MachineSpec]:
     for entry in fieldtypes.as_machines("machines", machines):
         name, cls = entry["name"], denoisers.get(entry["denoiser"])
         knobs = config_lib.denoiser_knobs(cls.name, entry["knobs"], field=f"machines: {name}: knobs")
+        knobs = resolve_knobs(cls.name, knobs, name)
         if not cls.takes_k:
             specs.append(MachineSpec(name, cls.name, None, knobs))
         elif not entry["scales"]:
             raise ValueError(f"machines: '{name}={cls.name}' needs scales (NAME={cls.name}:SCALES)")
         else:
-            specs.append(MachineSpec(name, cls.name, _resolve_scales(entry["scales"], name), knobs))
+            specs.append(MachineSpec(name, cls.name, resolve_scales(entry["scales"], name), knobs))
     if not specs:
         raise ValueError("machines: give at least one machine")
     names = [m.name for m in specs]
