@@ -45,6 +45,7 @@ def tables(kind, images, k, builder, **options):
 
 @pytest.mark.parametrize("data", sorted(DATA))
 @pytest.mark.parametrize("kind, k", [("ideal", None), ("els", 3), ("bbels", 5)])
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_compiled_build_equals_host_build(data, kind, k):
     images = DATA[data]()
     want = tables(kind, images, k, HostBuilder())
@@ -53,6 +54,7 @@ def test_compiled_build_equals_host_build(data, kind, k):
 
 @pytest.mark.parametrize("mask", [FEW_HASH_BITS, NO_HASH_BITS])
 @pytest.mark.parametrize("kind, k", [("ideal", None), ("bbels", 5)])
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_compiled_build_after_hash_collisions_equals_host_build(kind, k, mask):
     images = eight_bit(seed=6, background=0.5)
     want = tables(kind, images, k, HostBuilder())
@@ -91,6 +93,7 @@ def test_compiled_build_equals_host_build_with_options(options):
     assert_same_tables(tables("els", images, 3, CompiledBuilder(), **options), want)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_host_arrays_and_make_dictionary():
     """``to_device=False`` gives aligned host arrays; per-row values (make_dictionary) are gathered alike."""
     images = eight_bit(n=10, seed=9)

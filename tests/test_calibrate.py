@@ -66,6 +66,7 @@ def scheduled():
     return train, params, run, run(n_seeds=3, seed=0)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_recovers_a_known_schedule(scheduled):
     _, _, _, c = scheduled
     assert c.ks == (3, 5, 7, 9) and c.kind == "bbels" and c.seed == 0 and c.y is None
@@ -78,6 +79,7 @@ def test_recovers_a_known_schedule(scheduled):
     np.testing.assert_allclose(np.take_along_axis(c.cosine, true_col[..., None], -1), 1.0, atol=1e-6)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_same_seed_same_calibration_bit_for_bit(scheduled):
     _, _, run, c = scheduled
     again = run(n_seeds=3, seed=0)
@@ -92,6 +94,7 @@ def test_same_seed_same_calibration_bit_for_bit(scheduled):
     assert other.per_seed.tolist() == [EXPECTED] * 3  # the schedule does not depend on the noise
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_batches_and_json_round_trip(scheduled):
     _, _, run, c = scheduled
     batched = run(n_seeds=3, seed=0, batch_size=7)  # 30 states in batches of 7 (the last one padded)
@@ -124,6 +127,7 @@ def test_one_dictionary_per_k(scheduled, monkeypatch):
     assert [c[0] for c in calls[1:4]] == ["build", "compile", "evaluate"] and len(calls) == 1 + 3 * 4
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_ideal_net_picks_the_largest_k_at_high_t():
     # bbELS grows towards the IS as k grows (bbELS(k >= H) = LS(k), LS(k >= 2H - 1) = IS), so an IS "net" is
     # matched best by the largest candidate at high noise (here at every t >= 0.6). Circular ELS is not in this
@@ -145,6 +149,7 @@ def test_ideal_kind_ignores_k():
     assert c.median == [3, 3, 3]  # a tie: the smallest candidate
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_conditional_grouping_equals_each_class_alone(monkeypatch):
     train = random_train(n=9, hw=10, seed=4)
     labels = np.arange(9) % 3
@@ -246,6 +251,7 @@ def tau_net():
     return train, denoisers.build("pca_locality", train, tau=0.3)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_knob_calibration_recovers_the_nets_tau(tau_net):
     train, net = tau_net
     c = cal.calibrate_knob(denoisers.Denoiser.eps, net, kind="pca_locality", knob="tau", candidates=[0.6, 0.3, 0, 0.1],
@@ -265,6 +271,7 @@ def test_knob_calibration_recovers_the_nets_tau(tau_net):
         cal.KnobCalibration.from_dict(c.to_dict() | {"format": cal.FORMAT})
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_knob_calibration_recovers_the_nets_smoothing():
     # sCFDM with the same key and samples: the candidate equal to the net's smoothing is the net itself.
     train = blob_train(n=10, hw=6)
@@ -276,6 +283,7 @@ def test_knob_calibration_recovers_the_nets_smoothing():
     np.testing.assert_allclose(c.cosine[..., 1], 1.0, atol=1e-5)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_knob_calibration_at_fixed_scales_builds_once_per_candidate_and_k(monkeypatch):
     # ELS has no numeric knob: a test denoiser with k and a numeric knob (a temperature on ELS's logits' noise).
     import dataclasses

@@ -117,6 +117,7 @@ def test_the_renamed_command_and_field_are_gone(capsys):
         config.merge(config.sample_config(), {"schedule": "MNIST_ResNet_zeros"})
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_calibration_and_evaluation_pass_the_knobs_to_the_denoiser():
     from elsjax import calibrate
     from elsjax import evaluate as evaluate_lib

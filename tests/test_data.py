@@ -249,6 +249,7 @@ def test_tfds_mocked(name, channels, how):
 # Offline packages: skipped when not installed on this machine.
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_debian_fashion_mnist():
     if not (datasources.DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz").is_file():
         pytest.skip("Debian package dataset-fashion-mnist not installed (apt-get install -y dataset-fashion-mnist)")

@@ -118,6 +118,7 @@ def test_scfdm_matches_brute_force_with_its_draws():
     np.testing.assert_array_equal(np.asarray(again.denoise(x, T)), np.asarray(machine.denoise(x, T)))  # keyed
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_scfdm_monte_carlo_error_falls_as_one_over_sqrt_samples():
     """The estimate's error against a 4096-draw float64 reference, over 8 keys: RMS error ~ 1/sqrt(samples)."""
     train, x = data("12x12x1")
@@ -297,6 +298,7 @@ NEW = {
 
 
 @pytest.mark.parametrize("name", NEW)
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_score_and_sample_through_the_entry_points(name):
     train, x = data("8x8x3")
     train, x = train[:12], x[:2]
@@ -445,6 +447,7 @@ def test_heun_converges_to_the_exact_flow_of_a_gaussian_at_second_order():
     assert errors["heun", 32] < errors["euler", 32] / 10
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_edm_sampling_takes_a_net_and_any_denoiser():
     train, x = data("8x8x3")
     spec = nets.spec(arch="resnet", channels=3, width=8, num_layers=1, emb_dim=8)

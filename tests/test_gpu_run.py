@@ -20,6 +20,7 @@ def sample_run(n, batch, cold, warm):
     return {"batch": batch, "runs": [{"N": n, "split": {"segments": []}, "summary": summary}]}
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_report_merges_the_phases_and_names_what_is_missing(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()

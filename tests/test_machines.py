@@ -141,6 +141,7 @@ def test_machine_is_a_pytree_and_jits():
 
 
 @pytest.mark.parametrize("kind", ["ideal", "ls", "els", "bbels"])
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_no_nan_at_small_t_and_large_k(kind):
     """t = 0.05 with k = 27 on 32 x 32 images: logits of order 1e5 must not overflow the softmax."""
     rng = np.random.default_rng(2)
@@ -150,6 +151,7 @@ def test_no_nan_at_small_t_and_large_k(kind):
     assert np.all(np.isfinite(s))
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sample_stays_in_training_range():
     rng = np.random.default_rng(3)
     train = rng.uniform(-0.5, 0.7, (10, 9, 9, 1)).astype(np.float32)
@@ -160,6 +162,7 @@ def test_sample_stays_in_training_range():
         assert out.min() >= -0.5 - 1e-5 and out.max() <= 0.7 + 1e-5
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sample_batch_of_seeds_equals_one_by_one():
     train, _ = data(n=8)
     labels = np.arange(8) % 2
@@ -171,6 +174,7 @@ def test_sample_batch_of_seeds_equals_one_by_one():
         np.testing.assert_allclose(batch[i], one[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_corrected_convention_shifts_the_schedule():
     # "corrected" reads scales[i - 1] at t = i / n, so it equals "reference" on the schedule shifted by one.
     train, x = data(n=5)
@@ -180,6 +184,7 @@ def test_corrected_convention_shifts_the_schedule():
     assert not np.allclose(corrected, elsjax.sample("els", x, train=train, scales=[3, 5, 7, 9]))
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_memory_budget_rebuilds_instead_of_keeping(monkeypatch):
     # A non-monotone schedule needs k = 3 and 5 twice: kept by default, rebuilt with no budget, same samples.
     train, x = data(n=5)
@@ -198,6 +203,7 @@ def test_memory_budget_rebuilds_instead_of_keeping(monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["els", pytest.param("bbels", marks=pytest.mark.slow)])  # bbELS: 2 min here
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_padded_sample_compiles_at_most_two_programs(kind):
     # A published schedule of 5 distinct k (3..11, non-monotone: 9 and 7 come back), 19 steps: one sampling program
     # per k unpadded, at most two padded (one per bucket), and the same sample to float32 rounding.

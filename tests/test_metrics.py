@@ -84,7 +84,7 @@ def test_bad_input():
 def test_bootstrap_median_interval_covers_the_median_and_narrows_with_more_seeds():
     rng = np.random.default_rng(1)
     few, many = rng.normal(0.8, 0.1, 20), rng.normal(0.8, 0.1, 500)
-    a, b = metrics.bootstrap_median(few, seed=0), metrics.bootstrap_median(many, seed=0)
+    a, b = metrics.bootstrap_median(few, seed=0), metrics.bootstrap_median(many, seed=0, n_resamples=4000)
     assert a.low <= a.value <= a.high and b.low <= b.value <= b.high
     assert b.sd < a.sd / 3  # sqrt(500 / 20) = 5
     # The median's standard error for a normal sample is about 1.2533 sigma / sqrt(n).

@@ -27,6 +27,7 @@ def test_circular_resnet_has_the_same_count():
 
 @pytest.mark.parametrize("arch", ["resnet", "unet"])
 @pytest.mark.parametrize("num_classes", [0, 10])
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_output_shape_and_conditioning(arch, num_classes):
     # width 32: the ResNet's GroupNorm(8) needs several features per group, else it outputs zeros (as in PyTorch)
     spec = nets.spec(arch, channels=3, num_classes=num_classes, width=32, emb_dim=32, num_layers=2)
@@ -50,6 +51,7 @@ def test_sinusoidal_embedding_uses_unscaled_t():
     )
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_pytorch_default_initialisation_bounds():
     _, params = nets.build(nets.spec("resnet", channels=1, width=16, emb_dim=16, num_layers=1), key=jax.random.key(0))
     bound = 1 / np.sqrt(16 * 9)  # a 3x3 conv with 16 input channels
@@ -74,12 +76,14 @@ def _rf_extent(eps_fn, params, size, centre, key=0):
     return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_resnet_receptive_field_is_17():
     spec = nets.spec("resnet", channels=1, width=8, emb_dim=8, num_layers=6)  # the paper's depth, narrow
     eps_fn, params = nets.build(spec, key=jax.random.key(0))
     assert _rf_extent(eps_fn, params, 32, (16, 16)) == (17, 17)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_receptive_field_covers_the_image():
     spec = nets.spec("unet", channels=1, width=4, emb_dim=8, num_layers=3)
     eps_fn, params = nets.build(spec, key=jax.random.key(0))
@@ -173,6 +177,7 @@ def unet_sa_count(channels: int, num_classes: int, w: int = 64) -> int:
 
 
 @pytest.mark.parametrize("channels, num_classes", [(3, 10), (1, 0)])
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_sa_parameter_count_is_the_papers_layout(channels, num_classes):
     _, params = nets.abstract_params(nets.spec("unet_sa", channels=channels, num_classes=num_classes))
     assert nets.param_count(params) == unet_sa_count(channels, num_classes)
@@ -181,6 +186,7 @@ def test_unet_sa_parameter_count_is_the_papers_layout(channels, num_classes):
     assert unet_sa_count(3, 10) == 14_419_651
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_sa_spec_defaults_follow_the_width():
     spec = nets.spec("unet_sa", channels=1, width=16)
     assert (spec["width"], spec["num_layers"], spec["emb_dim"]) == (16, 4, 64)  # the layout's E = 4 width
@@ -207,6 +213,7 @@ def _unet_sa(**settings):
     return jax.jit(eps_fn.__call__), params
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_sa_starts_at_zero():
     spec = nets.spec("unet_sa", channels=3, num_classes=10, width=2, num_layers=1)  # a small net: few layer shapes
     eps_fn, params = nets.build(spec, key=jax.random.key(0))
@@ -217,6 +224,7 @@ def test_unet_sa_starts_at_zero():
     assert np.any(np.asarray(params["decoder"][0]["res"]["conv1"]["kernel"][...]))
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_sa_is_conditional():
     apply, params = _unet_sa(channels=3, num_classes=10, width=8, num_layers=2)
     x, t = jax.random.normal(jax.random.key(1), (2, 16, 16, 3)), jnp.array([0.3, 0.9])
@@ -230,6 +238,7 @@ def test_unet_sa_is_conditional():
         apply(params, x[:, :15, :15], t, jnp.array([1, 2]))
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_sa_attention_sees_the_whole_image():
     # One level, so no attention in the level: its twenty 3x3 convolutions in a row (input, 3 + 2 + 4 residual blocks
     # of two, output) reach 20 px from a pixel; the middle block's attention makes every output pixel depend on every
@@ -238,6 +247,7 @@ def test_unet_sa_attention_sees_the_whole_image():
     assert _rf_extent(apply, params, 48, (0, 0)) == (48, 48)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_unet_sa_blocked_attention_is_attention():
     # On a CPU, more than 128 positions are attended image by image and in blocks of queries: the same values and
     # gradients as all at once.

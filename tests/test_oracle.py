@@ -28,6 +28,7 @@ def case_groups(ref):
 
 
 @pytest.mark.parametrize("name", SCORE_FILES)
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_scores_match_reference(oracle, name):
     ref = oracle(name)
     worst = {}
@@ -58,6 +59,7 @@ def runs(oracle):
 
 
 @pytest.mark.parametrize("run", range(5))
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sampler_matches_reference(runs, run):
     kind, y = KIND[str(runs["run_machine"][run])], int(runs["run_y"][run])
     out = elsjax.sample(
@@ -75,6 +77,7 @@ def test_sampler_matches_reference(runs, run):
 
 
 @pytest.mark.parametrize("run", range(5))
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sampler_steps_match_reference(runs, run):
     """Each of the 19 evaluations on the reference trajectory, batched per k with one t per image."""
     kind, y = KIND[str(runs["run_machine"][run])], int(runs["run_y"][run])
@@ -95,6 +98,7 @@ def test_sampler_steps_match_reference(runs, run):
             assert relerr(s, runs["run_traj_score_f64"][run, j]) <= tolerance(t), (kind, y, t, k)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sampler_structure(runs):
     """19 evaluations at t = 0.95 ... 0.05 with k = scales[19] ... scales[1]; the trajectory follows the reference."""
     grid, ks = elsjax.sampler.machine_steps(runs["scales"])

@@ -72,6 +72,7 @@ def test_deduplicated_equals_plain(kind):
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_8bit_data_is_stored_as_codes():
     train = mnist_like()
     m = denoisers.build("els", train, k=5)
@@ -87,6 +88,7 @@ def test_8bit_data_is_stored_as_codes():
 
 
 @pytest.mark.parametrize("k", [5, 13])
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_8bit_bbels_border_regions_use_codes_and_stay_exact(k):
     """bbELS border groups store the zero padding as a constant code; it cancels in the softmax (k=13 >= H: LS)."""
     from brute_force import brute_score

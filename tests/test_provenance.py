@@ -125,6 +125,7 @@ def test_top_entries_and_entropy_match_brute_force(kind, k, data):
                 assert p.image[b, r, c, j] == -1 and p.count[b, r, c, j] == 0 and p.weight[b, r, c, j] == 0
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_the_mean_is_the_machines_mean():
     train = eight_bit((5, 8, 8, 2))  # two channels: one posterior per pixel
     x = np.random.default_rng(1).normal(size=(2, 8, 8, 2)).astype(np.float32)
@@ -135,6 +136,7 @@ def test_the_mean_is_the_machines_mean():
         assert post.weight.shape == (2, 8, 8, 2) and post.entropy.shape == (2, 8, 8)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_partial_states_merge_exactly():
     rng = np.random.default_rng(0)
     keys = rng.uniform(-1, 1, (40, 5)).astype(np.float32)
@@ -154,6 +156,7 @@ def test_partial_states_merge_exactly():
             np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-7)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_query_blocks_change_nothing():
     train = eight_bit((4, 6, 6, 1))
     x = np.random.default_rng(1).normal(size=(3, 6, 6, 1)).astype(np.float32)
@@ -170,6 +173,7 @@ def test_query_blocks_change_nothing():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sampler_with_provenance_gives_the_same_samples(kind):
     train = eight_bit((6, 8, 8, 1))
     seeds = np.random.default_rng(5).normal(size=(2, 8, 8, 1)).astype(np.float32)
@@ -184,6 +188,7 @@ def test_sampler_with_provenance_gives_the_same_samples(kind):
     assert [r.step for r in records] == [2]
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sample_provenance_class_conditional_maps_to_global_indices():
     train = eight_bit((8, 7, 7, 1))
     labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
@@ -256,6 +261,7 @@ def test_the_default_program_is_free_of_provenance():
     assert "top_k" not in default and "chlo.top_k" in with_provenance
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_explain_command_writes_its_outputs(tmp_path, capsys):
     import datasets_for_tests as fake
 
@@ -276,6 +282,7 @@ def test_explain_command_writes_its_outputs(tmp_path, capsys):
     assert "distinct source images" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_explain_a_saved_sample_recomputes_it(tmp_path, capsys):
     import json
 

@@ -138,6 +138,7 @@ def test_a_plugin_patch_denoiser_matches_a_float64_brute_force():
         assert np.abs(got[i] - want).max() / np.abs(want).max() < 1e-5
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_sample_and_provenance_through_the_entry_points():
     train, x = data()
     out = elsjax.sample("test_els_zero_queries", x, train=train, scales=[3, 3, 5, 5])
@@ -150,6 +151,7 @@ def test_sample_and_provenance_through_the_entry_points():
         elsjax.explain("test_box_mean", x, 0.5, train=train, k=3)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_calibration_and_evaluation_take_a_plugin():
     train, x = data(n=5)
     net = denoisers.build("test_els_zero_queries", train, 5)
@@ -165,6 +167,7 @@ def test_calibration_and_evaluation_take_a_plugin():
 
 
 @pytest.mark.usefixtures("isolated")
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_the_command_line_samples_a_plugin(tmp_path):
     data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=40)
     out = tmp_path / "run"

@@ -102,6 +102,7 @@ def test_machine_score_broadcasts_a_scalar_time():
     np.testing.assert_array_equal(m.score(jnp.asarray(X), 0.5), m.score(jnp.asarray(X), jnp.full(2, 0.5)))
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_high_level_api_composes_with_jit_and_grad():
     # Concrete inputs are checked on the host; traced x passes through to the jit-compiled machine.
     want = elsjax.score("els", X, 0.5, train=TRAIN, k=3)
@@ -116,6 +117,7 @@ def test_high_level_api_composes_with_jit_and_grad():
         jax.jit(lambda tr: elsjax.score("els", X, 0.5, train=tr, k=3))(TRAIN)
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
 def test_samples_stay_inside_the_data_range():
     train = np.concatenate([TRAIN, -np.ones((2, 8, 8, 1), np.float32)])  # pixels exactly at -1
     out = np.asarray(elsjax.sample("bbels", X, train=train, scales=[3, 3, 5, 5]))
