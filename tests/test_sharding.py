@@ -268,7 +268,7 @@ def test_sample_command_takes_a_mesh(isolated, tmp_path):
     assert cli.main(tiny_sample_argv(data_dir, tmp_path / "run", "--mesh", "1,1")) == 0
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["mesh"] == {"seeds": 1, "entries": 1, "platform": "cpu", "processes": 1}
-    assert record["config"]["mesh"] == "1,1"
+    assert record["config"]["mesh"] == [1, 1]  # typed: a pair of ints (given as "1,1" on the command line)
 
 
 @pytest.mark.slow
