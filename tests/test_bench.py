@@ -1,19 +1,9 @@
 """The benchmark is not a test; the suite only checks that it runs, on tiny sizes, and writes its JSON."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
-
-EXPERIMENTS = pathlib.Path(__file__).parents[1] / "experiments"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from experiment_scripts import load
 
 
 def test_bench_runs_tiny(tmp_path):

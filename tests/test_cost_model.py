@@ -1,22 +1,10 @@
 """The cost model's work counts (experiments/cost_model.py) against brute counts, and its predictions' scaling."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
+from experiment_scripts import load
 
 from elsjax import denoisers
-
-EXPERIMENTS = pathlib.Path(__file__).parents[1] / "experiments"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 cost_model = load("cost_model")
 

@@ -4,7 +4,7 @@ left and says what is missing; fixed_costs.py runs without its split; reference_
 import json
 
 import pytest
-from test_bench import load
+from experiment_scripts import load
 
 CHECK_LOG = """\
 NVIDIA H100 80GB HBM3, 81559 MiB

@@ -1,23 +1,16 @@
 """The time conversion of experiments/studio_side_by_side.py (the comparison itself needs torch and the studio's code,
 which CI has not): elsjax's t <-> the studio's ``alpha_prod``."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
+from experiment_scripts import load
 
 from elsjax import noise
-
-SCRIPT = pathlib.Path(__file__).parents[1] / "experiments" / "studio_side_by_side.py"
 
 
 @pytest.fixture(scope="module")
 def studio():
-    spec = importlib.util.spec_from_file_location("studio_side_by_side", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("studio_side_by_side")
 
 
 def test_alpha_prod_is_the_signal_variance_and_round_trips(studio):
