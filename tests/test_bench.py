@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from experiment_scripts import load
 
 
@@ -77,3 +78,33 @@ def test_table_intervals_pairs_the_calibrated_and_published_machines_by_seed(tmp
     # Every seed gains exactly 0.05: the paired interval has no width, where unpaired medians would spread.
     assert abs(gain["value"] - 0.05) < 1e-12 and gain["high"] - gain["low"] < 1e-12
     assert "els calibrated - published | +0.050" in (tmp_path / "intervals.md").read_text()
+
+
+def _pair_row(folder, name, r, seeds):
+    evaluation = folder / name / "evaluate"
+    evaluation.mkdir(parents=True)
+    per_seed = {"r": {m: {"150": list(r)} for m in ("bbels", "ls", "ideal")}}
+    (evaluation / "summary.json").write_text(json.dumps({"machines": ["bbels", "ls", "ideal"], "per_seed": per_seed}))
+    rng = np.random.default_rng(len(name))
+    images = {f"machine_{m}": rng.uniform(-1, 1, seeds.shape) for m in ("bbels", "ls", "ideal")}
+    np.savez(evaluation / "samples.npz", seeds=seeds, net_150=rng.uniform(-1.3, 1.3, seeds.shape), **images)
+
+
+def test_pair_compare_pairs_two_nets_by_seed_and_refuses_other_noise(tmp_path):
+    """Every seed of B agrees exactly 0.1 less than A's: the paired difference is -0.1 with no width."""
+    pair = load("pair_compare")
+    seeds = np.random.default_rng(0).normal(size=(12, 8, 8, 1))
+    r = np.linspace(0.5, 0.9, 12)
+    _pair_row(tmp_path, "a", r, seeds)
+    _pair_row(tmp_path, "b", r - 0.1, seeds)
+    result = pair.main([str(tmp_path), "a", "b", "--labels", "UNet", "UNet+SA"])
+    diff = result["compare"]["(E)LS"]["150"]
+    assert (
+        abs(diff["B_minus_A"]["value"] + 0.1) < 1e-12 and diff["B_minus_A"]["high"] - diff["B_minus_A"]["low"] < 1e-12
+    )
+    assert diff["frac_B_lower"] == 1.0 and diff["n_seeds"] == 12
+    assert result["seeds_shown"][:3] == [0, 1, 2]  # B's worst seeds first
+    assert (tmp_path / "pair_a_vs_b.png").stat().st_size > 0 and "UNet+SA" in (tmp_path / "pair_a_vs_b.md").read_text()
+    _pair_row(tmp_path, "c", r, seeds + 1.0)
+    with pytest.raises(SystemExit, match="different seeds"):
+        pair.main([str(tmp_path), "a", "c"])
