@@ -5,7 +5,8 @@ have none either), small changes of its noise prediction at high noise shift the
 may draw saturated, nearly white images. No score machine can follow such samples (its outputs are mosaics of
 training patches), so they bound the agreement of every machine at once. This script measures it per checkpoint:
 the mean pixel, the fraction of pixels above 0.5 and outside [-1, 1], for the net's 20- and 150-step DDIM samples
-from fixed seeds, and draws the first seeds' samples per checkpoint (one column each).
+from fixed seeds, and draws the first seeds' samples per checkpoint (one column each). ``--weights raw ema`` reads
+both the raw weights and their moving average of a net trained with ``ema_decay > 0`` (not the paper's procedure).
 
     python experiments/net_drift.py experiments/checkpoints/mnist_resnet_zeros_n2000_cpu \
         experiments/checkpoints/mnist_resnet_zeros_n2000_long_cpu --out experiments/results/cpu_budget/net_drift
@@ -37,6 +38,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-seeds", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1, help="the noise seed (1: the evaluation's first seeds)")
     parser.add_argument("--out", default="", help="write OUT.json and OUT.png")
+    parser.add_argument("--weights", nargs="+", default=["raw"], choices=["raw", "ema"],
+                        help="which weights of each checkpoint: raw (the paper's), ema (their moving average, for a "
+                             "net trained with ema_decay > 0), or both")  # fmt: skip
     args = parser.parse_args(argv)
 
     first = netdata.load(args.nets[0], limit=0)
@@ -48,16 +52,17 @@ def main(argv=None) -> dict:
     print(f"training images: {json.dumps(results['train'])}")
     columns = {}
     for net in args.nets:
-        for step in checkpoint.steps(net):
-            eps_fn, params, meta = checkpoint.load_net(net, step=step)
+        for step, weights in [(s, w) for s in checkpoint.steps(net) for w in args.weights]:
+            eps_fn, params, meta = checkpoint.load_net(net, step=step, weights=weights)
             row = {}
             for n in (20, 150):
                 x = np.asarray(sampler.sample_net(eps_fn, params, jax.numpy.asarray(noise), num_steps=n))
                 row[str(n)] = stats(x)
                 if n == 20:
-                    columns[f"{step}"] = x
-            results["nets"].setdefault(str(net), {})[str(step)] = row
-            print(f"{net} step {step}: " + "; ".join(
+                    columns[f"{step}" if args.weights == ["raw"] else f"{step} {weights}"] = x
+            key = str(step) if weights == "raw" else f"{step}_ema"  # raw: the keys of the files written before EMA
+            results["nets"].setdefault(str(net), {})[key] = row
+            print(f"{net} step {step} ({weights}): " + "; ".join(
                 f"{n} steps mean {v['mean']:+.2f}, >0.5 {v['frac_above_half']:.2f}, outside {v['frac_outside']:.2f}"
                 for n, v in row.items()), flush=True)  # fmt: skip
     if args.out:
