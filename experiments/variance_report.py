@@ -153,6 +153,13 @@ def main(argv=None) -> dict:
     if not rows:
         raise SystemExit(f"variance_report: no finished row named ..._seed{{S}}_step{{T}} in {folder}")
     result = report(rows)
+    # The configuration the runs share (the rows' names without _seed{S}_step{T}), for tables that borrow its spread.
+    names = {
+        NAME.sub("", p.parent.parent.name)
+        for p in folder.glob("*/evaluate/summary.json")
+        if NAME.search(str(p.parent.parent.name))
+    }
+    result["configuration"] = sorted(names)[0] if len(names) == 1 else sorted(names)
     (folder / "variance.json").write_text(json.dumps(result, indent=1))
     (folder / "variance.md").write_text(markdown(result))
     figure(result, folder / "variance.png")

@@ -108,3 +108,22 @@ def test_pair_compare_pairs_two_nets_by_seed_and_refuses_other_noise(tmp_path):
     _pair_row(tmp_path, "c", r, seeds + 1.0)
     with pytest.raises(SystemExit, match="different seeds"):
         pair.main([str(tmp_path), "a", "c"])
+
+
+def test_table_intervals_gives_the_gap_to_the_paper_with_the_runs_spread(tmp_path):
+    intervals = load("table_intervals")
+    for name, key, shift in (("study", ["mnist", "resnet", "zeros", False], 0.0),
+                             ("other", ["mnist", "unet", "zeros", False], 0.1)):  # fmt: skip
+        (tmp_path / name / "evaluate").mkdir(parents=True)
+        (tmp_path / name / "row.json").write_text(json.dumps({"key": key}))
+        per_seed = {"r": {m: {"150": [0.80 + shift] * 9} for m in ("bbels", "ls", "ideal")}}
+        (tmp_path / name / "evaluate" / "summary.json").write_text(json.dumps({"per_seed": per_seed}))
+    spread = {m: {"150": {"2400": {"sd_runs": 0.5, "runs": 3}, "3600": {"sd_runs": 0.04, "runs": 3}, "all": {}}}
+              for m in ("bbels", "ls")}  # fmt: skip
+    (tmp_path / "variance.json").write_text(json.dumps({"spread": spread, "configuration": "study"}))
+    result = intervals.main([str(tmp_path), "--runs", str(tmp_path / "variance.json")])["gap_to_paper"]
+    study = result["study"]["150"]["bbels"]
+    assert abs(study["gap"] - (0.80 - 0.94)) < 1e-12 and study["sd_runs"] == 0.04 and not study["borrowed"]
+    assert result["other"]["150"]["bbels"]["borrowed"] and abs(result["other"]["150"]["ls"]["gap"] - 0.02) < 1e-12
+    assert result["study"]["150"]["ideal"]["sd_runs"] is None  # the study did not spread the IS here: no error bar
+    assert "| study | 150 | bbels | 0.800 | 0.94 | -0.140 |" in (tmp_path / "intervals.md").read_text()
