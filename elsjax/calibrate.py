@@ -375,18 +375,14 @@ def knob_candidates(kind, knob: str, values, *, name: str = "candidates") -> tup
     if knob not in denoiser.knobs:
         raise ValueError(f"knob: the {denoiser.name!r} denoiser has no knob {knob!r} (its knobs: "
                          f"{', '.join(denoiser.knobs) or 'none'})")  # fmt: skip
-    try:
-        values = list(values)
-    except TypeError:
-        raise ValueError(f"{name}: expected a sequence of numbers, got {values!r}") from None
-    if not values:
-        raise ValueError(f"{name}: expected at least one value of the knob {knob!r}")
-    for v in values:
+
+    def check(v):
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
             raise ValueError(f"{name}: expected finite numbers, got {v!r}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name}: candidates must be distinct, got {values}")
-    return tuple(sorted(int(v) if isinstance(v, numbers.Integral) else float(v) for v in values))
+        return int(v) if isinstance(v, numbers.Integral) else float(v)
+
+    return checks.distinct_sorted(name, values, check, expected="a sequence of numbers",
+                                  empty=f"expected at least one value of the knob {knob!r}")  # fmt: skip
 
 
 def calibrate_knob(

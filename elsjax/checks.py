@@ -25,6 +25,7 @@ __all__ = [
     "is_traced",
     "integer",
     "candidates",
+    "distinct_sorted",
     "float_array",
     "train_images",
     "images",
@@ -53,21 +54,33 @@ def integer(name, value, minimum: int = 0) -> int:
     return int(value)
 
 
-def candidates(name, values, denoiser, hw) -> tuple[int, ...]:
-    """Distinct candidate patch sizes (each odd, >= 3, and as ``denoiser`` needs it), sorted ascending."""
+def distinct_sorted(name, values, check, *, expected: str, empty: str) -> tuple:
+    """``values`` as a sorted tuple of distinct items, each checked (and converted) by ``check(item)``: a one-line
+    ValueError for something that is not a sequence (``expected``: what it should be), an empty one (``empty``: the
+    message) or repeated items."""
     try:
         values = list(values)
     except TypeError:
-        raise ValueError(f"{name}: expected a sequence of odd integers >= 3, got {values!r}") from None
+        raise ValueError(f"{name}: expected {expected}, got {values!r}") from None
     if not values:
-        raise ValueError(f"{name}: expected at least one candidate patch size")
-    for k in values:
+        raise ValueError(f"{name}: {empty}")
+    checked = [check(v) for v in values]
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name}: candidates must be distinct, got {values}")
+    return tuple(sorted(checked))
+
+
+def candidates(name, values, denoiser, hw) -> tuple[int, ...]:
+    """Distinct candidate patch sizes (each odd, >= 3, and as ``denoiser`` needs it), sorted ascending."""
+
+    def check(k):
         odd_patch_size(name, k)
         if denoiser.takes_k:
             denoiser.check_k(name, k, hw)
-    if len(set(values)) != len(values):
-        raise ValueError(f"{name}: candidates must be distinct, got {values}")
-    return tuple(sorted(int(k) for k in values))
+        return int(k)
+
+    return distinct_sorted(name, values, check, expected="a sequence of odd integers >= 3",
+                           empty="expected at least one candidate patch size")  # fmt: skip
 
 
 def float_array(name, value, ndim):
