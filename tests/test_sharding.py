@@ -130,6 +130,13 @@ def test_the_field_s_sharded_denoisers_take_a_one_device_mesh(kind, knobs):
     np.testing.assert_allclose(machine.score(x, t), dataclasses.replace(machine, mesh=None).score(x, t), rtol=1e-6, atol=1e-6)  # fmt: skip
 
 
+def test_pca_locality_refuses_a_mesh_of_several_processes(monkeypatch):
+    train, _ = data()
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"^mesh: the 'pca_locality' denoiser's masks come from the whole training"):
+        denoisers.build("pca_locality", train, mesh=elsjax.make_mesh(1, 1))
+
+
 def test_sharded_machine_is_a_pytree_with_its_mesh():
     train, x = data()
     mesh = elsjax.make_mesh(1, 1)

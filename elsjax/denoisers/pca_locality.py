@@ -17,7 +17,8 @@ and pixel ``i``'s posterior runs over the training images with the logits
 through the shared accumulator (:mod:`elsjax.posterior`), exactly like LS: one normalisation over the whole set.
 With ``tau = 0`` every entry of the mask is kept and every pixel's logits are IS's: the denoiser is IS. On a mesh
 the training images are split over ``"entries"`` and the softmax states merged exactly (:class:`OnMesh`); the
-Gaussian fit's arrays, and so the masks, are on every device.
+Gaussian fit's arrays, and so the masks, are on every device. The fit is of the images the build is given, so a
+mesh of several processes (each holding its share of the training set) is refused.
 
 The knob ``scope="row"`` thresholds each row against its own largest ratio instead of the whole matrix's. With the
 whole matrix's (the default, as analytic-diffusion-studio's code), a nearly constant pixel (variance 2e-7 on MNIST:
@@ -108,6 +109,11 @@ class PCALocality(OnMesh):
         cls, images, k=None, *, tau=DEFAULT_TAU, scope="matrix", chunk_size=None, mesh=None, **options
     ) -> PCALocality:
         mesh = sharding.check_mesh(mesh)
+        if mesh is not None and jax.process_count() > 1:
+            raise ValueError(
+                f"mesh: the {cls.name!r} denoiser's masks come from the whole training set's covariance, which one "
+                "process's share of the images does not give; run it in one process (a mesh of its devices)"
+            )
         tau = number("tau", tau)
         if scope not in SCOPES:
             raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
