@@ -88,18 +88,13 @@ class Nearest(Ideal):
         queries = posterior.augment_queries(x.reshape(n, -1), a, b)
         top = isinstance(accumulator, posterior.TopEntries)
         state = posterior.stream(queries, table, accumulator=accumulator if top else ARGMAX)
-        if top:
-            _, _, entry, _ = accumulator.finalize(state)
-            index = entry[:, 0]
-        else:
-            index = ARGMAX.finalize(state)
         values = table.values.reshape(-1, table.values.shape[-1])
-        mean = decode(values[index])
-        if combine is not None:
-            mean = combine(state.max, mean)
-        mean = mean.reshape(x.shape)
         if not top:
-            return mean
+            mean = decode(values[ARGMAX.finalize(state)])
+            return (mean if combine is None else combine(state.max, mean)).reshape(x.shape)
+        _, _, entry, _ = accumulator.finalize(state)
+        index = entry[:, 0]
+        mean = decode(values[index]).reshape(x.shape)
         weight = jnp.zeros(entry.shape, jnp.float32).at[:, 0].set(1.0)
         log_count = table.aux.reshape(-1, 2)[index, 1]  # a duplicated image spreads its weight over its copies
         spread = lambda v: jnp.broadcast_to(v[:, None, None], (n, h, w) + v.shape[1:])
