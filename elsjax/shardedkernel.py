@@ -7,7 +7,8 @@ streams its shard through the ordinary kernel (:mod:`elsjax.posterior`) and hold
 ``posterior.merge`` as a collective, docs/maths.md §5.3). Shards are padded with entries of log weight
 :data:`~elsjax.patches.PAD_LOG_WEIGHT` (exactly zero contribution). With several processes each places the
 dictionary of its own training images on its own columns of ``"entries"``. :func:`map_entries` runs a denoiser's
-maths per device, the batch split over ``"seeds"``. The meshes and the processes are :mod:`elsjax.sharding`'s.
+maths per device, the batch split over ``"seeds"``. A denoiser that keeps the best entry instead of a softmax
+(nearest) merges with :func:`argmax_across`. The meshes and the processes are :mod:`elsjax.sharding`'s.
 
 ``jax.shard_map`` and not ``jax.pmap``: ``pmap`` is in maintenance mode and is itself implemented with ``jax.jit``
 and ``jax.shard_map``; ``shard_map`` composes with ``jit`` and ``NamedSharding``, takes a 2-D mesh, and runs
@@ -20,6 +21,7 @@ import math
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding
@@ -29,7 +31,7 @@ from elsjax import posterior
 from elsjax.patches import PAD_LOG_WEIGHT, ImageStack, PatchDictionary, aligned_zeros
 from elsjax.sharding import ENTRIES, SEEDS, axis_size, pad_batch
 
-__all__ = ["merge_across", "shard_tables", "table_specs", "map_entries"]
+__all__ = ["merge_across", "argmax_across", "shard_tables", "table_specs", "map_entries"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -51,6 +53,23 @@ def merge_across(state: posterior.SoftmaxState, axis_name: str = ENTRIES) -> pos
         num=lax.psum(state.num * scale[..., None], axis_name),
         den=lax.psum(state.den * scale, axis_name),
     )
+
+
+def argmax_across(best, value, axis_name: str = ENTRIES):
+    """The ``value [Q, ...]`` of the device with the largest ``best [Q]`` along ``axis_name`` (inside
+    ``shard_map``), ties to the first device: the argmax as a collective.
+
+    Device ``i`` of ``"entries"`` holds entries before those of device ``i + 1`` (:func:`shard_tables`), so with
+    each device's ties going to its earliest entry, the result is the earliest of the best entries of the whole
+    dictionary, as on one device. Exact: the chosen value is added to zeros. ``best`` is taken without gradient
+    (``lax.pmax`` has none); it only selects.
+    """
+    best = lax.stop_gradient(best)
+    top = lax.pmax(best, axis_name)
+    device = lax.axis_index(axis_name)
+    first = lax.pmin(jnp.where(best == top, device, jnp.iinfo(jnp.int32).max), axis_name)
+    chosen = (device == first).reshape(first.shape + (1,) * (value.ndim - first.ndim))
+    return lax.psum(jnp.where(chosen, value, jnp.zeros_like(value)), axis_name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -201,16 +220,17 @@ def table_specs(tables) -> tuple:
 # One computation per device.
 
 
-def map_entries(fn: Callable, mesh: Mesh, tables, x, t):
+def map_entries(fn: Callable, mesh: Mesh, tables, x, t, combine: Callable = merge_across):
     """``fn(tables, x, t, combine)`` run per device with the tables split over ``"entries"`` and the batch over
-    ``"seeds"``; ``combine`` is :func:`merge_across`, to be applied to each partial state before ``finalize``.
+    ``"seeds"``; ``combine`` merges the devices' partial results: :func:`merge_across` (the default) is to be
+    applied to each partial softmax state before ``finalize``, :func:`argmax_across` to each best entry's value.
 
     A batch that ``"seeds"`` does not divide is padded (by repetition) and the padding dropped from the result.
     """
     batch = x.shape[0]
     seeds = axis_size(mesh, SEEDS)
     x, t = pad_batch(x, seeds), pad_batch(t, seeds)
-    local = lambda tables, x, t: fn(tables, x, t, merge_across)
+    local = lambda tables, x, t: fn(tables, x, t, combine)
     # check_vma=False: the kernel's scan carries start replicated and become device-varying; the output is
     # replicated over "entries" by construction (every device ends with the same merged state).
     out = jax.shard_map(

@@ -25,6 +25,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 
 KINDS = ("ideal", "ls", "els", "bbels")
+# The field's denoisers that stream tables, with their knobs.
+FIELD = {"pca_locality": {"tau": 0.05}, "nearest": {}, "pspc": {"k": 3}}
 MESHES = {"1": (1, 1), "4 entries": (1, 4), "2 seeds x 2 entries": (2, 2), "3 entries (uneven)": (1, 3)}
 
 
@@ -55,6 +57,7 @@ def meshes() -> dict:
             name: relerr(elsjax.score(kind, x, t, train=train, k=3, chunk_size=8, mesh=elsjax.make_mesh(*m)), one)
             for name, m in MESHES.items()
         }
+    out["field"] = field(train, x, t)
     # A class-conditional sample: groups of 1 and 3 seeds, each padded to a multiple of the "seeds" axis.
     out["sample"] = samples(
         "els", {k: v for k, v in MESHES.items() if k in ("2 seeds x 2 entries", "3 entries (uneven)")}
@@ -72,6 +75,41 @@ def meshes() -> dict:
             out["errors"][name] = "no error"
         except ValueError as err:
             out["errors"][name] = str(err)
+    return out
+
+
+def field(train, x, t) -> dict:
+    """The field's sharded denoisers against one device: the score of a batch at four t on each mesh, a sample on
+    two meshes, and nearest's images when the nearest training images lie on different devices."""
+    import jax.numpy as jnp
+
+    import elsjax
+    from elsjax import denoisers, noise
+
+    out = {}
+    for kind, knobs in FIELD.items():
+        one = elsjax.score(kind, x, t, train=train, chunk_size=8, **knobs)
+        out[kind] = {
+            name: relerr(elsjax.score(kind, x, t, train=train, chunk_size=8, **knobs, mesh=elsjax.make_mesh(*m)), one)
+            for name, m in MESHES.items()
+        }
+        rest = {name: value for name, value in knobs.items() if name != "k"}  # a sample's k are its scales
+        scales = [knobs.get("k", 3)] * 3
+        plain = elsjax.sample(kind, x, train=train, scales=scales, chunk_size=8, **rest)
+        out[kind]["sample"] = max(
+            relerr(elsjax.sample(kind, x, train=train, scales=scales, chunk_size=8, **rest, mesh=elsjax.make_mesh(*m)), plain)
+            for m in (MESHES["2 seeds x 2 entries"], MESHES["3 entries (uneven)"])
+        )  # fmt: skip
+    # Training images 6, 0, 3, 5 lie on different devices of 4 and of 3 entries (7 images: 2 or 3 per device).
+    near = [6, 0, 3, 5]
+    a, b = noise.signal_noise_std(jnp.asarray(t))
+    noisy = np.asarray(a)[:, None, None, None] * train[near] + 0.05 * np.asarray(b)[:, None, None, None] * x
+    out["nearest images"] = {
+        name: bool(
+            (np.asarray(denoisers.build("nearest", train, mesh=elsjax.make_mesh(*m)).denoise(noisy, t)) == train[near]).all()
+        )
+        for name, m in MESHES.items()
+    }  # fmt: skip
     return out
 
 

@@ -7,6 +7,7 @@ multi-process check starts two processes joined by ``jax.distributed`` over the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -120,6 +121,22 @@ def test_one_device_mesh_equals_no_mesh():
     np.testing.assert_allclose(meshed, plain, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind, knobs", [("pca_locality", {"tau": 0.05}), ("nearest", {}), ("pspc", {"k": 3})])
+def test_the_field_s_sharded_denoisers_take_a_one_device_mesh(kind, knobs):
+    train, x = data()
+    t = np.array([0.9, 0.3, 0.6, 0.1], np.float32)
+    machine = denoisers.build(kind, train, knobs.pop("k", None), **knobs, mesh=elsjax.make_mesh(1, 1))
+    assert machine.mesh is not None and "entries" in machine.tables[0][0].sharding.spec
+    np.testing.assert_allclose(machine.score(x, t), dataclasses.replace(machine, mesh=None).score(x, t), rtol=1e-6, atol=1e-6)  # fmt: skip
+
+
+def test_pca_locality_refuses_a_mesh_of_several_processes(monkeypatch):
+    train, _ = data()
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"^mesh: the 'pca_locality' denoiser's masks come from the whole training"):
+        denoisers.build("pca_locality", train, mesh=elsjax.make_mesh(1, 1))
+
+
 def test_sharded_machine_is_a_pytree_with_its_mesh():
     train, x = data()
     mesh = elsjax.make_mesh(1, 1)
@@ -216,6 +233,22 @@ def test_every_machine_on_every_mesh_equals_one_device(meshes, kind):
     assert set(errors) == {"1", "4 entries", "2 seeds x 2 entries", "3 entries (uneven)"}
     assert errors["1"] <= 1e-6
     assert max(errors.values()) <= FLOAT32_ROUNDOFF, errors
+
+
+@pytest.mark.parametrize("kind", ["pca_locality", "nearest", "pspc"])
+def test_the_field_s_sharded_denoisers_on_every_mesh_equal_one_device(meshes, kind):
+    """A batch of 4 images at 4 t, 7 training images over 1, 4, 2 x 2 and 3 (uneven) devices; elsjax.score and
+    elsjax.sample."""
+    errors = meshes["field"][kind]
+    assert set(errors) == {"1", "4 entries", "2 seeds x 2 entries", "3 entries (uneven)", "sample"}
+    assert errors["1"] <= 1e-6
+    assert max(errors.values()) <= (0.0 if kind == "nearest" else FLOAT32_ROUNDOFF), errors
+
+
+def test_nearest_on_a_mesh_reads_the_best_device_s_image(meshes):
+    assert meshes["field"]["nearest images"] == dict.fromkeys(
+        ["1", "4 entries", "2 seeds x 2 entries", "3 entries (uneven)"], True
+    )
 
 
 def test_a_conditional_sample_on_sharded_meshes_equals_one_device(meshes):

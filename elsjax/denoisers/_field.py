@@ -19,7 +19,7 @@ __all__ = [
 
 
 def no_mesh(name: str, mesh) -> None:
-    """The field's denoisers run on one device: a one-line ValueError for a mesh."""
+    """For a denoiser that runs on one device (Wiener, sCFDM, GoldDiff): a one-line ValueError for a mesh."""
     if mesh is not None:
         raise ValueError(f"mesh: the {name!r} denoiser runs on one device; build it without a mesh")
 

@@ -1,8 +1,10 @@
-"""What the dictionary denoisers (IS, LS, ELS, bbELS) share: tables, building through a cache, sharding."""
+"""What the denoisers that stream tables share: the mesh path (:class:`OnMesh`: IS, LS, ELS, bbELS, PCA-locality,
+nearest, PSPC), and for the dictionary denoisers (IS, LS, ELS, bbELS, nearest) building through a cache."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
@@ -11,11 +13,40 @@ import numpy as np
 from elsjax import dictcache, patches, posterior, shardedkernel, sharding
 from elsjax.denoisers._base import Denoiser, Located, static
 
-__all__ = ["DictionaryDenoiser", "per_pixel", "here", "located"]
+__all__ = ["OnMesh", "DictionaryDenoiser", "per_pixel", "here", "located"]
+
+
+class OnMesh(Denoiser):
+    """The mesh path of a denoiser whose :meth:`accumulate` streams ``tables``: the same maths per device on its
+    shard of every table (split over ``"entries"``) and of the batch (split over ``"seeds"``), the devices' partial
+    results merged by :attr:`merge_across` (:func:`elsjax.shardedkernel.map_entries`).
+
+    A subclass is a frozen dataclass with the fields ``tables`` (a tuple of
+    :class:`~elsjax.patches.PatchDictionary` or :class:`~elsjax.patches.ImageStack`, entries along their chunk
+    axis) and ``mesh`` (static, None for one device); its other arrays are replicated on every device. Its
+    :meth:`accumulate` applies ``combine`` (:attr:`merge_across`, given only on a mesh) to its partial state.
+    """
+
+    # How the devices' partial results merge inside shard_map: the softmax states' exact merge.
+    merge_across: ClassVar[Callable] = staticmethod(shardedkernel.merge_across)
+
+    @staticmethod
+    def place(tables, mesh) -> tuple:
+        """Host tables split over the ``"entries"`` of ``mesh`` (:func:`elsjax.shardedkernel.shard_tables`), or
+        unchanged for ``mesh=None``."""
+        return tuple(tables) if mesh is None else tuple(shardedkernel.shard_tables(tables, mesh))
+
+    def posterior_mean(self, x, t):
+        if self.mesh is None:
+            return self.accumulate(x, t, posterior.MEAN)
+        local = lambda tables, x, t, combine: dataclasses.replace(self, tables=tables).accumulate(
+            x, t, posterior.MEAN, combine
+        )
+        return shardedkernel.map_entries(local, self.mesh, self.tables, x, t, combine=self.merge_across)
 
 
 @dataclasses.dataclass(frozen=True)
-class DictionaryDenoiser(Denoiser):
+class DictionaryDenoiser(OnMesh):
     """A denoiser whose posterior streams precomputed tables through :func:`elsjax.posterior.stream`.
 
     Attributes:
@@ -68,19 +99,8 @@ class DictionaryDenoiser(Denoiser):
             key = (dictcache.digest(np.asarray(images, np.float32)), cls.name, k, chunk_size, deduplicate, shape_bits, to_device)  # fmt: skip
             key += tuple(sorted(knobs.items()))
             tables = cache.get_or_build(key, make, to_device=patches.device_put if to_device else None)
-        if mesh is not None:
-            tables = shardedkernel.shard_tables(tables, mesh)
-        return cls(tables=tuple(tables), k=int(k or 0), image_shape=tuple(images.shape[1:]), mesh=mesh, **knobs)
-
-    def posterior_mean(self, x, t):
-        if self.mesh is None:
-            return self.accumulate(x, t, posterior.MEAN)
-        # The same maths per device, on its shard of every table and of the batch; the partial softmax states are
-        # merged across "entries" before the division (shardedkernel.merge_across).
-        local = lambda tables, x, t, combine: dataclasses.replace(self, tables=tables).accumulate(
-            x, t, posterior.MEAN, combine
-        )
-        return shardedkernel.map_entries(local, self.mesh, self.tables, x, t)
+        tables = cls.place(tables, mesh)
+        return cls(tables=tables, k=int(k or 0), image_shape=tuple(images.shape[1:]), mesh=mesh, **knobs)
 
     @classmethod
     def fewest_occurrences(cls, shape, k) -> int:

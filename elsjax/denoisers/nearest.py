@@ -7,6 +7,11 @@ and its entry (ties: the earlier entry) instead of a softmax, then reads that en
 hard posterior: weight 1 on the nearest image, 0 on the next ones (listed in order of their logits), entropy
 ``log c`` for an image that occurs ``c`` times.
 
+On a mesh IS's dictionary is split over ``"entries"`` as IS's is; each device reads its own best entry's image,
+and :func:`elsjax.shardedkernel.argmax_across` keeps the image of the device with the largest logit (ties: the
+first device, whose entries come first), so the result is the one-device result bit for bit unless two logits
+are within float32 rounding of each other.
+
 Example:
     >>> import numpy as np
     >>> from elsjax import denoisers
@@ -24,9 +29,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from elsjax import noise, posterior
+from elsjax import noise, posterior, shardedkernel
 from elsjax.denoisers._base import register
-from elsjax.denoisers._field import no_mesh
 from elsjax.denoisers.ideal import Ideal
 from elsjax.patches import decode
 
@@ -69,12 +73,13 @@ ARGMAX = ArgMax()
 @register("nearest")
 @dataclasses.dataclass(frozen=True)
 class Nearest(Ideal):
-    """The nearest training image to ``x / a_t`` (IS's dictionary, IS's logits, the argmax instead of the softmax)."""
+    """The nearest training image to ``x / a_t`` (IS's dictionary, IS's logits, the argmax instead of the softmax).
 
-    @classmethod
-    def build(cls, images, k=None, *, mesh=None, **options) -> Nearest:
-        no_mesh(cls.name, mesh)
-        return super().build(images, k, **options)
+    On a mesh ``combine`` is :func:`elsjax.shardedkernel.argmax_across`, applied to each device's best logit and
+    the image it read."""
+
+    # The devices' best entries merge by their logits, not as softmax states.
+    merge_across = staticmethod(shardedkernel.argmax_across)
 
     def accumulate(self, x, t, accumulator, combine=None):
         a, b = noise.signal_noise_std(t)
@@ -83,15 +88,13 @@ class Nearest(Ideal):
         queries = posterior.augment_queries(x.reshape(n, -1), a, b)
         top = isinstance(accumulator, posterior.TopEntries)
         state = posterior.stream(queries, table, accumulator=accumulator if top else ARGMAX)
-        if top:
-            _, _, entry, _ = accumulator.finalize(state)
-            index = entry[:, 0]
-        else:
-            index = ARGMAX.finalize(state)
         values = table.values.reshape(-1, table.values.shape[-1])
-        mean = decode(values[index]).reshape(x.shape)
         if not top:
-            return mean
+            mean = decode(values[ARGMAX.finalize(state)])
+            return (mean if combine is None else combine(state.max, mean)).reshape(x.shape)
+        _, _, entry, _ = accumulator.finalize(state)
+        index = entry[:, 0]
+        mean = decode(values[index]).reshape(x.shape)
         weight = jnp.zeros(entry.shape, jnp.float32).at[:, 0].set(1.0)
         log_count = table.aux.reshape(-1, 2)[index, 1]  # a duplicated image spreads its weight over its copies
         spread = lambda v: jnp.broadcast_to(v[:, None, None], (n, h, w) + v.shape[1:])

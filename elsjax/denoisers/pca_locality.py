@@ -15,7 +15,10 @@ and pixel ``i``'s posterior runs over the training images with the logits
 "Pixel" means one entry of the image (a channel of a pixel): the Wiener filter, and so the mask, is over all
 ``D = H W C`` entries, and each entry has its own softmax. The softmax is streamed over chunks of training images
 through the shared accumulator (:mod:`elsjax.posterior`), exactly like LS: one normalisation over the whole set.
-With ``tau = 0`` every entry of the mask is kept and every pixel's logits are IS's: the denoiser is IS.
+With ``tau = 0`` every entry of the mask is kept and every pixel's logits are IS's: the denoiser is IS. On a mesh
+the training images are split over ``"entries"`` and the softmax states merged exactly (:class:`OnMesh`); the
+Gaussian fit's arrays, and so the masks, are on every device. The fit is of the images the build is given, so a
+mesh of several processes (each holding its share of the training set) is refused.
 
 The knob ``scope="row"`` thresholds each row against its own largest ratio instead of the whole matrix's. With the
 whole matrix's (the default, as analytic-diffusion-studio's code), a nearly constant pixel (variance 2e-7 on MNIST:
@@ -35,16 +38,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from elsjax import noise, posterior
-from elsjax.denoisers._base import Denoiser, register, static
-from elsjax.denoisers._field import gaussian_fit, no_mesh, number
-from elsjax.denoisers._tables import per_pixel
+from elsjax import noise, posterior, sharding
+from elsjax.denoisers._base import register, static
+from elsjax.denoisers._field import gaussian_fit, number
+from elsjax.denoisers._tables import OnMesh, per_pixel
 from elsjax.denoisers.local import Local
 
 __all__ = ["PCALocality", "DEFAULT_TAU", "SCOPES", "masks"]
@@ -75,7 +79,7 @@ def masks(eigenvalues, eigenvectors, varying, tau: float, t, scope: str = "matri
 
 @register("pca_locality")
 @dataclasses.dataclass(frozen=True)
-class PCALocality(Denoiser):
+class PCALocality(OnMesh):
     """PCA-locality: a per-pixel softmax over training images restricted to a Wiener-filter mask (knob ``tau``).
 
     Attributes:
@@ -85,6 +89,7 @@ class PCALocality(Denoiser):
       varying: ``[D]`` bool, the pixels that are not constant over the training set.
       tau: the mask threshold (static).
       image_shape: ``(H, W, C)``.
+      mesh: None (one device), or the ``jax.sharding.Mesh`` the training images are split over.
     """
 
     tables: tuple
@@ -94,6 +99,7 @@ class PCALocality(Denoiser):
     tau: float = static()
     image_shape: tuple[int, int, int] = static()
     scope: str = static(default="matrix")
+    mesh: Any = static(default=None)
 
     takes_k = False
     knobs = ("tau", "scope")
@@ -102,22 +108,29 @@ class PCALocality(Denoiser):
     def build(
         cls, images, k=None, *, tau=DEFAULT_TAU, scope="matrix", chunk_size=None, mesh=None, **options
     ) -> PCALocality:
-        no_mesh(cls.name, mesh)
+        mesh = sharding.check_mesh(mesh)
+        if mesh is not None and jax.process_count() > 1:
+            raise ValueError(
+                f"mesh: the {cls.name!r} denoiser's masks come from the whole training set's covariance, which one "
+                "process's share of the images does not give; run it in one process (a mesh of its devices)"
+            )
         tau = number("tau", tau)
         if scope not in SCOPES:
             raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
         fit = gaussian_fit(images)
         stack = Local.build_tables(
-            images, None, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=False, to_device=True, shape_bits=None
-        )
+            images, None, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=False, to_device=mesh is None,
+            shape_bits=None,
+        )  # fmt: skip
         return cls(
-            tables=stack,
+            tables=cls.place(stack, mesh),
             eigenvalues=jnp.asarray(fit.eigenvalues, jnp.float32),
             eigenvectors=jnp.asarray(fit.eigenvectors, jnp.float32),
             varying=jnp.asarray(fit.variance > 0),
             tau=tau,
             image_shape=tuple(images.shape[1:]),
             scope=scope,
+            mesh=mesh,
         )
 
     def masks(self, t):

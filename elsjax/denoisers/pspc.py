@@ -16,19 +16,27 @@ At ``k = H = W`` there is one crop, the whole image: PSPC is IS. The crop size k
 elsjax computes it exactly in two streamed passes over chunks of training images, with no [crops x pixels] state:
 the first keeps each crop's online log-sum-exp (running max and sum), the second adds, per training image, its
 normalised crop weights ``exp(l - lse)`` summed over the crops that cover each pixel (a transposed box sum) times
-the image. The crop distances are exact box sums of the squared differences (no expansion), as LS's.
+the image, and those sums themselves (which add up to ``|C(p)|``). The crop distances are exact box sums of the
+squared differences (no expansion), as LS's.
+
+On a mesh the training images are split over ``"entries"`` (:class:`~elsjax.denoisers._tables.OnMesh`). Both
+passes keep softmax states, merged exactly across the devices after each pass: the first pass's (no values) gives
+every device the whole set's log-sum-exp of each crop; the second pass's has a common maximum of 0 (the weights
+are normalised), so the merge is the sum of the devices' numerators and denominators.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax.numpy as jnp
 from jax import lax
 
-from elsjax import noise, posterior
-from elsjax.denoisers._base import Denoiser, register, static
-from elsjax.denoisers._field import no_mesh
+from elsjax import noise, posterior, sharding
+from elsjax.denoisers._base import register, static
+from elsjax.denoisers._field import no_provenance
+from elsjax.denoisers._tables import OnMesh
 from elsjax.denoisers.local import Local
 
 __all__ = ["PatchSetComposite", "crop_sums", "cover_sums"]
@@ -59,12 +67,20 @@ def cover_sums(u, k: int):
 
 @register("pspc")
 @dataclasses.dataclass(frozen=True)
-class PatchSetComposite(Denoiser):
-    """PSPC-Square: per-crop posteriors over the training crops at the same position, averaged per pixel."""
+class PatchSetComposite(OnMesh):
+    """PSPC-Square: per-crop posteriors over the training crops at the same position, averaged per pixel.
+
+    Attributes:
+      tables: ``(ImageStack,)``, the training images in chunks.
+      k: the crop size.
+      image_shape: ``(H, W, C)``.
+      mesh: None (one device), or the ``jax.sharding.Mesh`` the training images are split over.
+    """
 
     tables: tuple
     k: int = static()
     image_shape: tuple[int, int, int] = static()
+    mesh: Any = static(default=None)
 
     @classmethod
     def check_k(cls, name, k, image_shape):
@@ -77,43 +93,54 @@ class PatchSetComposite(Denoiser):
 
     @classmethod
     def build(cls, images, k=None, *, chunk_size=None, mesh=None, **options) -> PatchSetComposite:
-        no_mesh(cls.name, mesh)
+        mesh = sharding.check_mesh(mesh)
         stack = Local.build_tables(
-            images, None, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=False, to_device=True, shape_bits=None
-        )
-        return cls(tables=stack, k=int(k), image_shape=tuple(images.shape[1:]))
+            images, None, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=False, to_device=mesh is None,
+            shape_bits=None,
+        )  # fmt: skip
+        return cls(tables=cls.place(stack, mesh), k=int(k), image_shape=tuple(images.shape[1:]), mesh=mesh)
 
-    def posterior_mean(self, x, t):
+    def accumulate(self, x, t, accumulator, combine=None):
+        if not isinstance(accumulator, posterior.PosteriorMean):
+            raise no_provenance(self.name)
         a, b = noise.signal_noise_std(t)
         k = self.k
         stack = self.tables[0]
         inv_two_var = (0.5 / (b * b))[:, None, None, None]
         a4 = a[:, None, None, None, None]
+        merged = lambda state: state if combine is None else combine(state)
 
         def logits_of(images, log_w):  # [B, Nc, L_h, L_w]
             diff = x[:, None] - a4 * images[None]
             return -crop_sums(jnp.sum(diff * diff, axis=-1), k) * inv_two_var + log_w[None, :, None, None]
 
-        def first(state, item):  # each crop's log-sum-exp over the training set
-            m, z = state
+        def first(state, item):  # each crop's online log-sum-exp: a softmax state with no values
             logits = logits_of(*item)
-            new = jnp.maximum(m, jnp.max(logits, axis=1))
-            z = z * posterior.rescale(m, new) + jnp.sum(jnp.exp(logits - new[:, None]), axis=1)
-            return (new, z), None
+            new = jnp.maximum(state.max, jnp.max(logits, axis=1))
+            den = state.den * posterior.rescale(state.max, new) + jnp.sum(jnp.exp(logits - new[:, None]), axis=1)
+            return posterior.SoftmaxState(new, state.num, den), None
 
         h, w = x.shape[1:3]
         crops = (x.shape[0], h - k + 1, w - k + 1)
-        (m, z), _ = lax.scan(first, (jnp.full(crops, -jnp.inf), jnp.zeros(crops)), (stack.images, stack.log_weights))
-        lse = m + jnp.log(z)
+        empty = posterior.SoftmaxState(jnp.full(crops, -jnp.inf), jnp.zeros(crops + (0,)), jnp.zeros(crops))
+        state, _ = lax.scan(first, empty, (stack.images, stack.log_weights))
+        state = merged(state)
+        lse = state.max + jnp.log(state.den)
 
-        def second(total, item):
+        def second(acc, item):  # per pixel: the crops' normalised weights covering it, and those times the image
             images, log_w = item
-            weights = jnp.exp(logits_of(images, log_w) - lse[:, None])  # normalised, each <= 1
-            covered = cover_sums(weights, k)  # [B, Nc, H, W]
-            return total + jnp.einsum("bnhw,nhwc->bhwc", covered, images, precision=posterior.PRECISION), None
+            covered = cover_sums(jnp.exp(logits_of(images, log_w) - lse[:, None]), k)  # [B, Nc, H, W], each <= |C|
+            num = acc.num + jnp.einsum("bnhw,nhwc->bhwc", covered, images, precision=posterior.PRECISION)
+            return posterior.SoftmaxState(acc.max, num, acc.den + jnp.sum(covered, axis=1)), None
 
-        total, _ = lax.scan(second, jnp.zeros_like(x), (stack.images, stack.log_weights))
-        return total / cover_sums(jnp.ones((1,) + crops[1:], x.dtype), k)[0][None, :, :, None]
+        # The weights are normalised already (a common max of 0), so the den of a pixel sums to the number of crops
+        # that cover it, and merging the devices' states sums their numerators and denominators.
+        zero = jnp.zeros(x.shape[:3])
+        state, _ = lax.scan(
+            second, posterior.SoftmaxState(zero, jnp.zeros_like(x), zero), (stack.images, stack.log_weights)
+        )
+        state = merged(state)
+        return state.num / state.den[..., None]
 
     @classmethod
     def memory_bound(cls, shape, k, itemsize: int) -> int:
