@@ -446,6 +446,13 @@ def test_cpu_unet_sa_row_is_the_plain_unet_row_with_attention():
                      emb_dim=cfg.emb_dim)  # fmt: skip
     assert sweeps._key(sa, cfg.to_dict(), spec) == ("fashion_mnist", "unet_sa", "zeros", True)  # row.json's key
     train_job.check(cfg)
+    # The control: the plain UNet on the UNet+SA's budget, otherwise the plain row's net.
+    control = rows["fmnist_unet_conditional_800x32"]
+    assert {k for k in plain if plain[k] != control[k]} == {"name", "net", "train_config"}
+    ctrl = sweeps._train_cfg({**control, "train_config": str(REPO / control["train_config"])})
+    assert (ctrl.batch_size, ctrl.num_steps) == (cfg.batch_size, cfg.num_steps) == (32, 800)
+    assert {k for k in ctrl if ctrl[k] != cfgs[0][k]} == {"batch_size", "num_steps", "checkpoint_every_steps",
+                                                          "keep_checkpoints", "out_dir"}  # fmt: skip
 
 
 @pytest.mark.integration

@@ -10,7 +10,12 @@ reused its CIFAR-10 ResNet's). Its ``row.json`` names the architecture (``key``:
 conditional). The plain UNet row is ``cpu_scale.py``'s own, so that the table holds both: copy its finished stages
 from ``experiments/results/cpu_scale/fmnist_unet_conditional`` and the sweep reuses them rather than recomputing.
 
-A sweep that finds no checkpoint in the UNet+SA's ``net`` trains it there first (about 30-40 minutes on 2 cores)::
+The UNet+SA trained for 800 steps of batch 32 where the plain UNet row's net trained 3,600 of batch 64, so a third
+row, ``fmnist_unet_conditional_800x32``, is the plain UNet on the UNet+SA's budget
+(``experiments/configs/train_fmnist_unet_800x32_cpu.py``): beside it, the UNet+SA row differs in the attention alone.
+
+A sweep that finds no checkpoint in a row's ``net`` trains it there first (the UNet+SA about 30-40 minutes on 2
+cores, the budget-matched UNet about 5)::
 
     elsjax sweep --config experiments/sweeps/cpu_unet_sa.py --out-dir experiments/results/cpu_unet_sa
 """
@@ -28,5 +33,8 @@ def get_config():
         unet,
         {**unet, "name": "fmnist_unet_sa_conditional", "net": "experiments/checkpoints/fmnist_unet_sa_conditional_cpu",
          "train_config": "experiments/configs/train_fmnist_unet_sa_cpu.py"},
+        {**unet, "name": "fmnist_unet_conditional_800x32",
+         "net": "experiments/checkpoints/fmnist_unet_conditional_800x32_cpu",
+         "train_config": "experiments/configs/train_fmnist_unet_800x32_cpu.py"},
     ]  # fmt: skip
     return config
