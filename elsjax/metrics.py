@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = [
     "pearson_r", "r_squared", "determination", "studio_r2", "per_step", "mse", "compare", "KEYS", "Interval",
-    "bootstrap_median",
+    "bootstrap_median", "paired_median_difference",
 ]  # fmt: skip
 
 KEYS = ("r", "r2", "R2", "mse")
@@ -232,3 +232,27 @@ def bootstrap_median(values, *, seed: int, n_resamples: int = 20_000, level: flo
     tail = (1 - level) / 2
     low, high = np.quantile(medians, [tail, 1 - tail])
     return Interval(float(np.median(x)), float(low), float(high), float(np.std(medians)))
+
+
+def paired_median_difference(a, b, *, seed: int, n_resamples: int = 20_000, level: float = 0.95) -> Interval:
+    """``median(a) - median(b)`` over the seeds where both are finite, with a paired seed bootstrap: each resample
+    draws the same seeds for both, as two machines (or two calibrations) sampled from the same seeds.
+
+    Example:
+      >>> d = paired_median_difference([0.6, 0.7, 0.8, 0.9], [0.5, 0.6, 0.7, 0.8], seed=0, n_resamples=2000)
+      >>> round(d.value, 12), round(d.high - d.low, 12)
+      (0.1, 0.0)
+    """
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"a, b: expected values for the same seeds, got {a.size} and {b.size}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    if not ok.any():
+        raise ValueError("a, b: no seed where both are finite")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a fraction in (0, 1), got {level}")
+    a, b = a[ok], b[ok]
+    draws = np.random.default_rng(seed).integers(0, a.size, size=(n_resamples, a.size))
+    differences = np.median(a[draws], axis=1) - np.median(b[draws], axis=1)
+    low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(np.median(a) - np.median(b)), float(low), float(high), float(differences.std()))

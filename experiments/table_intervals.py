@@ -25,24 +25,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from elsjax import metrics, paper
 
 RESAMPLES = 20_000
 PAPER_COLUMNS = {"bbels": "els", "els": "els", "ls": "ls", "ideal": "ideal"}  # machine -> the paper's column
 STUDY_MACHINE = {"els": "bbels"}  # the variance study's machine standing in for one it did not run
-
-
-def paired_gain(a, b, *, seed: int = 0, level: float = 0.95) -> metrics.Interval:
-    """``median(a) - median(b)`` over seeds where both are finite, with a paired seed bootstrap."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    draws = np.random.default_rng(seed).integers(0, a.size, size=(RESAMPLES, a.size))
-    gains = np.median(a[draws], axis=1) - np.median(b[draws], axis=1)
-    low, high = np.quantile(gains, [(1 - level) / 2, (1 + level) / 2])
-    return metrics.Interval(float(np.median(a) - np.median(b)), float(low), float(high), float(gains.std()))
 
 
 def intervals(folder: Path) -> dict:
@@ -55,7 +42,9 @@ def intervals(folder: Path) -> dict:
                 row.setdefault(steps, {})[machine] = metrics.bootstrap_median(values, seed=0)._asdict()
                 published = per_seed.get(f"{machine}_published", {}).get(steps)
                 if published is not None:
-                    row[steps][f"{machine} calibrated - published"] = paired_gain(values, published)._asdict()
+                    row[steps][f"{machine} calibrated - published"] = metrics.paired_median_difference(
+                        values, published, seed=0, n_resamples=RESAMPLES
+                    )._asdict()
         out[summary_path.parent.parent.name] = row
     return out
 

@@ -127,3 +127,21 @@ def test_table_intervals_gives_the_gap_to_the_paper_with_the_runs_spread(tmp_pat
     assert result["other"]["150"]["bbels"]["borrowed"] and abs(result["other"]["150"]["ls"]["gap"] - 0.02) < 1e-12
     assert result["study"]["150"]["ideal"]["sd_runs"] is None  # the study did not spread the IS here: no error bar
     assert "| study | 150 | bbels | 0.800 | 0.94 | -0.140 |" in (tmp_path / "intervals.md").read_text()
+
+
+def test_sensitivity_report_gives_each_rows_paired_move_from_the_base(tmp_path):
+    report = load("sensitivity_report")
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.5, 0.9, 30)
+    for name, shift in (("base", 0.0), ("calibration_seed100", -0.03), ("corrected", 0.0)):
+        (tmp_path / name / "evaluate").mkdir(parents=True)
+        per_seed = {"r": {m: {"150": list(base + shift), "20": list(base)} for m in ("bbels", "ls")}}
+        (tmp_path / name / "evaluate" / "summary.json").write_text(json.dumps({"per_seed": per_seed}))
+        (tmp_path / name / "row.json").write_text(json.dumps({"calibrated": {"bbels": [3, 5], "ls": [3, 3]}}))
+    result = report.main([str(tmp_path)])
+    move = result["moves"]["calibration_seed100"]["bbels"]["150"]["move"]
+    assert abs(move["value"] + 0.03) < 1e-12 and move["high"] - move["low"] < 1e-12  # every seed moved by -0.03
+    assert result["moves"]["corrected"]["ls"]["20"]["move"]["value"] == 0.0 and "base" not in result["moves"]
+    assert (tmp_path / "sensitivity.png").stat().st_size > 0 and "| corrected | bbels |" in (
+        tmp_path / "sensitivity.md"
+    ).read_text()
