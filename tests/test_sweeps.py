@@ -495,18 +495,20 @@ def test_cpu_sensitivity_rows_differ_from_the_base_row_in_one_thing_each_on_the_
     assert rows["ls_ks_to_31"]["ls_ks"][-1] == 31 and evaluation(rows["corrected"]).convention == "corrected"
 
 
-def test_cpu_ema_rows_differ_from_the_raw_seed0_rows_only_in_the_weights():
-    """Each EMA row is cpu_variance's seed-0 row of its checkpoint with the moving average instead of the raw weights
-    (of a run whose raw weights are that row's net): the same calibration and evaluation seeds."""
+def test_cpu_ema_rows_read_one_run_raw_and_averaged_on_the_variance_rows_seeds():
+    """Each checkpoint of the EMA run twice, raw and averaged, with cpu_variance's seed-0 calibration and evaluation
+    seeds: a pair differs only in the weights, and each row from a variance row only in the net."""
     rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_ema.py"))}
-    raw = {r["name"]: r for r in variance_rows()}
-    assert len(rows) == 3
+    variance = {r["name"]: r for r in variance_rows()}
+    assert len(rows) == 6
     for step in (2400, 3000, 3600):
-        ema, base = rows[f"mnist_resnet_zeros_ema_step{step}"], raw[f"mnist_resnet_zeros_seed0_step{step}"]
+        ema, raw = (rows[f"mnist_resnet_zeros_emarun_{w}_step{step}"] for w in ("ema", "raw"))
+        assert {k for k in ema if ema[k] != raw[k]} == {"name", "net_weights"}
+        assert (ema["net_weights"], raw["net_weights"], ema["net_step"]) == ("ema", "raw", step)
+        base = variance[f"mnist_resnet_zeros_seed0_step{step}"]
         differ = {k for k in ema if ema[k] != base[k]} - {"net_step"}  # seed 0's last checkpoint is its net_step 0
         assert differ == {"name", "net", "net_weights", "train_config", "train_overrides"}
-        assert ema["net_weights"] == "ema" and ema["net_step"] == step
         cfg = sweeps._train_cfg({**ema, "train_config": str(REPO / ema["train_config"])})
         seed0 = sweeps._train_cfg({**base, "train_config": str(REPO / base["train_config"])})
         assert cfg.ema_decay == 0.999 and seed0.ema_decay == 0
-        assert {k for k in cfg if cfg[k] != seed0[k]} == {"ema_decay", "out_dir"}  # the same run, plus the average
+        assert {k for k in cfg if cfg[k] != seed0[k]} == {"ema_decay", "out_dir"}  # the same recipe, plus the average
