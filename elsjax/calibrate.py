@@ -160,6 +160,7 @@ def calibrate(
     cache=None,
     programs: Programs | None = None,
     knobs: Mapping | None = None,
+    parts: scoring.Parts | None = None,
 ) -> Calibration:
     """Calibrates a machine's k schedule against a net (docs/maths.md §7) from seeds drawn by :func:`draw`.
 
@@ -192,6 +193,9 @@ def calibrate(
       programs: the :class:`elsjax.programs.Programs` that keeps compiled machine programs (None: a new one for this
         call; denoisers of one shape share a program).
       knobs: the denoiser's own keyword arguments (:attr:`elsjax.denoisers.Denoiser.knobs`), the same for every k.
+      parts: None, or where the finished units (per class group and candidate: its cosines) are kept
+        (:class:`elsjax.scoring.Parts`, e.g. :class:`elsjax.parts.Store`): each unit saved there is taken from it,
+        each one computed is saved to it at once, so that a killed calibration resumes; the result is the same.
 
     Returns:
       A :class:`Calibration`.
@@ -220,6 +224,7 @@ def calibrate(
         cache=cache,
         programs=programs,
         knobs=knobs,
+        parts=parts,
     )
 
 
@@ -242,6 +247,7 @@ def calibrate_seeds(
     cache=None,
     programs: Programs | None = None,
     knobs: Mapping | None = None,
+    parts: scoring.Parts | None = None,
 ) -> Calibration:
     """:func:`calibrate` from given starting noise ``seeds [B, H, W, C]`` (x at t = 1) and classes ``y [B]`` or None.
 
@@ -267,7 +273,7 @@ def calibrate_seeds(
     plan = [scoring.Column(col, int(k) if denoiser.takes_k else None, dict(knobs or {}), every_step)
             for col, k in enumerate(machine_ks)]  # fmt: skip
     cos = scoring.cosines(eps_fn, params, denoiser, study, plan, len(ks), chunk_size=chunk_size, progress=progress,
-                   cache=cache, programs=programs)  # fmt: skip
+                          cache=cache, programs=programs, parts=parts)  # fmt: skip
     if not denoiser.takes_k:
         cos[:] = cos[:, :, :1]
 
@@ -407,6 +413,7 @@ def calibrate_knob(
     mesh=None,
     cache=None,
     programs: Programs | None = None,
+    parts: scoring.Parts | None = None,
 ) -> KnobCalibration:
     """Calibrates one value of a denoiser's knob against a net: the candidate whose noise estimates have the highest
     mean cosine with the net's over every seed and step of the net's trajectory (docs/maths.md §7.4).
@@ -416,7 +423,7 @@ def calibrate_knob(
       k: the denoiser's patch size: None for one without (PCA-locality, sCFDM), one k for every step, or one per
         step in the calibration's layout (entry j at t = (j + 1) / n: e.g. a :class:`Calibration`'s median).
       knobs: the denoiser's other knobs, the same for every candidate (e.g. sCFDM's ``samples`` and ``key``).
-      The other arguments are :func:`calibrate`'s.
+      The other arguments are :func:`calibrate`'s (a unit of ``parts``: a candidate at one k over a class group).
 
     Returns:
       A :class:`KnobCalibration`.
@@ -452,7 +459,7 @@ def calibrate_knob(
     plan = [scoring.Column(col, kk, {**knobs, knob: v}, np.flatnonzero([r == kk for r in by_row]))
             for col, v in enumerate(values) for kk in dict.fromkeys(by_row)]  # fmt: skip
     cos = scoring.cosines(eps_fn, params, denoiser, study, plan, len(values), chunk_size=chunk_size,
-                          progress=progress, cache=cache, programs=programs)  # fmt: skip
+                          progress=progress, cache=cache, programs=programs, parts=parts)  # fmt: skip
     mean, per_step = _mean_defined(cos, (0, 1)), _mean_defined(cos, 0)  # [candidates], [n, candidates]
     pick = lambda m: values[int(np.argmax(np.where(np.isnan(m), -np.inf, m)))]  # the first maximum
     return KnobCalibration(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import gc
-from typing import Any, NamedTuple
+import hashlib
+import time
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,19 @@ from elsjax import seeds as seeds_lib
 from elsjax.programs import Programs
 from elsjax.progress import Phase
 
-__all__ = ["cosine", "lower_median", "mode", "draw", "Study", "study", "Column", "cosines", "net_states", "in_batches"]
+__all__ = [
+    "cosine",
+    "lower_median",
+    "mode",
+    "draw",
+    "Study",
+    "study",
+    "Column",
+    "Parts",
+    "cosines",
+    "net_states",
+    "in_batches",
+]
 
 
 def cosine(a, b) -> np.ndarray:
@@ -145,38 +159,90 @@ class Column(NamedTuple):
     rows: np.ndarray
 
 
-def cosines(eps_fn, params, denoiser, study: Study, plan, columns: int, *, chunk_size, progress, cache, programs):
+class Parts(Protocol):
+    """Where the finished units of a calibration are kept, so that a killed calibration resumes (None: nowhere).
+
+    A unit is one machine of the plan (:class:`Column`) over one class group: its cosines ``[rows, seeds]``. Each
+    unit is looked up by ``load(name, tag, shape)`` before any work and saved by ``save(name, tag, values,
+    seconds)`` as soon as it is computed; ``tag`` (JSON-ready) says what it was computed from, and ``load`` returns
+    the values only if they were computed from an equal tag. :class:`elsjax.parts.Store` keeps them in files.
+    """
+
+    def load(self, name: str, tag: dict, shape: tuple[int, ...]) -> np.ndarray | None: ...
+
+    def save(self, name: str, tag: dict, values: np.ndarray, seconds: float) -> None: ...
+
+
+def _fingerprint(array) -> str:
+    """A short digest of an array's shape, dtype and bytes (what a unit's tag records of its seeds and images)."""
+    a = np.ascontiguousarray(array)
+    return hashlib.sha256(repr((a.shape, a.dtype.str)).encode() + a.tobytes()).hexdigest()[:20]
+
+
+def _unit(denoiser, study: Study, group, column: Column, chunk_size) -> tuple[str, dict]:
+    """The name and tag of one unit (a machine of the plan over one class group): everything its cosines depend
+    on but the net, which the caller's parts record (:class:`Parts`)."""
+    (index, images), y = group, study.y
+    label = "all" if y is None else f"class{int(y[index[0]])}"
+    name = f"cosine_{label}_c{column.column:02d}" + (f"_k{column.k}" if column.k else "")
+    tag = {
+        "kind": denoiser.name, "column": column.column, "k": column.k, "knobs": dict(column.knobs),
+        "rows": [int(r) for r in column.rows], "seeds": [int(i) for i in index], "num_steps": study.num_steps,
+        "n_seeds": int(study.x1.shape[0]), "x1": _fingerprint(study.x1[index]), "train": _fingerprint(images),
+        "chunk_size": chunk_size, "batch_size": study.batch_size,
+    }  # fmt: skip
+    return name, tag
+
+
+def cosines(eps_fn, params, denoiser, study: Study, plan, columns: int, *, chunk_size, progress, cache, programs,
+            parts: Parts | None = None):  # fmt: skip
     """The cosine of each planned machine with the net at the net's own states, float64 ``[n_seeds, n, columns]``
-    (entry j at t = (j + 1) / n; NaN where no machine of the plan scores a (step, candidate))."""
+    (entry j at t = (j + 1) / n; NaN where no machine of the plan scores a (step, candidate)).
+
+    With ``parts``, each unit (a machine over a class group) is taken from it if an earlier run saved it, and saved
+    to it as soon as it is computed; the net runs only if a unit is missing. The result is the same either way."""
     x1, n, batch_size, mesh = study.x1, study.num_steps, study.batch_size, study.mesh
     report = progress or (lambda *args: None)
     n_seeds = x1.shape[0]
     programs = Programs() if programs is None else programs
-    total = len(study.groups) * len(plan)
-
-    # 1. The net's own trajectory on the network grid, and its noise estimate at every visited x.
-    states, t_states, net = net_states(eps_fn, params, x1, study.y, n, batch_size)
-    report(Phase.NET, 0, total, 0)
-
-    # 2. Per class group and per machine: one dictionary, one batched evaluation over its (step, seed) states.
     cos = np.full((n, n_seeds, columns), np.nan)  # grid-row order: row i is t = (n - i) / n
-    done = 0
+    units = [(group, column) for group in study.groups for column in plan]
+    todo = []
+    for group, column in units:  # 1. the units earlier runs saved
+        name, tag = _unit(denoiser, study, group, column, chunk_size)
+        saved = None if parts is None else parts.load(name, tag, (len(column.rows), len(group[0])))
+        if saved is None:
+            todo.append((group, column, name, tag))
+        else:
+            cos[column.rows[:, None], group[0][None, :], column.column] = saved
+    done, total = len(units) - len(todo), len(units)
+    if not todo:
+        return cos[::-1].transpose(1, 0, 2)
+
+    # 2. The net's own trajectory on the network grid, and its noise estimate at every visited x.
+    states, t_states, net = net_states(eps_fn, params, x1, study.y, n, batch_size)
+    report(Phase.NET, done, total, 0)
+
+    # 3. Per missing unit: one dictionary, one batched evaluation over its (step, seed) states.
     # Several classes: dictionaries padded to shared shapes, so that classes share compiled programs (exact).
     shape_bits = patches.SHARED_SHAPE_BITS if len(study.groups) > 1 else None
-    for index, images in study.groups:
-        for column, k, knobs, grid_rows in plan:
-            rows = (grid_rows[:, None] * n_seeds + index[None, :]).reshape(-1)
-            machine = denoisers.build(denoiser, images, k, chunk_size=chunk_size, mesh=mesh, cache=cache,
-                                      shape_bits=shape_bits, **knobs)  # fmt: skip
-            report(Phase.BUILD, done, total, k or 0)
-            compiled = functools.partial(report, Phase.COMPILE, done, total, k or 0)
-            eps_k = in_batches(_machine_eps, (states[rows], t_states[rows]), batch_size, static=machine,
-                               on_compiled=compiled, mesh=mesh, programs=programs)  # fmt: skip
-            del machine
-            gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
-            cos[grid_rows[:, None], index[None, :], column] = cosine(eps_k, net[rows]).reshape(len(grid_rows), -1)
-            done += 1
-            report(Phase.EVALUATE, done, total, k or 0)
+    for (index, images), (column, k, knobs, grid_rows), name, tag in todo:
+        start_s = time.perf_counter()
+        rows = (grid_rows[:, None] * n_seeds + index[None, :]).reshape(-1)
+        machine = denoisers.build(denoiser, images, k, chunk_size=chunk_size, mesh=mesh, cache=cache,
+                                  shape_bits=shape_bits, **knobs)  # fmt: skip
+        report(Phase.BUILD, done, total, k or 0)
+        compiled = functools.partial(report, Phase.COMPILE, done, total, k or 0)
+        eps_k = in_batches(_machine_eps, (states[rows], t_states[rows]), batch_size, static=machine,
+                           on_compiled=compiled, mesh=mesh, programs=programs)  # fmt: skip
+        del machine
+        gc.collect()  # free this dictionary before the next build (see sampler.sample_machine)
+        values = cosine(eps_k, net[rows]).reshape(len(grid_rows), -1)
+        cos[grid_rows[:, None], index[None, :], column] = values
+        if parts is not None:
+            parts.save(name, tag, values, time.perf_counter() - start_s)
+        done += 1
+        report(Phase.EVALUATE, done, total, k or 0)
     return cos[::-1].transpose(1, 0, 2)  # [n_seeds, n]: entry j is t = (j + 1) / n
 
 

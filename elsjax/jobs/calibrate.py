@@ -13,6 +13,14 @@ choices, the cosine table), ``config.json`` and ``record.json``; an evaluation t
 (``knobs={"tau": "RUN/knob_calibration.json"}``). A denoiser with a patch size is scored at the fixed k per step of
 ``knob_scales``.
 
+Resumable (:mod:`elsjax.parts`): each unit of work (a candidate over a class group: its cosines at every seed and
+step) is saved under ``parts/`` as soon as it is done, tagged with what it was computed from (the net, its step and
+weights, the seeds, the training images, the candidate, its k and knobs, the steps). Running the same command again
+after a kill (Ctrl-C and SIGTERM exit with ``interrupted``, the finished parts kept) computes only the missing units,
+and skips the net when none is; the result is the one an uninterrupted run writes. A part computed from anything else
+(another config written over the run with ``overwrite``) is recomputed, with a one-line note. ``record.json`` lists
+``computed_parts`` and, in its timings, ``earlier_runs_s`` (the seconds of the parts earlier runs computed).
+
 Example::
 
     elsjax calibrate --net experiments/checkpoints/mnist_resnet_zeros_cpu --kind bbels --ks 3,5,7,9,11,13,15,17 \
@@ -24,10 +32,11 @@ processes each builds the dictionaries of its share of the training set, and pro
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from elsjax import calibrate as calibrate_lib
-from elsjax import checks, denoisers, dictcache, figures, runs, sharding
+from elsjax import checks, denoisers, dictcache, figures, interrupts, parts, runs, sharding
 from elsjax import config as config_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import evaluate as evaluate_job
@@ -90,11 +99,14 @@ def run(cfg, *, cache=None) -> dict:
     train, labels = sharding.local_share(subject.dataset.images, subject.dataset.labels)
     # The classes of the seeds come from the whole training set's labels, whatever this process's share holds.
     num_classes = int(subject.dataset.labels.max()) + 1 if subject.conditional else None
+    guard = interrupts.SignalGuard()  # SIGTERM (sent by schedulers before a kill) acts as Ctrl-C
+    store = parts.Store(out_dir / "parts", {"seed": cfg.seed, **subject.part_tag(cfg)}, primary=primary, guard=guard)
     common = dict(
         kind=denoiser, train=train, labels=labels, conditional=subject.conditional, num_classes=num_classes,
         n_seeds=cfg.n_seeds, seed=cfg.seed, num_steps=cfg.num_steps, chunk_size=cfg.chunk_size or None,
-        batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, knobs=knobs,
+        batch_size=cfg.batch_size or None, progress=timer, mesh=mesh, knobs=knobs, parts=store,
     )  # fmt: skip
+    guard.install()
     try:
         if cache is None:
             cache = dictcache.DictionaryCache(directory=cache_dir)
@@ -103,8 +115,17 @@ def run(cfg, *, cache=None) -> dict:
                                                   candidates=cfg.knob_values, k=scales, cache=cache, **common)  # fmt: skip
         else:
             result = calibrate_lib.calibrate(subject.eps_fn, subject.params, ks=list(cfg.ks), cache=cache, **common)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the guard
+        if store.computed and primary:
+            print(f"interrupted: {len(store.computed)} finished part(s) saved in {store.directory}; run the same "
+                  "command to resume", file=sys.stderr)  # fmt: skip
+        raise
     finally:
         bar.close()
+        guard.restore()
+    if store.reused and primary:
+        print(f"elsjax: note: resumed the calibration in {out_dir}: {len(store.reused)} of "
+              f"{len(store.reused) + len(store.computed)} parts from earlier runs", file=sys.stderr)  # fmt: skip
     clock.lap("calibrate")
     chosen = {"best": result.best} if cfg.knob else {"median": result.median, "mode": result.mode}
     if not primary:
@@ -121,9 +142,13 @@ def run(cfg, *, cache=None) -> dict:
     record = {
         "command": "elsjax calibrate",
         **chosen,
+        "computed_parts": store.computed,
         **({"knob": cfg.knob} if cfg.knob else {"published": published}),
         "net": subject.describe(cfg.net),
         "data": subject.dataset.describe(),
         "mesh": sharding.describe(mesh),
     }
-    return runs.write_record(out_dir, record, config=cfg, timings={**clock.laps(), **timer.laps("calibrate_")})
+    earlier = {"earlier_runs_s": round(store.reused_s, 3), "earlier_runs_untimed_parts": store.untimed}
+    return runs.write_record(
+        out_dir, record, config=cfg, timings={**clock.laps(), **timer.laps("calibrate_"), **earlier}
+    )

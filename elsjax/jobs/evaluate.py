@@ -34,15 +34,13 @@ directory (and the net's samples), and tells the others which machine parts are 
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from elsjax import atomic, denoisers, dictcache, fieldtypes, figures, runs, seeds, sharding
+from elsjax import atomic, denoisers, dictcache, fieldtypes, figures, parts, runs, seeds, sharding
 from elsjax import calibrate as calibrate_lib
 from elsjax import config as config_lib
 from elsjax import evaluate as evaluate_lib
@@ -143,31 +141,6 @@ def check_steps(steps) -> tuple[int, ...]:
     return steps
 
 
-def _load_part(path: Path, tag: dict):
-    """A finished part: ``(samples, seconds)`` (seconds None for a part saved before they were recorded), or
-    ``(None, None)`` if missing, computed from something else, or unreadable (truncated or corrupt: then it is
-    reported and recomputed)."""
-    if not path.is_file():
-        return None, None
-    try:
-        with np.load(path) as f:
-            if json.loads(str(f["tag"])) != tag:
-                return None, None
-            samples = np.asarray(f["samples"], np.float32)
-            return samples, (float(f["seconds"]) if "seconds" in f.files else None)
-    except Exception as err:  # noqa: BLE001 - any unreadable part is recomputed, whatever broke it
-        detail = " ".join(str(err).split())[:200]
-        print(f"elsjax: warning: {path} is unreadable (truncated or corrupt: {type(err).__name__}: {detail}); "
-              "recomputing it", file=sys.stderr)  # fmt: skip
-        return None, None
-
-
-def _save_part(path: Path, samples, tag: dict, seconds: float) -> None:
-    """Saves a part with the seconds it took, so that a resumed evaluation can count the work of earlier runs."""
-    atomic.save_npz(path, samples=np.asarray(samples, np.float32), tag=json.dumps(tag, sort_keys=True),
-                    seconds=np.float64(seconds))  # fmt: skip  # atomic: a part on disk is always complete
-
-
 def _check(cfg) -> tuple[list[MachineSpec], tuple[int, ...]]:
     """The machines and net step counts of a config, every field checked before any work."""
     for key in ("n_seeds", "png_scale", "seeds_per_part"):
@@ -210,10 +183,7 @@ def _start(cfg, primary: bool, log) -> _Job:
     noise = seeds.noise(cfg.seed, cfg.n_seeds, dataset.images.shape[1:])
     y = seeds.classes(cfg.n_seeds, dataset.num_classes) if subject.conditional else None
     train, labels = sharding.local_share(dataset.images, dataset.labels)  # all of them with one process
-    base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, "net": str(cfg.net), "net_step": int(subject.meta["step"]),
-                "limit": cfg.limit, "convention": cfg.convention}  # fmt: skip
-    if cfg.net_weights != "raw":  # (parts saved before the field existed are the raw weights')
-        base_tag["net_weights"] = cfg.net_weights
+    base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, **subject.part_tag(cfg), "convention": cfg.convention}
     if resuming:
         log(f"resuming the evaluation in {out_dir}")
     reused = {"net": 0.0, "machine": 0.0, "untimed": 0}
@@ -232,12 +202,12 @@ def _net_outputs(job: _Job, steps) -> dict:
     out = {}
     for n in steps:
         path, tag = job.parts / f"net_{n}.npz", {**job.base_tag, "net_steps": n}
-        samples, seconds = _load_part(path, tag)
+        samples, seconds = parts.load(path, tag, key="samples")
         if samples is None:
             start_s = time.perf_counter()
             samples = evaluate_lib.net_samples(job.subject.eps_fn, job.subject.params, job.noise, y=job.y,
                                                num_steps=n, batch_size=job.cfg.batch_size or None)  # fmt: skip
-            _save_part(path, samples, tag, time.perf_counter() - start_s)
+            parts.save(path, np.asarray(samples, np.float32), tag, time.perf_counter() - start_s, key="samples")
             job.computed.append(path.name)
         else:
             _reuse(job, "net", seconds)
@@ -254,7 +224,7 @@ def _machine_outputs(job: _Job, spec: MachineSpec, n_steps: int, *, timer, mesh,
         path = job.parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
         tag = {**job.base_tag, "kind": spec.denoiser, "scales": None if spec.scales is None else list(spec.scales),
                "seeds": [start, stop], **({"knobs": spec.knobs} if spec.knobs else {})}  # fmt: skip
-        samples, seconds = _load_part(path, tag) if job.primary else (None, None)
+        samples, seconds = parts.load(path, tag, key="samples") if job.primary else (None, None)
         if samples is not None:
             _reuse(job, "machine", seconds)
         if not _on_primary(samples is not None):  # every process computes what process 0 lacks
@@ -272,7 +242,7 @@ def _machine_outputs(job: _Job, spec: MachineSpec, n_steps: int, *, timer, mesh,
             finally:
                 bar.close()
             if job.primary:
-                _save_part(path, samples, tag, time.perf_counter() - start_s)
+                parts.save(path, np.asarray(samples, np.float32), tag, time.perf_counter() - start_s, key="samples")
             job.computed.append(path.name)
         pieces.append(samples)
     return np.concatenate(pieces) if job.primary else None

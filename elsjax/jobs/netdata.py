@@ -46,6 +46,14 @@ class NetAndData(NamedTuple):
             "ema_decay": train_cfg.get("ema_decay", 0.0),
         }
 
+    def part_tag(self, cfg) -> dict:
+        """What a job's parts (:mod:`elsjax.parts`) record of this net and its data, from the job's config: the
+        net's path and step, the training set's ``limit``, and the weights unless raw."""
+        tag = {"net": str(cfg.net), "net_step": int(self.meta["step"]), "limit": cfg.limit}
+        if cfg.net_weights != "raw":  # (parts saved before the field existed are the raw weights')
+            tag["net_weights"] = cfg.net_weights
+        return tag
+
 
 def check_given(net, step: int = 0) -> None:
     """The cheap checks of :func:`load`, before a job starts: a net is named, exists, and the step is valid."""
