@@ -21,7 +21,7 @@ Example:
     >>> store.load("a", {"k": 3}, (2,)).tolist(), store.computed, store.reused_s
     ([0.5, 1.0], ['a.npz'], 2.0)
     >>> Store(store.directory, {"seed": 1}, log=print).load("a", {"k": 3}, (2,)) is None  # another config's part
-    elsjax: note: ... holds parts computed from another config (seed differs): recomputing them
+    elsjax: note: ... holds parts computed from another config (other seed): recomputing them
     True
 """
 
@@ -103,8 +103,8 @@ class Store:
     def _stale(self, tag: dict, saved: dict) -> None:
         if not self._noted:  # one line per run, naming what differs
             differ = ", ".join(sorted(k for k in set(tag) | set(saved) if tag.get(k) != saved.get(k)))
-            self.log(f"elsjax: note: {self.directory} holds parts computed from another config ({differ} "
-                     "differs): recomputing them")  # fmt: skip
+            self.log(f"elsjax: note: {self.directory} holds parts computed from another config (other {differ}): "
+                     "recomputing them")  # fmt: skip
             self._noted = True
 
     def load(self, name: str, tag: dict, shape) -> np.ndarray | None:

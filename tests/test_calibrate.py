@@ -343,3 +343,112 @@ def test_knob_bad_input(kwargs, match):
             "n_seeds": 2, "num_steps": 2, **kwargs}  # fmt: skip
     with pytest.raises(ValueError, match=f"^{match}"):
         cal.calibrate_knob(boom, None, **args)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resuming: each unit (a class group and a candidate) kept in parts as soon as it is done.
+
+
+def interrupted_after(store, units: int):
+    """``store`` whose ``save`` raises KeyboardInterrupt (as Ctrl-C would) once ``units`` parts are saved."""
+    save = store.save
+
+    def saving(*args, **kwargs):
+        save(*args, **kwargs)
+        if len(store.computed) >= units:
+            raise KeyboardInterrupt
+
+    store.save = saving
+    return store
+
+
+def same(a, b) -> bool:
+    """Two calibrations whose JSON files would be byte for byte the same."""
+    return json.dumps(a.to_dict()) == json.dumps(b.to_dict())
+
+
+@pytest.fixture(scope="module")
+def class_means():
+    """A conditional "net" on 6 images of 2 classes, and a calibration of 2 seeds (one per class) over 2 ks."""
+    train = random_train(n=6, hw=8, seed=3)
+    labels = np.arange(6) % 2
+    means = jnp.asarray(np.stack([train[labels == c].mean(0) for c in range(2)]))
+    run = lambda store, **kw: cal.calibrate(ClassMeanNet(), means, kind="bbels", labels=labels, conditional=True,
+                                            n_seeds=2, parts=store, **{"train": train, "ks": [3, 5], "num_steps": 3, **kw})  # fmt: skip
+    return run, run(None)
+
+
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
+def test_an_interrupted_calibration_resumes_to_the_same_result_computing_only_the_missing_units(
+    tmp_path, class_means, monkeypatch
+):
+    from elsjax import parts, scoring
+
+    run, whole = class_means
+    notes = []
+    store = lambda: parts.Store(tmp_path, {"net": "n"}, log=notes.append)
+    first = interrupted_after(store(), 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(first)
+    assert [p.name for p in tmp_path.glob("*.npz")] == first.computed == ["cosine_class0_c00_k3.npz"]
+
+    resumed = store()
+    assert same(run(resumed), whole)
+    assert resumed.reused == first.computed and len(resumed.computed) == 3  # 2 classes x 2 ks, one saved before
+    assert not notes
+
+    # Every unit saved: the net is not even run, and nothing is computed.
+    monkeypatch.setattr(scoring, "net_states", lambda *a: pytest.fail("the net ran with every unit saved"))
+    done = store()
+    assert same(run(done), whole) and done.computed == [] and len(done.reused) == 4
+
+
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
+def test_parts_of_another_config_are_recomputed_with_a_note(tmp_path, class_means):
+    from elsjax import parts
+
+    run, whole = class_means
+    run(parts.Store(tmp_path, {"net": "n"}))
+    for changed, kwargs, base in (
+        ("x1", {"seed": 1}, {"net": "n"}),  # other seeds
+        ("num_steps, rows", {"num_steps": 4}, {"net": "n"}),  # other steps
+        ("net", {}, {"net": "other"}),  # another net (what the job's tag records)
+        ("train", {"train": random_train(n=6, hw=8, seed=4)}, {"net": "n"}),  # other data
+    ):
+        notes = []
+        store = parts.Store(tmp_path, base, log=notes.append)
+        assert same(run(store, **kwargs), run(None, **kwargs))
+        assert notes == [f"elsjax: note: {tmp_path} holds parts computed from another config (other {changed}): "
+                         "recomputing them"], kwargs  # fmt: skip
+        assert store.reused == [] and len(store.computed) == 4
+        run(parts.Store(tmp_path, {"net": "n"}))  # back to the first config's parts
+    # Another candidate list: the parts of the candidates it shares are kept.
+    store = parts.Store(tmp_path, {"net": "n"}, log=notes.append)
+    assert same(run(store, ks=[3, 7]), run(None, ks=[3, 7]))
+    assert store.reused == ["cosine_class0_c00_k3.npz", "cosine_class1_c00_k3.npz"] and len(store.computed) == 2
+    assert same(run(parts.Store(tmp_path, {"net": "n"})), whole)
+
+
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
+def test_an_interrupted_knob_calibration_resumes_and_another_candidate_is_recomputed(tmp_path, tau_net):
+    from elsjax import parts
+
+    train, net = tau_net
+    run = lambda store, values=(0, 0.3): cal.calibrate_knob(
+        denoisers.Denoiser.eps, net, kind="pca_locality", knob="tau", candidates=values, train=train, n_seeds=2,
+        num_steps=3, parts=store,
+    )  # fmt: skip
+    whole, notes = run(None), []
+    first = interrupted_after(parts.Store(tmp_path, {}, log=notes.append), 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(first)
+    resumed = parts.Store(tmp_path, {}, log=notes.append)
+    assert same(run(resumed), whole)
+    assert resumed.reused == first.computed == ["cosine_all_c00.npz"] and resumed.computed == ["cosine_all_c01.npz"]
+    assert not notes
+
+    other = parts.Store(tmp_path, {}, log=notes.append)  # tau 0.3 -> 0.6 in the second column: recomputed
+    assert same(run(other, (0, 0.6)), run(None, (0, 0.6)))
+    assert other.reused == ["cosine_all_c00.npz"] and other.computed == ["cosine_all_c01.npz"]
+    assert notes == [f"elsjax: note: {tmp_path} holds parts computed from another config (other knobs): "
+                     "recomputing them"]  # fmt: skip
