@@ -566,6 +566,53 @@ def test_a_job_killed_during_a_write_loses_no_finished_work(tmp_path, capsys, tr
     assert got["per_seed"] == want["per_seed"]
 
 
+@pytest.mark.integration  # a whole sampler or job run (over 2 s): not the fast tier
+def test_a_calibration_stopped_by_sigterm_keeps_its_parts_and_resumes_to_the_same_file(tmp_path, capsys, monkeypatch,
+                                                                                        trained):  # fmt: skip
+    from elsjax import parts
+
+    _, _, cnet = trained
+    save = parts.save
+
+    def save_then_sigterm(*args, **kwargs):  # a scheduler's SIGTERM arriving while the first part is written
+        save(*args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)
+
+    for name, more in (("calibration.json", ["--ks", "3,5"]),
+                       ("knob_calibration.json", ["--kind", "pca_locality", "--knob", "tau", "--knob-values", "0,0.1"])):  # fmt: skip
+        argv = lambda out, more=more: ["calibrate", "--net", str(cnet), "--n-seeds", "2", "--num-steps", "3",
+                                       "--out-dir", str(out), "--no-progress", *more]  # fmt: skip
+        whole, out = tmp_path / f"whole_{name}", tmp_path / f"cal_{name}"
+        assert cli.main(argv(whole)) == 0
+        with monkeypatch.context() as mp:
+            mp.setattr(parts, "save", save_then_sigterm)
+            capsys.readouterr()
+            assert cli.main(argv(out)) == 128 + signal.SIGTERM
+        [first] = [p.name for p in (out / "parts").iterdir()]  # the part written before the signal, complete
+        assert stderr_lines(capsys) == [f"interrupted: 1 finished part(s) saved in {out / 'parts'}; run the same "
+                                        "command to resume", "elsjax calibrate: interrupted (SIGTERM)"]  # fmt: skip
+        assert not runs.is_complete(out)
+
+        assert cli.main(argv(out)) == 0
+        assert (
+            stderr_lines(capsys)[-1]
+            == f"elsjax: note: resumed the calibration in {out}: 1 of 4 parts from earlier runs"
+        )
+        record = json.loads((out / "record.json").read_text())
+        assert first not in record["computed_parts"] and len(record["computed_parts"]) == 3  # 2 classes x 2 candidates
+        assert (out / name).read_bytes() == (whole / name).read_bytes()
+
+    # Another config written over the run (as a sweep does): its parts are not reused.
+    out = tmp_path / "cal_calibration.json"
+    assert cli.main(["calibrate", "--net", str(cnet), "--n-seeds", "2", "--num-steps", "3", "--ks", "3,5", "--seed", "1",
+                     "--out-dir", str(out), "--no-progress", "--overwrite"]) == 0  # fmt: skip
+    assert (
+        f"elsjax: note: {out / 'parts'} holds parts computed from another config (other seed, x1): recomputing them"
+        in stderr_lines(capsys)
+    )
+    assert len(json.loads((out / "record.json").read_text())["computed_parts"]) == 4
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 8. The smaller faults.
 
