@@ -12,7 +12,8 @@ mapping per row (:data:`ROW_DEFAULTS` lists the fields). A row runs, each stage 
    same machines with the row's published scales, and the IS; the medians and per-seed values (docs/maths.md §8).
 
 A stage whose run directory holds a finished run (``record.json``) of the same config is skipped (a changed
-calibration config reruns the calibration); the evaluation saves its work in parts and resumes from them. So
+calibration config reruns the calibration); the calibrations and the evaluation save their work in parts and resume
+from them (a calibration keeps only the parts computed from its current config). So
 killing a sweep and running it again completes only the missing work, and gives the same table. After every row
 the tables are rewritten: ``table.md`` (the layout of the paper's tables, the paper's number beside each measured
 one, the machine, the net's training budget and the wall time per row), ``table.json`` and ``agreement.png`` (each

@@ -374,7 +374,8 @@ def class_means():
     labels = np.arange(6) % 2
     means = jnp.asarray(np.stack([train[labels == c].mean(0) for c in range(2)]))
     run = lambda store, **kw: cal.calibrate(ClassMeanNet(), means, kind="bbels", labels=labels, conditional=True,
-                                            n_seeds=2, parts=store, **{"train": train, "ks": [3, 5], "num_steps": 3, **kw})  # fmt: skip
+                                            n_seeds=2, parts=store, **{"train": train, "ks": [3, 5], "num_steps": 3,
+                                                                       **kw})  # fmt: skip
     return run, run(None)
 
 

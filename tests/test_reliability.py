@@ -578,8 +578,8 @@ def test_a_calibration_stopped_by_sigterm_keeps_its_parts_and_resumes_to_the_sam
         save(*args, **kwargs)
         signal.raise_signal(signal.SIGTERM)
 
-    for name, more in (("calibration.json", ["--ks", "3,5"]),
-                       ("knob_calibration.json", ["--kind", "pca_locality", "--knob", "tau", "--knob-values", "0,0.1"])):  # fmt: skip
+    knob = ["--kind", "pca_locality", "--knob", "tau", "--knob-values", "0,0.1"]
+    for name, more in (("calibration.json", ["--ks", "3,5"]), ("knob_calibration.json", knob)):
         argv = lambda out, more=more: ["calibrate", "--net", str(cnet), "--n-seeds", "2", "--num-steps", "3",
                                        "--out-dir", str(out), "--no-progress", *more]  # fmt: skip
         whole, out = tmp_path / f"whole_{name}", tmp_path / f"cal_{name}"
@@ -604,8 +604,8 @@ def test_a_calibration_stopped_by_sigterm_keeps_its_parts_and_resumes_to_the_sam
 
     # Another config written over the run (as a sweep does): its parts are not reused.
     out = tmp_path / "cal_calibration.json"
-    assert cli.main(["calibrate", "--net", str(cnet), "--n-seeds", "2", "--num-steps", "3", "--ks", "3,5", "--seed", "1",
-                     "--out-dir", str(out), "--no-progress", "--overwrite"]) == 0  # fmt: skip
+    assert cli.main(["calibrate", "--net", str(cnet), "--n-seeds", "2", "--num-steps", "3", "--ks", "3,5", "--seed",
+                     "1", "--out-dir", str(out), "--no-progress", "--overwrite"]) == 0  # fmt: skip
     assert (
         f"elsjax: note: {out / 'parts'} holds parts computed from another config (other seed, x1): recomputing them"
         in stderr_lines(capsys)
