@@ -76,7 +76,11 @@ def markdown(result: dict, command: str) -> str:
                 m = c["move"]
                 lines.append(f"| {name} | {machine} | {steps} | {c['base']:.3f} | {c['median']:.3f} | "
                              f"{m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] |")  # fmt: skip
-    lines += ["", "Calibrated scales (one k per step, t from high to low noise as the calibration stores them):", ""]
+    lines += [
+        "",
+        "Calibrated scales (the median k per step over the calibration seeds, from t = 1/n, the least noise, to t = 1):",
+        "",
+    ]
     for name, scales in result["calibrated"].items():
         for machine, ks in scales.items():
             lines.append(f"- {name}, {machine}: {', '.join(str(k) for k in ks)}")
