@@ -179,17 +179,23 @@ def _fingerprint(array) -> str:
     return hashlib.sha256(repr((a.shape, a.dtype.str)).encode() + a.tobytes()).hexdigest()[:20]
 
 
-def _unit(denoiser, study: Study, group, column: Column, chunk_size) -> tuple[str, dict]:
+def _group_tag(study: Study, group) -> dict:
+    """What every unit of a class group records of it: its seeds (indices and starting noise) and its training
+    images (digests, computed once per group)."""
+    index, images = group
+    return {"seeds": [int(i) for i in index], "x1": _fingerprint(study.x1[index]), "train": _fingerprint(images)}
+
+
+def _unit(denoiser, study: Study, group, group_tag: dict, column: Column, chunk_size) -> tuple[str, dict]:
     """The name and tag of one unit (a machine of the plan over one class group): everything its cosines depend
     on but the net, which the caller's parts record (:class:`Parts`)."""
-    (index, images), y = group, study.y
+    index, y = group[0], study.y
     label = "all" if y is None else f"class{int(y[index[0]])}"
     name = f"cosine_{label}_c{column.column:02d}" + (f"_k{column.k}" if column.k else "")
     tag = {
         "kind": denoiser.name, "column": column.column, "k": column.k, "knobs": dict(column.knobs),
-        "rows": [int(r) for r in column.rows], "seeds": [int(i) for i in index], "num_steps": study.num_steps,
-        "n_seeds": int(study.x1.shape[0]), "x1": _fingerprint(study.x1[index]), "train": _fingerprint(images),
-        "chunk_size": chunk_size, "batch_size": study.batch_size,
+        "rows": [int(r) for r in column.rows], "num_steps": study.num_steps, "n_seeds": int(study.x1.shape[0]),
+        "chunk_size": chunk_size, "batch_size": study.batch_size, **group_tag,
     }  # fmt: skip
     return name, tag
 
@@ -206,16 +212,18 @@ def cosines(eps_fn, params, denoiser, study: Study, plan, columns: int, *, chunk
     n_seeds = x1.shape[0]
     programs = Programs() if programs is None else programs
     cos = np.full((n, n_seeds, columns), np.nan)  # grid-row order: row i is t = (n - i) / n
-    units = [(group, column) for group in study.groups for column in plan]
     todo = []
-    for group, column in units:  # 1. the units earlier runs saved
-        name, tag = _unit(denoiser, study, group, column, chunk_size)
-        saved = None if parts is None else parts.load(name, tag, (len(column.rows), len(group[0])))
-        if saved is None:
-            todo.append((group, column, name, tag))
-        else:
-            cos[column.rows[:, None], group[0][None, :], column.column] = saved
-    done, total = len(units) - len(todo), len(units)
+    for group in study.groups:  # 1. the units earlier runs saved (tags and digests only when there are parts)
+        group_tag = None if parts is None else _group_tag(study, group)
+        for column in plan:
+            name, tag = (None, None) if parts is None else _unit(denoiser, study, group, group_tag, column, chunk_size)
+            saved = None if parts is None else parts.load(name, tag, (len(column.rows), len(group[0])))
+            if saved is None:
+                todo.append((group, column, name, tag))
+            else:
+                cos[column.rows[:, None], group[0][None, :], column.column] = saved
+    total = len(study.groups) * len(plan)
+    done = total - len(todo)
     if not todo:
         return cos[::-1].transpose(1, 0, 2)
 
