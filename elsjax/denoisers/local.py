@@ -31,6 +31,14 @@ class Local(DictionaryDenoiser):
     cacheable = False  # an image stack: nothing to build but a reshape
 
     @classmethod
+    def image_tables(cls, images, *, chunk_size: int | None, mesh) -> tuple:
+        """The training images ``[N, H, W, C]`` in chunks as LS streams them, ``(ImageStack,)``: on the device, or
+        split over the ``"entries"`` of ``mesh`` (:meth:`OnMesh.place`). PCA-locality and PSPC stream the same."""
+        tables = cls.build_tables(images, None, chunk_size=chunk_size, deduplicate=False, to_device=mesh is None,
+                                  shape_bits=None)  # fmt: skip
+        return cls.place(tables, mesh)
+
+    @classmethod
     def build_tables(cls, images, k, *, chunk_size, deduplicate, to_device, shape_bits, builder=None) -> tuple:
         n = images.shape[0]
         chunk = min(chunk_size or IMAGE_CHUNK, n)

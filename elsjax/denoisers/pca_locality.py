@@ -118,12 +118,8 @@ class PCALocality(OnMesh):
         if scope not in SCOPES:
             raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
         fit = gaussian_fit(images)
-        stack = Local.build_tables(
-            images, None, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=False, to_device=mesh is None,
-            shape_bits=None,
-        )  # fmt: skip
         return cls(
-            tables=cls.place(stack, mesh),
+            tables=Local.image_tables(images, chunk_size=chunk_size or IMAGE_CHUNK, mesh=mesh),
             eigenvalues=jnp.asarray(fit.eigenvalues, jnp.float32),
             eigenvectors=jnp.asarray(fit.eigenvectors, jnp.float32),
             varying=jnp.asarray(fit.variance > 0),

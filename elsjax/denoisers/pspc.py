@@ -94,11 +94,8 @@ class PatchSetComposite(OnMesh):
     @classmethod
     def build(cls, images, k=None, *, chunk_size=None, mesh=None, **options) -> PatchSetComposite:
         mesh = sharding.check_mesh(mesh)
-        stack = Local.build_tables(
-            images, None, chunk_size=chunk_size or IMAGE_CHUNK, deduplicate=False, to_device=mesh is None,
-            shape_bits=None,
-        )  # fmt: skip
-        return cls(tables=cls.place(stack, mesh), k=int(k), image_shape=tuple(images.shape[1:]), mesh=mesh)
+        tables = Local.image_tables(images, chunk_size=chunk_size or IMAGE_CHUNK, mesh=mesh)
+        return cls(tables=tables, k=int(k), image_shape=tuple(images.shape[1:]), mesh=mesh)
 
     def accumulate(self, x, t, accumulator, combine=None):
         if not isinstance(accumulator, posterior.PosteriorMean):
