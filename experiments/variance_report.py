@@ -39,7 +39,11 @@ def read_rows(folder: Path) -> dict[tuple[int, int], dict]:
         if match is None:
             continue
         data = json.loads(summary.read_text())
-        rows[int(match["seed"]), int(match["step"])] = {"per_seed": data["per_seed"]["r"]}
+        configuration = NAME.sub("", summary.parent.parent.name)  # the name the runs share
+        rows[int(match["seed"]), int(match["step"])] = {
+            "per_seed": data["per_seed"]["r"],
+            "configuration": configuration,
+        }
     return rows
 
 
@@ -153,13 +157,9 @@ def main(argv=None) -> dict:
     if not rows:
         raise SystemExit(f"variance_report: no finished row named ..._seed{{S}}_step{{T}} in {folder}")
     result = report(rows)
-    # The configuration the runs share (the rows' names without _seed{S}_step{T}), for tables that borrow its spread.
-    names = {
-        NAME.sub("", p.parent.parent.name)
-        for p in folder.glob("*/evaluate/summary.json")
-        if NAME.search(str(p.parent.parent.name))
-    }
-    result["configuration"] = sorted(names)[0] if len(names) == 1 else sorted(names)
+    # The configuration the runs share, for tables that borrow its spread.
+    names = sorted({row["configuration"] for row in rows.values()})
+    result["configuration"] = names[0] if len(names) == 1 else names
     (folder / "variance.json").write_text(json.dumps(result, indent=1))
     (folder / "variance.md").write_text(markdown(result))
     figure(result, folder / "variance.png")
