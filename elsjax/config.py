@@ -210,6 +210,11 @@ TRAIN_FIELDS: dict[str, Field] = {
         "(ema = d*ema + (1-d)*params) and saved in every checkpoint beside the raw weights; 0 = no EMA "
         "(the paper's procedure)",
     ),  # fmt: skip
+    "ema_debias": Field(
+        False,
+        "with ema_decay > 0: step t's decay is d(1-d^(t-1))/(1-d^t), so the EMA averages the weights visited "
+        "with no share d^t of the initial weights (optax's ema debias); not the paper's procedure",
+    ),  # fmt: skip
     "num_steps": Field(
         _TRAINING["epochs"] * paper.epoch_steps("mnist"),
         "optimiser steps in all (a resumed run continues to this many)",

@@ -319,6 +319,7 @@ def run_row(row: dict, out_dir: Path, *, progress: bool = True, log=print, cache
         "net_step": int(meta["step"]),
         "net_weights": row["net_weights"],
         "net_ema_decay": net_cfg.get("ema_decay", 0.0),
+        "net_ema_debias": bool(net_cfg.get("ema_debias", False)),
         "net_batch_size": net_cfg.get("batch_size"),
         "net_params": _param_count(net),
         "train_images": runs.read_json(eval_dir / "record.json")["data"]["num_images"],
@@ -473,7 +474,8 @@ def table(records: list[dict], *, machine: str | None = None) -> str:
                 f", {r['net_params']:,} params" if r["net_params"] else ""
             )
             if r.get("net_weights", "raw") == "ema":  # not the paper's procedure: labelled
-                budget += f", EMA weights (decay {r.get('net_ema_decay')})"
+                debiased = ", debiased" if r.get("net_ema_debias") else ""
+                budget += f", EMA weights (decay {r.get('net_ema_decay')}{debiased})"
             wall = sum(v for k, v in r["wall_s"].items() if v and k in _WALL_STAGES) / 60
             out.append(
                 f"| {r['name']} | {dataset} | {arch} | {padding} | {'yes' if cond else 'no'} "

@@ -11,8 +11,11 @@ Per step (as the reference): ``t = U{0..999} / 1000`` per image, ``eps ~ N(0, I)
 of an epoch is kept: it is padded to the batch size and masked, so every step has one shape and one compilation.
 
 With ``ema_decay = d > 0`` the state also carries EMA weights, updated inside the jitted step after every optimiser
-step: ``ema <- d ema + (1 - d) params`` (starting from the initial weights). With ``d = 0`` (the paper's procedure)
-the state carries none and the step computes exactly what it did before the option existed.
+step: ``ema <- d ema + (1 - d) params`` (starting from the initial weights, which keep a share ``d^t`` of it after
+``t`` steps). With ``ema_debias`` the decay of step ``t`` (1, 2, ...) is ``d (1 - d^(t-1)) / (1 - d^t)``, so that
+the EMA is the normalised average ``sum_s d^(t-s) params_s / sum_s d^(t-s)`` of the weights after steps 1..t,
+with no share of the initial weights (optax's ``ema(debias=True)``, kept in its debiased form). With ``d = 0`` (the
+paper's procedure) the state carries none and the step computes exactly what it did before the option existed.
 
 The whole job on a run directory (config, checkpoints, resume, loss curve, sample grid) is
 :func:`elsjax.jobs.train.run`.
@@ -49,6 +52,7 @@ __all__ = [
     "train_step",
     "run_keys",
     "check_ema_decay",
+    "ema_decay_at",
     "NUM_TRAIN_TIMES",
 ]
 
@@ -78,8 +82,8 @@ def optimizer(learning_rate: float = 1e-4, lr_decay: float = 0.999965, weight_de
     return optax.adamw(lr, weight_decay=weight_decay)
 
 
-def check_ema_decay(ema_decay: float) -> float:
-    """``ema_decay`` if it is 0 (no EMA) or in (0, 1); else a one-line ``ValueError``.
+def check_ema_decay(ema_decay: float, debias: bool = False) -> float:
+    """``ema_decay`` if it is 0 (no EMA) or in (0, 1), and not 0 with ``debias``; else a one-line ``ValueError``.
 
     Example:
       >>> check_ema_decay(0.999)
@@ -87,6 +91,8 @@ def check_ema_decay(ema_decay: float) -> float:
     """
     if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
         raise ValueError(f"ema_decay: expected 0 (no EMA) or a decay in (0, 1) such as 0.999, got {ema_decay!r}")
+    if debias and ema_decay == 0:
+        raise ValueError("ema_debias: debiases an EMA of the weights; set ema_decay > 0 as well (such as 0.999)")
     return float(ema_decay)
 
 
@@ -143,8 +149,25 @@ def loss_fn(params, eps_fn, x0, y, mask, *, key):
     return jnp.sum(jnp.where(mask, sq, 0.0)) / jnp.sum(mask)
 
 
-@functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size", "ema_decay"))
-def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int, key, ema_decay: float = 0.0):
+def ema_decay_at(step, ema_decay: float, debias: bool = False):
+    """The EMA's decay at step ``step`` (1, 2, ...; the count after the update): ``ema_decay``, or with ``debias``
+    ``d (1 - d^(step-1)) / (1 - d^step)`` (0 at step 1: the average of the weights visited, none of the initial ones).
+
+    Example:
+      >>> [round(float(ema_decay_at(t, 0.5, debias=True)), 4) for t in (1, 2, 3)]
+      [0.0, 0.3333, 0.4286]
+    """
+    if not debias:
+        return ema_decay
+    t = jnp.asarray(step, jnp.float32)
+    return ema_decay * (1.0 - ema_decay ** (t - 1.0)) / (1.0 - ema_decay**t)
+
+
+@functools.partial(jax.jit, static_argnames=("eps_fn", "tx", "batch_size", "ema_decay", "ema_debias"))
+def train_step(
+    state: TrainState, images, labels, *, eps_fn, tx, batch_size: int, key, ema_decay: float = 0.0,
+    ema_debias: bool = False,
+):  # fmt: skip
     """One optimiser step on the batch of step ``state.step``.
 
     Args:
@@ -157,11 +180,13 @@ def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int
       key: the run's key; the data order uses ``fold_in(key, 0)``, the noise ``fold_in(key, 1)``.
       ema_decay: the EMA's decay d (static): 0 for a state without EMA, else in (0, 1) for a state with one
         (:func:`init` with ``ema=True``); then ``ema <- d ema + (1 - d) new_params``.
+      ema_debias: with an EMA, the step's decay is :func:`ema_decay_at` (static): the average carries no share of
+        the initial weights.
 
     Returns:
       ``(new_state, loss)``.
     """
-    check_ema_decay(ema_decay)
+    check_ema_decay(ema_decay, ema_debias)
     if (state.ema is None) != (ema_decay == 0):
         raise ValueError(
             f"ema_decay: {ema_decay} does not fit a state {'without' if state.ema is None else 'with'} EMA weights "
@@ -178,5 +203,6 @@ def train_step(state: TrainState, images, labels, *, eps_fn, tx, batch_size: int
     params = optax.apply_updates(state.params, updates)
     ema = state.ema
     if ema is not None:
-        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        d = ema_decay_at(step, ema_decay, ema_debias)
+        ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
     return TrainState(step, params, opt_state, ema), loss

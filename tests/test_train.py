@@ -192,7 +192,8 @@ def test_train_command_writes_a_run_directory_and_resumes_exactly(tmp_path, caps
      (["--padding", "reflect"], "padding"), (["--batch-size", "0"], "batch_size"),
      (["--config.optimizer=sgd"], "unknown field 'optimizer'"),
      (["--ema-decay", "1.0"], "ema_decay: expected 0 (no EMA) or a decay in (0, 1)"),
-     (["--ema-decay", "-0.1"], "ema_decay: expected 0 (no EMA) or a decay in (0, 1)")],
+     (["--ema-decay", "-0.1"], "ema_decay: expected 0 (no EMA) or a decay in (0, 1)"),
+     (["--ema-debias"], "ema_debias: debiases an EMA of the weights; set ema_decay > 0")],
 )  # fmt: skip
 def test_train_command_bad_input(tmp_path, capsys, flags, match):
     data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
@@ -270,6 +271,28 @@ def test_ema_is_updated_after_every_step_and_leaves_training_unchanged():
     for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(state.ema)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.array_equal(jax.tree.leaves(state.ema)[0], jax.tree.leaves(state.params)[0])
+
+
+def test_debiased_ema_is_the_normalised_average_of_the_weights_visited():
+    # sum_s d^(t-s) params_s / sum_s d^(t-s) over steps 1..t, in float64: no share of the initial weights.
+    images, _ = tiny_images()
+    eps_fn, params = nets.build(SPEC, key=jax.random.key(0))
+    tx, d = train.optimizer(learning_rate=1e-2), 0.7
+    state, visited = train.init(params, tx, ema=True), []
+    for t in range(1, 5):
+        state, _ = train.train_step(state, images, None, eps_fn=eps_fn, tx=tx, batch_size=8, key=jax.random.key(5),
+                                    ema_decay=d, ema_debias=True)  # fmt: skip
+        visited.append(jax.tree.map(lambda p: np.asarray(p, np.float64), state.params))
+        if t == 1:  # step 1's decay is 0: the average is the weights themselves
+            for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(state.params)):
+                np.testing.assert_array_equal(a, b)
+    w = np.array([d ** (4 - s) for s in range(1, 5)])
+    expected = jax.tree.map(lambda *ps: sum(wi * p for wi, p in zip(w, ps)) / w.sum(), *visited)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(state.ema)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ema_debias: debiases an EMA of the weights; set ema_decay > 0"):
+        train.train_step(train.init(params, tx), images, None, eps_fn=eps_fn, tx=tx, batch_size=8,
+                         key=jax.random.key(5), ema_debias=True)  # fmt: skip
 
 
 def test_without_ema_the_step_is_the_program_it_was():
@@ -350,14 +373,16 @@ def test_asking_for_ema_weights_of_a_checkpoint_without_them_is_a_clear_error(tm
         checkpoint.load_net(tmp_path / "ck", weights="best")
 
 
-def test_train_command_with_ema_resumes_exactly(tmp_path, capsys):
+@pytest.mark.parametrize("debias", [(), ("--ema-debias",)], ids=["ema", "debiased"])
+def test_train_command_with_ema_resumes_exactly(tmp_path, capsys, debias):
     data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=24)
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert cli.main(train_args(data_dir, straight, "--num-steps", "6", "--ema-decay", "0.8")) == 0
+    assert cli.main(train_args(data_dir, straight, "--num-steps", "6", "--ema-decay", "0.8", *debias)) == 0
     assert {"samples_ema.png", "samples_ema.npz"} <= {p.name for p in straight.iterdir()}
     assert json.loads((straight / "config.json").read_text())["ema_decay"] == 0.8
-    assert cli.main(train_args(data_dir, split, "--num-steps", "3", "--ema-decay", "0.8")) == 0
-    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--ema-decay", "0.8")) == 0
+    assert json.loads((straight / "config.json").read_text())["ema_debias"] is bool(debias)
+    assert cli.main(train_args(data_dir, split, "--num-steps", "3", "--ema-decay", "0.8", *debias)) == 0
+    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--ema-decay", "0.8", *debias)) == 0
     assert "resuming" in capsys.readouterr().out
     for weights in ("raw", "ema"):
         _, a, _ = checkpoint.load_net(straight, weights=weights)
@@ -370,7 +395,7 @@ def test_train_command_with_ema_resumes_exactly(tmp_path, capsys):
     with np.load(straight / "samples_ema.npz") as f, np.load(split / "samples_ema.npz") as g:
         np.testing.assert_array_equal(f["samples"], g["samples"])
     # The EMA's decay is part of what was trained: another one into the same directory is refused.
-    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--ema-decay", "0.9")) == 2
+    assert cli.main(train_args(data_dir, split, "--num-steps", "6", "--ema-decay", "0.9", *debias)) == 2
     assert "different config (ema_decay: 0.8 there, 0.9 now)" in capsys.readouterr().err
 
 

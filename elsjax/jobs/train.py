@@ -54,7 +54,7 @@ def check(cfg) -> None:
         raise ValueError(
             f"learning_rate, lr_decay: expected lr > 0 and 0 < decay <= 1, got {cfg.learning_rate}, {cfg.lr_decay}"
         )
-    check_ema_decay(cfg.ema_decay)
+    check_ema_decay(cfg.ema_decay, cfg.ema_debias)
 
 
 def _write_losses(path: Path, losses, lr0: float, decay: float) -> None:
@@ -189,7 +189,7 @@ def _train(cfg, start: _Start, ckpt_dir: Path, *, clock: runs.Stopwatch, log) ->
         for step in range(first, cfg.num_steps):
             state, loss = train_step(
                 state, x_train, y_train, eps_fn=start.eps_fn, tx=start.tx, batch_size=cfg.batch_size,
-                key=start.run_key, ema_decay=ema_decay,
+                key=start.run_key, ema_decay=ema_decay, ema_debias=bool(cfg.ema_debias),
             )  # fmt: skip
             pending.append(loss)
             done = step + 1
