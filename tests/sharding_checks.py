@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 KINDS = ("ideal", "ls", "els", "bbels")
 # The field's denoisers that stream tables, with their knobs.
 FIELD = {"pca_locality": {"tau": 0.05}, "nearest": {}, "pspc": {"k": 3}}
+# The field's denoisers in the two-process check (PCA-locality: its Gaussian fit merged across the processes).
+PROCESS_FIELD = {"pca_locality": {"tau": 0.05}}
+PROCESS_T = np.array([0.9, 0.3, 0.6, 0.1], np.float32)  # their times (four masks)
 MESHES = {"1": (1, 1), "4 entries": (1, 4), "2 seeds x 2 entries": (2, 2), "3 entries (uneven)": (1, 3)}
 
 
@@ -210,6 +213,8 @@ def worker() -> dict:
     scores = {}
     for kind in KINDS:
         scores[kind] = np.asarray(elsjax.score(kind, x, 0.4, train=mine, k=3, chunk_size=8, mesh=mesh))
+    for kind, knobs in PROCESS_FIELD.items():
+        scores[kind] = np.asarray(elsjax.score(kind, x, PROCESS_T, train=mine, chunk_size=4, **knobs, mesh=mesh))
     scores["els, conditional"] = np.asarray(
         elsjax.score("els", x, 0.4, train=mine, k=3, labels=my_labels, y=[0, 1, 1, 0], mesh=mesh)
     )

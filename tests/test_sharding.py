@@ -130,11 +130,38 @@ def test_the_field_s_sharded_denoisers_take_a_one_device_mesh(kind, knobs):
     np.testing.assert_allclose(machine.score(x, t), dataclasses.replace(machine, mesh=None).score(x, t), rtol=1e-6, atol=1e-6)  # fmt: skip
 
 
-def test_pca_locality_refuses_a_mesh_of_several_processes(monkeypatch):
-    train, _ = data()
-    monkeypatch.setattr(jax, "process_count", lambda: 2)
-    with pytest.raises(ValueError, match=r"^mesh: the 'pca_locality' denoiser's masks come from the whole training"):
-        denoisers.build("pca_locality", train, mesh=elsjax.make_mesh(1, 1))
+@pytest.mark.parametrize("n", [20, 50])  # N <= D: the whole set's fit is an SVD; N > D: eigh, as the merged fit's
+def test_the_gaussian_fit_merged_from_unequal_shares_is_the_whole_set_s(n):
+    """PCA-locality's fit on several processes: each one's moments, merged (float64, to round-off), with a pixel
+    constant over the set (variance exactly 0, as the masks tell varying pixels by ``> 0``) and one constant within
+    each share but not over the set (varying)."""
+    from elsjax.denoisers import _field
+
+    rng = np.random.default_rng(n)
+    train = rng.uniform(-1, 1, (n, 4, 4, 2)).astype(np.float32)
+    train[:, 0, 0, 0] = 0.3
+    cuts = [0, 3, 11, n]
+    for lo, hi in zip(cuts, cuts[1:]):
+        train[lo:hi, 2, 1, 1] = lo / n
+    parts = [_field.moments(train[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
+    parts.insert(1, _field.moments(train[:0]))  # a process with no images
+    shares = _field.Moments(*map(np.stack, zip(*parts)))
+    got = _field.fit_moments(_field.merge_moments(shares))
+    want = _field.gaussian_fit(train)
+    scale = want.eigenvalues[0]
+    np.testing.assert_allclose(got.mean, want.mean, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(got.variance, want.variance, rtol=0, atol=1e-14 * scale)
+    np.testing.assert_allclose(got.eigenvalues, want.eigenvalues, rtol=0, atol=1e-13 * scale)
+    covariance = lambda fit: (fit.eigenvectors * fit.eigenvalues) @ fit.eigenvectors.T
+    np.testing.assert_allclose(covariance(got), covariance(want), rtol=0, atol=1e-13 * scale)
+    constant = np.ravel_multi_index((0, 0, 0), train.shape[1:])
+    assert got.variance[constant] == 0.0 and want.variance[constant] == 0.0
+    np.testing.assert_array_equal(got.variance > 0, want.variance > 0)
+    assert (got.variance > 0).sum() == train[0].size - 1
+    # One process: the fit of its images is gaussian_fit's own (the same cached object), and allgather a copy.
+    assert _field.gaussian_fit_of_processes(train) is want
+    gathered = sharding.allgather(parts[0])
+    assert all(np.array_equal(g[0], p) and g.dtype == np.asarray(p).dtype for g, p in zip(gathered, parts[0]))
 
 
 def test_sharded_machine_is_a_pytree_with_its_mesh():
@@ -201,12 +228,13 @@ def test_two_processes_each_holding_half_the_dictionary_give_the_one_process_sco
     assert all(i["els_bytes_held"] * 2 == i["els_bytes_global"] for i in infos)  # each holds half
 
     # The one-process reference, in this process, from all ten images.
-    from sharding_checks import KINDS
+    from sharding_checks import KINDS, PROCESS_FIELD, PROCESS_T
     from sharding_checks import data as check_data
 
     train, x = check_data(n=10)
     labels = np.arange(10) % 2
     want = {kind: elsjax.score(kind, x, 0.4, train=train, k=3) for kind in KINDS}
+    want.update({kind: elsjax.score(kind, x, PROCESS_T, train=train, **knobs) for kind, knobs in PROCESS_FIELD.items()})
     want["els, conditional"] = elsjax.score("els", x, 0.4, train=train, k=3, labels=labels, y=[0, 1, 1, 0])
     for i in range(2):
         got = np.load(tmp_path / f"process{i}.npz")

@@ -17,8 +17,9 @@ and pixel ``i``'s posterior runs over the training images with the logits
 through the shared accumulator (:mod:`elsjax.posterior`), exactly like LS: one normalisation over the whole set.
 With ``tau = 0`` every entry of the mask is kept and every pixel's logits are IS's: the denoiser is IS. On a mesh
 the training images are split over ``"entries"`` and the softmax states merged exactly (:class:`OnMesh`); the
-Gaussian fit's arrays, and so the masks, are on every device. The fit is of the images the build is given, so a
-mesh of several processes (each holding its share of the training set) is refused.
+Gaussian fit's arrays, and so the masks, are on every device. On a mesh of several processes, each holding its
+share of the training set (:func:`elsjax.sharding.local_share`), the fit is of the whole set: each process's mean
+and scatter matrix, gathered and merged exactly (:func:`elsjax.denoisers._field.gaussian_fit_of_processes`).
 
 The knob ``scope="row"`` thresholds each row against its own largest ratio instead of the whole matrix's. With the
 whole matrix's (the default, as analytic-diffusion-studio's code), a nearly constant pixel (variance 2e-7 on MNIST:
@@ -47,7 +48,7 @@ from jax import lax
 
 from elsjax import noise, posterior, sharding
 from elsjax.denoisers._base import register, static
-from elsjax.denoisers._field import gaussian_fit, number
+from elsjax.denoisers._field import gaussian_fit, gaussian_fit_of_processes, number
 from elsjax.denoisers._tables import OnMesh, per_pixel
 from elsjax.denoisers.local import Local
 
@@ -109,15 +110,11 @@ class PCALocality(OnMesh):
         cls, images, k=None, *, tau=DEFAULT_TAU, scope="matrix", chunk_size=None, mesh=None, **options
     ) -> PCALocality:
         mesh = sharding.check_mesh(mesh)
-        if mesh is not None and jax.process_count() > 1:
-            raise ValueError(
-                f"mesh: the {cls.name!r} denoiser's masks come from the whole training set's covariance, which one "
-                "process's share of the images does not give; run it in one process (a mesh of its devices)"
-            )
         tau = number("tau", tau)
         if scope not in SCOPES:
             raise ValueError(f"scope: expected one of {SCOPES}, got {scope!r}")
-        fit = gaussian_fit(images)
+        # On a mesh of several processes each holds its share of the training set: the masks need the whole set's fit.
+        fit = gaussian_fit(images) if mesh is None else gaussian_fit_of_processes(images)
         return cls(
             tables=Local.image_tables(images, chunk_size=chunk_size or IMAGE_CHUNK, mesh=mesh),
             eigenvalues=jnp.asarray(fit.eigenvalues, jnp.float32),
