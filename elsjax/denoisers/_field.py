@@ -186,6 +186,7 @@ def merge_moments(shares: Moments) -> Moments:
     mean = (counts[:, None] * means).sum(axis=0) / n
     offsets = means - mean  # [P, D]
     scatter = scatters.sum(axis=0) + (counts[:, None] * offsets).T @ offsets
+    # Exact already when each share's mean of a constant pixel is the constant; kept exact whatever the rounding.
     constant = np.all((np.diagonal(scatters, axis1=1, axis2=2) == 0) & (means == means[:1]), axis=0)
     scatter[constant] = 0.0
     scatter[:, constant] = 0.0
