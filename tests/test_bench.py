@@ -145,3 +145,19 @@ def test_sensitivity_report_gives_each_rows_paired_move_from_the_base(tmp_path):
     assert (tmp_path / "sensitivity.png").stat().st_size > 0 and "| corrected | bbels |" in (
         tmp_path / "sensitivity.md"
     ).read_text()
+
+
+def test_compare_denoisers_notes_a_knob_chosen_at_an_end_of_its_candidates(tmp_path):
+    compare = load("compare_denoisers")
+    notes = {}
+    for best in (16.0, 0.001, 0.005, 0.0):
+        path = tmp_path / f"{best}.json"
+        path.write_text(json.dumps({"kind": "scfdm", "knob": "smoothing", "best": best,
+                                    "candidates": [0.0, 0.001, 0.005, 16.0]}))  # fmt: skip
+        notes[best] = compare.edge_note(path)
+    assert "is the largest of its candidates" in notes[16.0]
+    assert "is the smallest non-zero of its candidates" in notes[0.001]
+    assert notes[0.005] == "" and notes[0.0] == ""  # inside the candidates; 0 (the IS) is a candidate like any other
+    text = compare.markdown({}, ["net_a"], ["net_a: " + notes[16.0]])
+    assert "At an end of the candidates (the best value may lie beyond): net_a: scfdm smoothing = 16" in text
+    assert "At an end" not in compare.markdown({}, ["net_a"])
