@@ -157,11 +157,19 @@ def evaluations(row: dict, row_dir: Path, entries: dict, args) -> None:
         cfg = config_lib.merge(config_lib.evaluate_config(), dict(
             net=row["net"], machines=[entries[key]], net_steps=args.net_steps, n_seeds=args.n_seeds, seed=seed,
             seeds_per_part=10, out_dir=str(run_dir), progress=args.progress))  # fmt: skip
-        if _finished(run_dir, cfg, config_lib.evaluate_config()):
+        if _finished(run_dir, cfg, config_lib.evaluate_config()) and _same_machines(run_dir, cfg):
             continue
         _start_from_sweep(run_dir, cfg, sweep_eval, entries[key]["name"])
         print(f"[{row['name']}] evaluating {LABELS[key]} on {args.n_seeds} seeds", flush=True)
         evaluate_job.run(cfg, log=lambda *a: None)
+
+
+def _same_machines(run_dir: Path, cfg) -> bool:
+    """Whether a finished evaluation's machines are the ones its config gives now: its knobs and scales are named by
+    calibration files, which a recalibration (another candidate list) rewrites in place. If not, the evaluation
+    runs again; it resumes, and recomputes the parts tagged with other knobs or scales."""
+    recorded = runs.read_json(run_dir / "summary.json")["machines_spec"]
+    return recorded == evaluate_job.describe_specs(evaluate_job.machine_specs(cfg.machines))
 
 
 def cell(run_dir: Path, name: str, steps: int) -> dict:

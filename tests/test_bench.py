@@ -161,3 +161,26 @@ def test_compare_denoisers_notes_a_knob_chosen_at_an_end_of_its_candidates(tmp_p
     text = compare.markdown({}, ["net_a"], ["net_a: " + notes[16.0]])
     assert "At an end of the candidates (the best value may lie beyond): net_a: scfdm smoothing = 16" in text
     assert "At an end" not in compare.markdown({}, ["net_a"])
+
+
+def test_compare_denoisers_reruns_an_evaluation_whose_knob_was_recalibrated(tmp_path):
+    from elsjax import calibrate, runs
+    from elsjax import config as config_lib
+
+    compare = load("compare_denoisers")
+    knob_file = tmp_path / "knob_calibration.json"
+
+    def calibrated(best):
+        c = calibrate.KnobCalibration(kind="pca_locality", knob="tau", candidates=[0.0, best], best=best,
+                                      mean_cosine=[0.5, 0.6], per_step=[best], cosine=np.zeros((1, 1, 2), np.float32),
+                                      times=[1.0], scales=None, knobs={}, seed=0, y=None)  # fmt: skip
+        runs.write_json(knob_file, c.to_dict())
+
+    cfg = config_lib.merge(config_lib.evaluate_config(), {"machines": [
+        {"name": "pca_locality", "denoiser": "pca_locality", "scales": "", "knobs": {"tau": str(knob_file)}}]})  # fmt: skip
+    calibrated(0.005)
+    runs.write_json(tmp_path / "summary.json", {"machines_spec": {"pca_locality": {
+        "kind": "pca_locality", "scales": None, "knobs": {"tau": 0.005}}}})  # fmt: skip
+    assert compare._same_machines(tmp_path, cfg)
+    calibrated(0.002)  # recalibrated in place: the finished evaluation is of another tau
+    assert not compare._same_machines(tmp_path, cfg)

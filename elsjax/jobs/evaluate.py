@@ -47,7 +47,15 @@ from elsjax import evaluate as evaluate_lib
 from elsjax import scales as scales_lib
 from elsjax.jobs import netdata
 
-__all__ = ["run", "machine_specs", "MachineSpec", "resolve_scales", "resolve_knobs", "RESUMABLE_FIELDS"]
+__all__ = [
+    "run",
+    "machine_specs",
+    "describe_specs",
+    "MachineSpec",
+    "resolve_scales",
+    "resolve_knobs",
+    "RESUMABLE_FIELDS",
+]
 
 # Fields that may change when an evaluation is resumed (parts record what they were computed from).
 RESUMABLE_FIELDS = frozenset(
@@ -104,6 +112,21 @@ def resolve_knobs(kind: str, knobs: dict, name: str) -> dict:
             value = result.best
         out[knob] = value
     return out
+
+
+def describe_specs(specs) -> dict:
+    """The resolved machines as ``summary.json`` records them: ``{name: {kind, scales, knobs (if any)}}``. A finished
+    run whose record differs from its config's specs resolved now was made from other calibrations.
+
+    Example:
+      >>> describe_specs(machine_specs("e=els:3,5"))
+      {'e': {'kind': 'els', 'scales': [3, 5]}}
+    """
+    return {
+        m.name: {"kind": m.denoiser, "scales": None if m.scales is None else list(m.scales),
+                 **({"knobs": m.knobs} if m.knobs else {})}
+        for m in specs
+    }  # fmt: skip
 
 
 def machine_specs(machines) -> list[MachineSpec]:
@@ -255,11 +278,7 @@ def _write_results(job: _Job, specs, net_out: dict, machine_out: dict) -> dict:
     ideal = next((m.name for m in specs if issubclass(denoisers.get(m.denoiser), denoisers.Ideal)), None)
     per_seed = evaluate_lib.agreement(machine_out, net_out)
     summary = evaluate_lib.summarize(per_seed, ideal=ideal)
-    summary["machines_spec"] = {
-        m.name: {"kind": m.denoiser, "scales": None if m.scales is None else list(m.scales),
-                 **({"knobs": m.knobs} if m.knobs else {})}
-        for m in specs
-    }  # fmt: skip
+    summary["machines_spec"] = describe_specs(specs)
     runs.write_json(out_dir / "summary.json", summary)
     atomic.save_npz(
         out_dir / "samples.npz", seeds=job.noise, labels=np.full(cfg.n_seeds, -1, np.int32) if job.y is None else job.y,
