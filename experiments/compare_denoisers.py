@@ -184,6 +184,7 @@ def cell(run_dir: Path, name: str, steps: int) -> dict:
 
 def table(out_dir: Path, rows: list[dict], keys) -> dict:
     """``table.json``, ``table.md`` and ``median_r.png`` from every finished evaluation."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     result = {}
     for row in rows:
         for key in keys:
@@ -244,14 +245,14 @@ def heatmap(result: dict, nets: list[str], path: Path) -> None:
     keys = list(result[steps])
     values = np.array([[result[steps][k].get(n, {}).get("r", {}).get("value", np.nan) for n in nets] for k in keys])
     fig, ax = plt.subplots(figsize=(max(1.6 * len(nets) + 2, 6), 0.5 * len(keys) + 1.5))
-    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black")
     ax.set_xticks(range(len(nets)), nets, rotation=30, ha="right")
     ax.set_yticks(range(len(keys)), [LABELS[k] for k in keys])
     ax.set_title(f"median r(denoiser, net), net sampled with {steps} steps")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label="median Pearson r over the seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
