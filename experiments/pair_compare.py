@@ -30,6 +30,9 @@ from elsjax import metrics
 RESAMPLES = 20_000
 SHOWN = 3  # seeds shown per group (worst, and near the median, of row B)
 OVERSHOOT = 0.1  # net pixels beyond [-1.1, 1.1] are outlined (smaller overshoots fleck the whole background)
+# A sample whose mean |difference| between horizontal neighbours (display-clipped) exceeds this is pixel noise, not
+# an image: the plain Fashion-MNIST UNet's samples and the machines' sit at 0.13-0.14, uniform noise in [-1, 1] at 2/3.
+NOISE_ROUGHNESS = 0.5
 
 
 def load_row(folder: Path, name: str) -> dict:
@@ -68,6 +71,28 @@ def compare(a: dict, b: dict) -> dict:
                 "A": interval(ra), "B": interval(rb), "B_minus_A": interval(rb[both] - ra[both]),
                 "frac_B_lower": float(np.mean(rb[both] < ra[both])), "n_seeds": int(both.sum()),
             }  # fmt: skip
+    return out
+
+
+def roughness(x: np.ndarray) -> np.ndarray:
+    """Per sample, the mean |difference| between horizontal neighbours of the display-clipped image."""
+    return np.abs(np.diff(np.clip(np.asarray(x, np.float64), -1, 1), axis=2)).mean(axis=(1, 2, 3))
+
+
+def net_samples(row: dict) -> dict:
+    """What the net's own samples look like, per net step count: the median share of pixels beyond
+    ``[-1 - OVERSHOOT, 1 + OVERSHOOT]``, the median :func:`roughness` and the seeds that are pixel noise (above
+    :data:`NOISE_ROUGHNESS`); and the median roughness of its (E)LS machine's samples, for scale."""
+    out = {}
+    for key in sorted(k for k in row["samples"] if k.startswith("net_")):
+        x = row["samples"][key]
+        rough = roughness(x)
+        out[key.removeprefix("net_")] = {
+            "median_frac_out": float(np.median((np.abs(x) > 1 + OVERSHOOT).mean(axis=(1, 2, 3)))),
+            "median_roughness": float(np.median(rough)), "noise_seeds": int((rough > NOISE_ROUGHNESS).sum()),
+            "n_seeds": len(x),
+        }  # fmt: skip
+    out["machine_median_roughness"] = float(np.median(roughness(row["samples"][f"machine_{machine_of(row)}"])))
     return out
 
 
@@ -135,6 +160,15 @@ def markdown(result: dict, names: tuple[str, str], labels: tuple[str, str], comm
         for steps, c in by_steps.items():
             lines.append(f"| {kind} | {steps} | {fmt(c['A'])} | {fmt(c['B'])} | {fmt(c['B_minus_A'])} | "
                          f"{c['frac_B_lower']:.2f} | {c['n_seeds']} |")  # fmt: skip
+    lines += ["", f"The nets' own samples: the median share of pixels beyond +-{1 + OVERSHOOT:g}, the median roughness "
+              f"(mean |difference| between horizontal neighbours, display-clipped) and the seeds whose roughness "
+              f"exceeds {NOISE_ROUGHNESS:g} (pixel noise, not an image), beside the (E)LS machine's median roughness.",
+              "", "| net | net steps | pixels out | roughness | noise seeds | machine's roughness |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for label, quality in zip(labels, result["net_samples"]):
+        for steps, q in ((k, v) for k, v in quality.items() if isinstance(v, dict)):
+            lines.append(f"| {label} | {steps} | {q['median_frac_out']:.0%} | {q['median_roughness']:.3f} | "
+                         f"{q['noise_seeds']}/{q['n_seeds']} | {quality['machine_median_roughness']:.3f} |")  # fmt: skip
     lines += ["", f"Figure: `{result['figure']}` (seeds {result['seeds_shown']}).", "", f"Written by `{command}`."]
     return "\n".join(lines) + "\n"
 
@@ -153,7 +187,8 @@ def main(argv=None) -> dict:
     check_same_seeds(a, b, names)
     stem = f"pair_{args.row_a}_vs_{args.row_b}"
     seeds = write_figure(args.folder / f"{stem}.png", a, b, labels, args.net_steps)
-    result = {"rows": names, "labels": labels, "compare": compare(a, b), "figure": f"{stem}.png", "seeds_shown": seeds}
+    result = {"rows": names, "labels": labels, "compare": compare(a, b), "net_samples": [net_samples(a), net_samples(b)],
+              "figure": f"{stem}.png", "seeds_shown": seeds}  # fmt: skip
     command = "python experiments/pair_compare.py " + " ".join(
         [str(args.folder), *names, *(["--labels", *labels] if args.labels else []), "--net-steps", args.net_steps])  # fmt: skip
     (args.folder / f"{stem}.json").write_text(json.dumps({**result, "command": command}, indent=1) + "\n")

@@ -80,14 +80,15 @@ def test_table_intervals_pairs_the_calibrated_and_published_machines_by_seed(tmp
     assert "els calibrated - published | +0.050" in (tmp_path / "intervals.md").read_text()
 
 
-def _pair_row(folder, name, r, seeds):
+def _pair_row(folder, name, r, seeds, net=None):
     evaluation = folder / name / "evaluate"
     evaluation.mkdir(parents=True)
     per_seed = {"r": {m: {"150": list(r)} for m in ("bbels", "ls", "ideal")}}
     (evaluation / "summary.json").write_text(json.dumps({"machines": ["bbels", "ls", "ideal"], "per_seed": per_seed}))
     rng = np.random.default_rng(len(name))
     images = {f"machine_{m}": rng.uniform(-1, 1, seeds.shape) for m in ("bbels", "ls", "ideal")}
-    np.savez(evaluation / "samples.npz", seeds=seeds, net_150=rng.uniform(-1.3, 1.3, seeds.shape), **images)
+    net = rng.uniform(-1.3, 1.3, seeds.shape) if net is None else net  # default: pixel noise, 2/13 beyond 1.1
+    np.savez(evaluation / "samples.npz", seeds=seeds, net_150=net, **images)
 
 
 def test_pair_compare_pairs_two_nets_by_seed_and_refuses_other_noise(tmp_path):
@@ -95,9 +96,12 @@ def test_pair_compare_pairs_two_nets_by_seed_and_refuses_other_noise(tmp_path):
     pair = load("pair_compare")
     seeds = np.random.default_rng(0).normal(size=(12, 8, 8, 1))
     r = np.linspace(0.5, 0.9, 12)
-    _pair_row(tmp_path, "a", r, seeds)
+    _pair_row(tmp_path, "a", r, seeds, net=np.full(seeds.shape, 0.5))  # a smooth image, in range
     _pair_row(tmp_path, "b", r - 0.1, seeds)
     result = pair.main([str(tmp_path), "a", "b", "--labels", "UNet", "UNet+SA"])
+    smooth, noise = (q["150"] for q in result["net_samples"])
+    assert (smooth["noise_seeds"], smooth["median_frac_out"], smooth["median_roughness"]) == (0, 0.0, 0.0)
+    assert noise["noise_seeds"] == 12 and 0.05 < noise["median_frac_out"] < 0.3
     diff = result["compare"]["(E)LS"]["150"]
     assert (
         abs(diff["B_minus_A"]["value"] + 0.1) < 1e-12 and diff["B_minus_A"]["high"] - diff["B_minus_A"]["low"] < 1e-12
