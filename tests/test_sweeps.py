@@ -496,19 +496,22 @@ def test_cpu_sensitivity_rows_differ_from_the_base_row_in_one_thing_each_on_the_
 
 
 def test_cpu_ema_rows_read_one_run_raw_and_averaged_on_the_variance_rows_seeds():
-    """Each checkpoint of the EMA run twice, raw and averaged, with cpu_variance's seed-0 calibration and evaluation
-    seeds: a pair differs only in the weights, and each row from a variance row only in the net."""
+    """Each checkpoint twice, the run's raw weights and the debiased EMA of the same run, with cpu_variance's seed-0
+    calibration and evaluation seeds: a pair differs only in the weights, and each row from a variance row only in
+    the net."""
     rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_ema.py"))}
     variance = {r["name"]: r for r in variance_rows()}
     assert len(rows) == 6
     for step in (2400, 3000, 3600):
-        ema, raw = (rows[f"mnist_resnet_zeros_emarun_{w}_step{step}"] for w in ("ema", "raw"))
-        assert {k for k in ema if ema[k] != raw[k]} == {"name", "net_weights"}
+        ema, raw = (rows[f"mnist_resnet_zeros_emarun_{w}_step{step}"] for w in ("debiased", "raw"))
+        assert {k for k in ema if ema[k] != raw[k]} == {"name", "net", "net_weights", "train_config"}
         assert (ema["net_weights"], raw["net_weights"], ema["net_step"]) == ("ema", "raw", step)
         base = variance[f"mnist_resnet_zeros_seed0_step{step}"]
         differ = {k for k in ema if ema[k] != base[k]} - {"net_step"}  # seed 0's last checkpoint is its net_step 0
         assert differ == {"name", "net", "net_weights", "train_config", "train_overrides"}
-        cfg = sweeps._train_cfg({**ema, "train_config": str(REPO / ema["train_config"])})
-        seed0 = sweeps._train_cfg({**base, "train_config": str(REPO / base["train_config"])})
-        assert cfg.ema_decay == 0.999 and seed0.ema_decay == 0
-        assert {k for k in cfg if cfg[k] != seed0[k]} == {"ema_decay", "out_dir"}  # the same recipe, plus the average
+        cfgs = [sweeps._train_cfg({**r, "train_config": str(REPO / r["train_config"])}) for r in (ema, raw, base)]
+        debiased, raw_cfg, seed0 = cfgs
+        assert (debiased.ema_decay, debiased.ema_debias, raw_cfg.ema_debias, seed0.ema_decay) == (0.999, True, False, 0)
+        # The same recipe: the raw run adds the average, the debiased run its debiasing (the raw weights are equal).
+        assert {k for k in raw_cfg if raw_cfg[k] != seed0[k]} == {"ema_decay", "out_dir"}
+        assert {k for k in debiased if debiased[k] != raw_cfg[k]} == {"ema_debias", "out_dir"}
