@@ -55,6 +55,7 @@ TAU_VALUES = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 # sigma in the units of x_t (noise of std b_t); 0 is the IS. Up to 16 because 2 was the top and best of (0, ..., 2).
 SMOOTHING_VALUES = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 SCFDM_KNOBS = {"samples": 16, "key": 0}
+KNOB_STAGES = {"tau": "calibrate_pca_locality_tau", "smoothing": "calibrate_scfdm_smoothing"}  # knob -> its stage
 GOLDDIFF_KNOBS = {"key": 0}  # its default subset, tail and pool
 DENOISERS = ("els_type", "ls", "ideal", "wiener", "nearest", "pca_locality", "scfdm", "pspc", "golddiff")
 LABELS = {"els_type": "(bb)ELS", "ls": "LS", "ideal": "IS", "wiener": "Wiener", "nearest": "nearest",
@@ -86,9 +87,9 @@ def calibrations(row: dict, row_dir: Path, args) -> dict:
     common = dict(net=row["net"], n_seeds=args.calibrate_seeds, seed=0, num_steps=args.calibrate_steps,
                   progress=args.progress, overwrite=True)  # fmt: skip
     stages = {  # the stage of each denoiser that has one
-        "pca_locality": ("calibrate_pca_locality_tau", dict(kind="pca_locality", knob="tau", knob_values=TAU_VALUES)),
+        "pca_locality": (KNOB_STAGES["tau"], dict(kind="pca_locality", knob="tau", knob_values=TAU_VALUES)),
         "scfdm": (
-            "calibrate_scfdm_smoothing",
+            KNOB_STAGES["smoothing"],
             dict(kind="scfdm", knob="smoothing", knob_values=SMOOTHING_VALUES, knobs=SCFDM_KNOBS),
         ),  # fmt: skip
         "pspc": ("calibrate_pspc", dict(kind="pspc", ks=tuple(row["ls_ks"]))),
@@ -101,8 +102,7 @@ def calibrations(row: dict, row_dir: Path, args) -> dict:
         if "knob" in fields and (note := edge_note(row_dir / name / calibrate_job.KNOB_FILE)):
             print(f"[{row['name']}] note: {note}", flush=True)
     return {
-        "tau": str(row_dir / "calibrate_pca_locality_tau" / calibrate_job.KNOB_FILE),
-        "smoothing": str(row_dir / "calibrate_scfdm_smoothing" / calibrate_job.KNOB_FILE),
+        **{knob: str(row_dir / stage / calibrate_job.KNOB_FILE) for knob, stage in KNOB_STAGES.items()},
         "pspc": str(row_dir / "calibrate_pspc" / "calibration.json"),
     }
 
@@ -200,8 +200,7 @@ def table(out_dir: Path, rows: list[dict], keys) -> dict:
                     "spec": spec,
                 }
     (out_dir / "table.json").write_text(json.dumps(result, indent=1))
-    knob_files = [out_dir / r["name"] / stage / calibrate_job.KNOB_FILE for r in rows
-                  for stage in ("calibrate_pca_locality_tau", "calibrate_scfdm_smoothing")]  # fmt: skip
+    knob_files = [out_dir / r["name"] / stage / calibrate_job.KNOB_FILE for r in rows for stage in KNOB_STAGES.values()]
     edges = [f"{f.parent.parent.name}: {note}" for f in knob_files if f.is_file() and (note := edge_note(f))]
     (out_dir / "table.md").write_text(markdown(result, [r["name"] for r in rows], edges))
     if result:

@@ -82,18 +82,18 @@ def roughness(x: np.ndarray) -> np.ndarray:
 def net_samples(row: dict) -> dict:
     """What the net's own samples look like, per net step count: the median share of pixels beyond
     ``[-1 - OVERSHOOT, 1 + OVERSHOOT]``, the median :func:`roughness` and the seeds that are pixel noise (above
-    :data:`NOISE_ROUGHNESS`); and the median roughness of its (E)LS machine's samples, for scale."""
-    out = {}
+    :data:`NOISE_ROUGHNESS`) in ``by_steps``; and the median roughness of its (E)LS machine's samples, for scale."""
+    by_steps = {}
     for key in sorted(k for k in row["samples"] if k.startswith("net_")):
         x = row["samples"][key]
         rough = roughness(x)
-        out[key.removeprefix("net_")] = {
+        by_steps[key.removeprefix("net_")] = {
             "median_frac_out": float(np.median((np.abs(x) > 1 + OVERSHOOT).mean(axis=(1, 2, 3)))),
             "median_roughness": float(np.median(rough)), "noise_seeds": int((rough > NOISE_ROUGHNESS).sum()),
             "n_seeds": len(x),
         }  # fmt: skip
-    out["machine_median_roughness"] = float(np.median(roughness(row["samples"][f"machine_{machine_of(row)}"])))
-    return out
+    machine = float(np.median(roughness(row["samples"][f"machine_{machine_of(row)}"])))
+    return {"by_steps": by_steps, "machine_median_roughness": machine}
 
 
 def shown_seeds(r: np.ndarray) -> list[int]:
@@ -166,7 +166,7 @@ def markdown(result: dict, names: tuple[str, str], labels: tuple[str, str], comm
               "", "| net | net steps | pixels out | roughness | noise seeds | machine's roughness |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for label, quality in zip(labels, result["net_samples"]):
-        for steps, q in ((k, v) for k, v in quality.items() if isinstance(v, dict)):
+        for steps, q in quality["by_steps"].items():
             lines.append(f"| {label} | {steps} | {q['median_frac_out']:.0%} | {q['median_roughness']:.3f} | "
                          f"{q['noise_seeds']}/{q['n_seeds']} | {quality['machine_median_roughness']:.3f} |")  # fmt: skip
     lines += ["", f"Figure: `{result['figure']}` (seeds {result['seeds_shown']}).", "", f"Written by `{command}`."]

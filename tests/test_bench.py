@@ -99,7 +99,7 @@ def test_pair_compare_pairs_two_nets_by_seed_and_refuses_other_noise(tmp_path):
     _pair_row(tmp_path, "a", r, seeds, net=np.full(seeds.shape, 0.5))  # a smooth image, in range
     _pair_row(tmp_path, "b", r - 0.1, seeds)
     result = pair.main([str(tmp_path), "a", "b", "--labels", "UNet", "UNet+SA"])
-    smooth, noise = (q["150"] for q in result["net_samples"])
+    smooth, noise = (q["by_steps"]["150"] for q in result["net_samples"])
     assert (smooth["noise_seeds"], smooth["median_frac_out"], smooth["median_roughness"]) == (0, 0.0, 0.0)
     assert noise["noise_seeds"] == 12 and 0.05 < noise["median_frac_out"] < 0.3
     diff = result["compare"]["(E)LS"]["150"]
