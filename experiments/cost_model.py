@@ -56,7 +56,13 @@ CHUNK = {"cpu": 1024, "gpu": 16384}  # the library's patch chunk per backend (el
 
 # FLOPs of one training step at batch 128 (forward, backward, Adam), from XLA's cost analysis on this CPU:
 # `python experiments/train_cost.py --arch ARCH --channels C [--classes 10] --flops-only`.
-TRAIN_FLOPS = {("resnet", 1): 2674.1e9, ("resnet", 3): 2680.1e9, ("unet", 1): 282.1e9, ("unet", 3): 284.0e9}
+TRAIN_FLOPS = {
+    ("resnet", 1): 2674.1e9,
+    ("resnet", 3): 2680.1e9,
+    ("unet", 1): 282.1e9,
+    ("unet", 3): 284.0e9,
+    ("unet_sa", 3): 1727.5e9,
+}
 H200_FP32_PEAK = 67e12  # FLOP/s, float32 without tensor cores (NVIDIA's H200 SXM datasheet)
 EVALUATE_SEEDS = 100  # experiments/sweeps/paper_scale.py
 TRAIN_EFFICIENCY = 0.4  # assumed fraction of that peak a 3x3-conv net reaches (an estimate, not measured)

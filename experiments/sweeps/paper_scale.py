@@ -1,5 +1,5 @@
-"""The rows of the paper's Tables 1 and 2 at the paper's scale: its nets (4M-parameter ResNets, 2M UNets, 300
-epochs at batch 128, `elsjax.paper`), calibrated as the authors did (the first 5,000 training images, 10 seeds,
+"""The rows of the paper's Tables 1 and 2 at the paper's scale: its nets (4M-parameter ResNets, 2M UNets, the
+14.4M UNet+SA; 300 epochs at batch 128, `elsjax.paper`), calibrated as the authors did (the first 5,000 training images, 10 seeds,
 odd k from 3 to 31) and evaluated on 100 seeds with machines built on the full training set.
 
 Hours of GPU time per row, predicted by `experiments/cost_model.py` (docs/performance.md, "Paper-scale cost": exact
@@ -14,9 +14,10 @@ work counts times the throughput measured on one H200; training estimated from F
     cifar10_resnet_zeros_conditional     3.3 h   1 min                             33 min        3.8 h
     cifar10_resnet_circular_conditional  3.3 h   1 min                             10 min        3.4 h
     fmnist_resnet_zeros_conditional      3.9 h   1 min                             16 min        4.2 h
+    cifar10_unet_sa_conditional          2.1 h   1 min                             33 min        2.7 h
 
 Training dominates; 8 GPUs cut the machines' minutes by 8 but neither the training (one device per net) nor the host
-builds, so they are best used one row per GPU (about 4.2 h for all eight). Not for a CPU. A row without a trained
+builds, so they are best used one row per GPU (about 4.2 h for all nine). Not for a CPU. A row without a trained
 net in `runs/paper_*` trains it there first, and every stage resumes:
 
     elsjax sweep --config experiments/sweeps/paper_scale.py
@@ -54,6 +55,8 @@ ROWS = {
         "train_paper_resnet_cifar10_circular_conditional", "CIFAR10_ResNet_circular_conditional"),
     "fmnist_resnet_zeros_conditional": (
         "train_paper_resnet_fmnist_conditional", "FashionMNIST_ResNet_zeros_conditional"),
+    # The authors published no schedule for the UNet+SA: their machines reused the CIFAR-10 ResNet's (docs/maths.md §9.5).
+    "cifar10_unet_sa_conditional": ("train_paper_unet_sa_cifar10_conditional", "CIFAR10_ResNet_zeros_conditional"),
 }  # fmt: skip
 
 
