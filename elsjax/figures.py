@@ -16,11 +16,23 @@ Example:
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["calibration_plot", "agreement_violin", "agreement_by_row", "comparison_grid", "provenance_figure"]
+__all__ = [
+    "calibration_plot",
+    "agreement_violin",
+    "agreement_by_row",
+    "comparison_grid",
+    "mark_out_of_range",
+    "provenance_figure",
+    "VISIBLE_OVERSHOOT",
+]
+
+# Images are shown clipped to [-1, 1]. Pixels beyond +-VISIBLE_OVERSHOOT are outlined: a net's smaller overshoots
+# fleck its whole background and would hide the outline of a real departure.
+VISIBLE_OVERSHOOT = 1.1
 
 
 def _figure(width: float, height: float):
@@ -225,14 +237,22 @@ def agreement_by_row(
     return _save(fig, path)
 
 
-def comparison_grid(columns: Mapping[str, np.ndarray], path, *, max_rows: int = 8) -> pathlib.Path:
+def comparison_grid(
+    columns: Mapping[str, np.ndarray], path, *, max_rows: int = 8, unbounded: Collection[str] = ()
+) -> pathlib.Path:
     """Images side by side: one row per seed, one column per source (e.g. seed / net / ELS / LS / IS).
 
+    The display clips to [-1, 1], and says so under the grid. A column with pixels outside that range gives their
+    share (over all its images) under its title, and each shown image outlines in red its pixels beyond
+    +-:data:`VISIBLE_OVERSHOOT` (:func:`mark_out_of_range`): a net's samples can leave the data's range, and
+    clipping alone would hide how far. Columns named in ``unbounded`` (the initial noise) are only clipped.
+
     Args:
-      columns: ``{column title: images [B, H, W, C]}`` (same shape for all; C = 1 grey or 3 RGB), values in
-        [-1, 1] (shown clipped to that range).
+      columns: ``{column title: images [B, H, W, C]}`` (same shape for all; C = 1 grey or 3 RGB), the data in
+        [-1, 1].
       path: the PNG to write.
       max_rows: show at most this many seeds (the first ones).
+      unbounded: titles of columns whose values are not images in [-1, 1] (e.g. the seed's noise): not marked.
 
     Returns:
       ``path`` as a :class:`pathlib.Path`.
@@ -257,15 +277,40 @@ def comparison_grid(columns: Mapping[str, np.ndarray], path, *, max_rows: int = 
             raise ValueError(f"columns: {name!r} has shape {arr.shape}, expected {shape} like the first column")
         arrays[str(name)] = arr
     rows, ncols = min(shape[0], int(max_rows)), len(arrays)
-    fig = _figure(1.4 * ncols, 1.4 * rows + 0.3)
+    fig = _figure(1.4 * ncols, 1.4 * rows + 0.4)
     axes = fig.subplots(rows, ncols, squeeze=False)
     for j, (name, arr) in enumerate(arrays.items()):
+        marked = name not in unbounded
         for i in range(rows):
             _show(axes[i, j], arr[i])
-            if i == 0:
-                axes[i, j].set_title(name, fontsize=9)
+            if marked:
+                mark_out_of_range(axes[i, j], arr[i])
+        out = float(np.mean(np.abs(arr).max(axis=-1) > 1.0)) if marked else 0.0
+        axes[0, j].set_title(name + (f"\n{out:.0%} outside \u00b11" if out else ""), fontsize=8 if out else 9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    bottom = axes[-1, 0].get_position().y0  # the note sits just under the grid
+    fig.text(0.5, bottom - 0.01, f"shown clipped to [-1, 1]; red outlines: pixels beyond \u00b1{VISIBLE_OVERSHOOT:g}",
+             ha="center", va="top", fontsize=8)  # fmt: skip
     return _save(fig, path)
+
+
+def mark_out_of_range(ax, image, bound: float = VISIBLE_OVERSHOOT) -> float:
+    """Outlines in red the pixels of ``image`` ``[H, W, C]`` whose value in any channel lies beyond ``+-bound``, on
+    an axes that shows it; returns the share of its pixels outside [-1, 1] (what a clipped display hides).
+
+    Example:
+      >>> import numpy as np
+      >>> from matplotlib.figure import Figure
+      >>> ax = Figure().subplots()
+      >>> image = np.zeros((4, 4, 1)); image[:2] = 1.5
+      >>> mark_out_of_range(ax, image), len(ax.collections) > 0
+      (0.5, True)
+    """
+    magnitude = np.abs(np.asarray(image, np.float32)).max(axis=-1)
+    beyond = magnitude > bound
+    if beyond.any():
+        ax.contour(beyond, levels=[0.5], colors="red", linewidths=0.6)
+    return float(np.mean(magnitude > 1.0))
 
 
 def _show(ax, img, title: str = "") -> None:

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from elsjax import metrics
+from elsjax import figures, metrics
 
 RESAMPLES = 20_000
 SHOWN = 3  # seeds shown per group (worst, and near the median, of row B)
-OVERSHOOT = 0.1  # net pixels beyond [-1.1, 1.1] are outlined (smaller overshoots fleck the whole background)
 # A sample whose mean |difference| between horizontal neighbours (display-clipped) exceeds this is pixel noise, not
 # an image: the plain Fashion-MNIST UNet's samples and the machines' sit at 0.13-0.14, uniform noise in [-1, 1] at 2/3.
 NOISE_ROUGHNESS = 0.5
@@ -81,14 +80,14 @@ def roughness(x: np.ndarray) -> np.ndarray:
 
 def net_samples(row: dict) -> dict:
     """What the net's own samples look like, per net step count: the median share of pixels beyond
-    ``[-1 - OVERSHOOT, 1 + OVERSHOOT]``, the median :func:`roughness` and the seeds that are pixel noise (above
+    ``+-figures.VISIBLE_OVERSHOOT``, the median :func:`roughness` and the seeds that are pixel noise (above
     :data:`NOISE_ROUGHNESS`) in ``by_steps``; and the median roughness of its (E)LS machine's samples, for scale."""
     by_steps = {}
     for key in sorted(k for k in row["samples"] if k.startswith("net_")):
         x = row["samples"][key]
         rough = roughness(x)
         by_steps[key.removeprefix("net_")] = {
-            "median_frac_out": float(np.median((np.abs(x) > 1 + OVERSHOOT).mean(axis=(1, 2, 3)))),
+            "median_frac_out": float(np.median((np.abs(x) > figures.VISIBLE_OVERSHOOT).mean(axis=(1, 2, 3)))),
             "median_roughness": float(np.median(rough)), "noise_seeds": int((rough > NOISE_ROUGHNESS).sum()),
             "n_seeds": len(x),
         }  # fmt: skip
@@ -129,10 +128,8 @@ def write_figure(path: Path, a: dict, b: dict, labels: tuple[str, str], steps: s
             else:
                 ax.imshow(np.clip(img, -1, 1), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
                 if r is not None:  # the net's own out-of-range pixels, outlined where they overshoot visibly
-                    overshoot = np.abs(images[seed]).max(-1) - 1.0
-                    if (overshoot > OVERSHOOT).any():
-                        ax.contour(overshoot > OVERSHOOT, levels=[0.5], colors="red", linewidths=0.6)
-                    ax.text(0.02, 0.02, f"r={r[seed]:.2f}, {np.mean(overshoot > 0):.0%} out", fontsize=5.5,
+                    out = figures.mark_out_of_range(ax, images[seed])
+                    ax.text(0.02, 0.02, f"r={r[seed]:.2f}, {out:.0%} out", fontsize=5.5,
                             color="yellow", transform=ax.transAxes, bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})  # fmt: skip
             ax.set_xticks([])
             ax.set_yticks([])
@@ -140,8 +137,9 @@ def write_figure(path: Path, a: dict, b: dict, labels: tuple[str, str], steps: s
                 ax.set_title(title, fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"seed {seed}", fontsize=7)
+    bound = figures.VISIBLE_OVERSHOOT
     fig.suptitle(f"Same noise, {steps} net steps: each net beside its calibrated machine (display clipped to "
-                 "[-1, 1]; red: net pixels beyond [-1.1, 1.1]; |diff| from 0 to 2)", fontsize=8)  # fmt: skip
+                 f"[-1, 1]; red: net pixels beyond \u00b1{bound:g}; |diff| from 0 to 2)", fontsize=8)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -160,7 +158,7 @@ def markdown(result: dict, names: tuple[str, str], labels: tuple[str, str], comm
         for steps, c in by_steps.items():
             lines.append(f"| {kind} | {steps} | {fmt(c['A'])} | {fmt(c['B'])} | {fmt(c['B_minus_A'])} | "
                          f"{c['frac_B_lower']:.2f} | {c['n_seeds']} |")  # fmt: skip
-    lines += ["", f"The nets' own samples: the median share of pixels beyond +-{1 + OVERSHOOT:g}, the median roughness "
+    lines += ["", f"The nets' own samples: the median share of pixels beyond +-{figures.VISIBLE_OVERSHOOT:g}, the median roughness "
               f"(mean |difference| between horizontal neighbours, display-clipped) and the seeds whose roughness "
               f"exceeds {NOISE_ROUGHNESS:g} (pixel noise, not an image), beside the (E)LS machine's median roughness.",
               "", "| net | net steps | pixels out | roughness | noise seeds | machine's roughness |",

@@ -85,6 +85,35 @@ def test_comparison_grid(tmp_path, c):
         figures.comparison_grid(cols, tmp_path / "bad.png", max_rows=0)
 
 
+def test_mark_out_of_range_outlines_only_visible_overshoots():
+    from matplotlib.figure import Figure
+
+    image = np.zeros((6, 6, 3), np.float32)
+    image[:3, :, 1] = -1.05  # out of range, but not visibly: counted, not outlined
+    ax = Figure().subplots()
+    assert figures.mark_out_of_range(ax, image) == 0.5
+    assert not ax.collections
+    image[0, :2, 2] = 1.2  # one channel beyond 1.1 makes the pixel's outline
+    assert figures.mark_out_of_range(ax, image) == 0.5
+    assert ax.collections
+
+
+def test_comparison_grid_says_it_clips_and_how_much_it_hides(tmp_path, monkeypatch):
+    saved = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.setdefault("fig", fig))
+    net = np.zeros((4, 8, 8, 1), np.float32)
+    net[0, :2] = 3.0  # 2 rows of 8 in 1 of 4 images: 1/16 of the column's pixels
+    noise = np.full_like(net, 2.0)  # the seed's noise is not an image: clipped, never marked
+    columns = {"seed": noise, "net": net, "ELS": np.zeros_like(net)}
+    figures.comparison_grid(columns, tmp_path / "g.png", max_rows=2, unbounded=("seed",))
+    fig = saved["fig"]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["seed", "net\n6% outside \u00b11", "ELS"]
+    assert any("clipped to [-1, 1]" in t.get_text() and "1.1" in t.get_text() for t in fig.texts)
+    outlined = [bool(ax.collections) for ax in fig.axes]  # row by row: seed 0's noise, net, ELS, seed 1's ...
+    assert outlined == [False, True, False, False, False, False]
+
+
 def test_import_elsjax_does_not_import_matplotlib():
     code = "import sys, elsjax, elsjax.figures, elsjax.calibrate, elsjax.evaluate, elsjax.metrics; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

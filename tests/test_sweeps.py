@@ -63,6 +63,10 @@ def test_sweep_runs_rows_and_writes_the_table(tmp_path):
     for name in ("comparison.png", "r_violin_net4.png", "r_violin_net2.png", "samples.npz"):
         assert (row / "evaluate" / name).stat().st_size > 0
     assert (row / "calibrate_bbels" / "calibration.png").stat().st_size > 0
+    # A finished evaluation's comparison figure redraws from its samples alone, as the job drew it.
+    drawn = (row / "evaluate" / "comparison.png").read_bytes()
+    (row / "evaluate" / "comparison.png").unlink()
+    assert evaluate_job.redraw_comparison(row / "evaluate").read_bytes() == drawn
     text = (tmp_path / "sweep" / "table.md").read_text()
     assert "| a | mnist | resnet | zeros | no |" in text and "test machine" in text
     # The table's numbers are the summaries' medians.

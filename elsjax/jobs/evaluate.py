@@ -51,6 +51,8 @@ __all__ = [
     "run",
     "machine_specs",
     "describe_specs",
+    "draw_comparison",
+    "redraw_comparison",
     "MachineSpec",
     "resolve_scales",
     "resolve_knobs",
@@ -285,14 +287,28 @@ def _write_results(job: _Job, specs, net_out: dict, machine_out: dict) -> dict:
         prng_seed=np.int64(cfg.seed), **{f"net_{n}": v for n, v in net_out.items()},
         **{f"machine_{name}": v for name, v in machine_out.items()},
     )  # fmt: skip
-    columns = {"seed": job.noise, **{f"net {n} steps": v for n, v in net_out.items()}, **machine_out}
-    figures.comparison_grid(columns, out_dir / "comparison.png")
+    draw_comparison(out_dir, job.noise, net_out, machine_out)
     for n in net_out:
         figures.agreement_violin(
             {name: summary_r(per_seed, name, n) for name in machine_out}, out_dir / f"r_violin_net{n}.png",
             title=f"r(machine, net) over {cfg.n_seeds} seeds; net sampled with {n} DDIM steps",
         )  # fmt: skip
     return summary
+
+
+def draw_comparison(out_dir, noise, net_out: dict, machine_out: dict) -> Path:
+    """``comparison.png``: per seed, its noise, the net's samples and each machine's (nets' out-of-range pixels
+    marked, :func:`elsjax.figures.comparison_grid`)."""
+    columns = {"seed": noise, **{f"net {n} steps": v for n, v in net_out.items()}, **machine_out}
+    return figures.comparison_grid(columns, Path(out_dir) / "comparison.png", unbounded=("seed",))
+
+
+def redraw_comparison(out_dir) -> Path:
+    """Draws a finished evaluation's ``comparison.png`` again from its ``samples.npz`` (as :func:`run` draws it)."""
+    with np.load(Path(out_dir) / "samples.npz") as samples:
+        net_out = {k.removeprefix("net_"): samples[k] for k in samples.files if k.startswith("net_")}
+        machine_out = {k.removeprefix("machine_"): samples[k] for k in samples.files if k.startswith("machine_")}
+        return draw_comparison(out_dir, samples["seeds"], net_out, machine_out)
 
 
 @runs.job
