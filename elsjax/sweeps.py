@@ -390,9 +390,17 @@ def _timings(run_dir: Path) -> dict | None:
     return runs.read_json(path)["timings"] if path.is_file() else None
 
 
+def _earlier(timings: dict) -> dict:
+    """The seconds that earlier runs of a resumed stage spent on the parts it read back, by part of :func:`_split`:
+    an evaluation records them per part (``net``, ``machine``); a calibration as one number, whose split is not
+    recorded (so it counts as ``other``)."""
+    earlier = timings.get("earlier_runs_s") or {}
+    return earlier if isinstance(earlier, dict) else {"other": float(earlier)}
+
+
 def _wall(timings: dict) -> float:
-    """A stage's wall time: its finishing run's, plus what earlier runs of a resumed evaluation computed."""
-    return timings["total_s"] + sum((timings.get("earlier_runs_s") or {}).values())
+    """A stage's wall time: its finishing run's, plus what earlier runs of a resumed stage computed."""
+    return timings["total_s"] + sum(_earlier(timings).values())
 
 
 def _total(run_dir: Path):
@@ -408,7 +416,7 @@ _SPLIT = {"machine": ("calibrate_evaluate_s", "machine_steps_s"), "builds": ("ca
 def _split(run_dir: Path) -> dict:
     """A stage's wall time and its parts in seconds (``machine``, ``builds``, ``compile``, ``net``, ``other``)."""
     timings = _timings(run_dir)
-    earlier = timings.get("earlier_runs_s") or {}  # a resumed evaluation: the parts earlier runs computed
+    earlier = _earlier(timings)  # a resumed stage: the parts earlier runs computed
     out = {"total": _wall(timings)}
     for part, names in _SPLIT.items():
         out[part] = sum(timings.get(n) or 0.0 for n in names) + earlier.get(part, 0.0)

@@ -142,6 +142,30 @@ def test_killed_sweep_resumes_only_missing_work_and_gives_the_same_table(tmp_pat
     assert [r["summary"] for r in killed] == [r["summary"] for r in whole]
 
 
+def test_a_row_whose_calibration_resumed_counts_the_earlier_runs_time(tmp_path, monkeypatch):
+    from elsjax import parts
+
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
+    real_save, calls = parts.Store.save, {"n": 0}
+
+    def dies_after_the_second_part(self, *args, **kwargs):  # inside the row's bbELS calibration
+        real_save(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2 and self.directory.parent.name == "calibrate_bbels":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(parts.Store, "save", dies_after_the_second_part)
+    with pytest.raises(KeyboardInterrupt):
+        sweeps.run(cfg, log=lambda *a: None)
+    monkeypatch.setattr(parts.Store, "save", real_save)
+    (record,) = sweeps.run(cfg, log=lambda *a: None)
+    timings = json.loads((tmp_path / "sweep" / "a" / "calibrate_bbels" / "record.json").read_text())["timings"]
+    assert timings["earlier_runs_s"] > 0  # a calibration records one number, not a split
+    assert record["wall_s"]["calibrate_bbels"] == pytest.approx(timings["total_s"] + timings["earlier_runs_s"])
+    split = record["split_s"]["calibrate_bbels"]
+    assert split["total"] == record["wall_s"]["calibrate_bbels"] and split["other"] >= timings["earlier_runs_s"]
+
+
 def test_evaluate_command_and_its_errors(tmp_path, capsys):
     cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
     sweeps.run(cfg, log=lambda *a: None)
