@@ -41,7 +41,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--weights", nargs="+", default=["raw"], choices=["raw", "ema"],
                         help="which weights of each checkpoint: raw (the paper's), ema (their moving average, for a "
                              "net trained with ema_decay > 0), or both")  # fmt: skip
+    parser.add_argument("--labels", nargs="+", default=None,
+                        help="a name per net for the figure's columns (default: none for one net, else the "
+                             "directories' names)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.labels is not None and len(args.labels) != len(args.nets):
+        raise SystemExit(f"net_drift: --labels: {len(args.labels)} names for {len(args.nets)} nets")
+    labels = args.labels or ([""] if len(args.nets) == 1 else [Path(n).name for n in args.nets])
 
     first = netdata.load(args.nets[0], limit=0)
     shape = first.dataset.images.shape[1:]
@@ -51,7 +57,7 @@ def main(argv=None) -> dict:
     results = {"seed": args.seed, "n_seeds": args.n_seeds, "train": stats(first.dataset.images), "nets": {}}
     print(f"training images: {json.dumps(results['train'])}")
     columns = {}
-    for net in args.nets:
+    for net, label in zip(args.nets, labels):
         for step, weights in [(s, w) for s in checkpoint.steps(net) for w in args.weights]:
             eps_fn, params, meta = checkpoint.load_net(net, step=step, weights=weights)
             row = {}
@@ -59,7 +65,8 @@ def main(argv=None) -> dict:
                 x = np.asarray(sampler.sample_net(eps_fn, params, jax.numpy.asarray(noise), num_steps=n))
                 row[str(n)] = stats(x)
                 if n == 20:
-                    columns[f"{step}" if args.weights == ["raw"] else f"{step} {weights}"] = x
+                    column = f"{step}" if args.weights == ["raw"] else f"{step} {weights}"
+                    columns[f"{label} {column}".strip()] = x
             key = str(step) if weights == "raw" else f"{step}_ema"  # raw: the keys of the files written before EMA
             results["nets"].setdefault(str(net), {})[key] = row
             print(f"{net} step {step} ({weights}): " + "; ".join(

@@ -188,3 +188,27 @@ def test_compare_denoisers_reruns_an_evaluation_whose_knob_was_recalibrated(tmp_
     assert compare._same_machines(tmp_path, cfg)
     calibrated(0.002)  # recalibrated in place: the finished evaluation is of another tau
     assert not compare._same_machines(tmp_path, cfg)
+
+
+def test_net_drift_names_each_nets_columns(tmp_path, monkeypatch):
+    import datasets_for_tests as fake
+
+    from elsjax import cli, figures
+
+    data_dir = fake.mnist_dir(tmp_path / "mnist", n_train=16)
+    net = tmp_path / "net"
+    train = ["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--limit", "16", "--width", "8",
+             "--emb-dim", "8", "--num-layers", "1", "--batch-size", "8", "--num-steps", "4",
+             "--checkpoint-every-steps", "2", "--n-samples", "0", "--out-dir", str(net), "--no-progress"]  # fmt: skip
+    assert cli.main(train) == 0
+    drawn = {}
+    monkeypatch.setattr(figures, "comparison_grid", lambda columns, path, **kw: drawn.update(columns))
+    drift = load("net_drift")
+    args = [str(net), str(net), "--n-seeds", "2", "--labels", "a", "b", "--out", str(tmp_path / "drift")]
+    results = drift.main(args)
+    # The same checkpoints of two nets: one column each, not one overwriting the other.
+    assert sorted(drawn) == ["a 2", "a 4", "b 2", "b 4"]
+    np.testing.assert_array_equal(drawn["a 4"], drawn["b 4"])
+    assert set(results["nets"][str(net)]) == {"2", "4"}
+    with pytest.raises(SystemExit, match="--labels: 1 names for 2 nets"):
+        drift.main([str(net), str(net), "--labels", "a"])
