@@ -242,10 +242,10 @@ def comparison_grid(
 ) -> pathlib.Path:
     """Images side by side: one row per seed, one column per source (e.g. seed / net / ELS / LS / IS).
 
-    The display clips to [-1, 1], and says so under the grid. A column with pixels outside that range gives their
-    share (over all its images) under its title, and each shown image outlines in red its pixels beyond
-    +-:data:`VISIBLE_OVERSHOOT` (:func:`mark_out_of_range`): a net's samples can leave the data's range, and
-    clipping alone would hide how far. Columns named in ``unbounded`` (the initial noise) are only clipped.
+    The display clips to [-1, 1], and says so under the grid. A net's samples can leave the data's range, and
+    clipping alone would hide how far: each shown image outlines in red its pixels beyond +-:data:`VISIBLE_OVERSHOOT`
+    (:func:`mark_out_of_range`), and a column with such pixels gives their share (over all its images) under its
+    title. Columns named in ``unbounded`` (the initial noise) are only clipped.
 
     Args:
       columns: ``{column title: images [B, H, W, C]}`` (same shape for all; C = 1 grey or 3 RGB), the data in
@@ -285,8 +285,9 @@ def comparison_grid(
             _show(axes[i, j], arr[i])
             if marked:
                 mark_out_of_range(axes[i, j], arr[i])
-        out = float(np.mean(np.abs(arr).max(axis=-1) > 1.0)) if marked else 0.0
-        axes[0, j].set_title(name + (f"\n{out:.0%} outside \u00b11" if out else ""), fontsize=8 if out else 9)
+        out = float(np.mean(np.abs(arr).max(axis=-1) > VISIBLE_OVERSHOOT)) if marked else 0.0
+        note = f"\n{out:.0%} beyond \u00b1{VISIBLE_OVERSHOOT:g}" if out else ""
+        axes[0, j].set_title(name + note, fontsize=8 if out else 9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     bottom = axes[-1, 0].get_position().y0  # the note sits just under the grid
     fig.text(0.5, bottom - 0.01, f"shown clipped to [-1, 1]; red outlines: pixels beyond \u00b1{VISIBLE_OVERSHOOT:g}",
@@ -296,13 +297,13 @@ def comparison_grid(
 
 def mark_out_of_range(ax, image, bound: float = VISIBLE_OVERSHOOT) -> float:
     """Outlines in red the pixels of ``image`` ``[H, W, C]`` whose value in any channel lies beyond ``+-bound``, on
-    an axes that shows it; returns the share of its pixels outside [-1, 1] (what a clipped display hides).
+    an axes that shows it; returns their share of the image's pixels.
 
     Example:
       >>> import numpy as np
       >>> from matplotlib.figure import Figure
       >>> ax = Figure().subplots()
-      >>> image = np.zeros((4, 4, 1)); image[:2] = 1.5
+      >>> image = np.zeros((4, 4, 1)); image[:2] = 1.5; image[2] = 1.05
       >>> mark_out_of_range(ax, image), len(ax.collections) > 0
       (0.5, True)
     """
@@ -310,7 +311,7 @@ def mark_out_of_range(ax, image, bound: float = VISIBLE_OVERSHOOT) -> float:
     beyond = magnitude > bound
     if beyond.any():
         ax.contour(beyond, levels=[0.5], colors="red", linewidths=0.6)
-    return float(np.mean(magnitude > 1.0))
+    return float(np.mean(beyond))
 
 
 def _show(ax, img, title: str = "") -> None:

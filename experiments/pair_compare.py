@@ -10,8 +10,8 @@ class-conditional rows, the same labels), for example the plain UNet and the UNe
   each row is one training run of its net, so it says nothing of another run;
 * ``pair_A_vs_B.png``: for a few seeds (the three where B agrees least with its machine, and three near B's median),
   each net's sample, its calibrated machine's sample from the same noise, and where they differ (|net - machine|).
-  The display clips to [-1, 1]: the share of the net's pixels outside that range is printed on its sample, and those
-  beyond [-1.1, 1.1] are outlined in red.
+  The display clips to [-1, 1]: the net's pixels beyond +-1.1 are outlined in red, and their share is printed on its
+  sample.
 
     python experiments/pair_compare.py experiments/results/cpu_unet_sa fmnist_unet_conditional \\
         fmnist_unet_sa_conditional --labels UNet UNet+SA
@@ -129,7 +129,7 @@ def write_figure(path: Path, a: dict, b: dict, labels: tuple[str, str], steps: s
                 ax.imshow(np.clip(img, -1, 1), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
                 if r is not None:  # the net's own out-of-range pixels, outlined where they overshoot visibly
                     out = figures.mark_out_of_range(ax, images[seed])
-                    ax.text(0.02, 0.02, f"r={r[seed]:.2f}, {out:.0%} out", fontsize=5.5,
+                    ax.text(0.02, 0.02, f"r={r[seed]:.2f}, {out:.0%} >{figures.VISIBLE_OVERSHOOT:g}", fontsize=5.5,
                             color="yellow", transform=ax.transAxes, bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})  # fmt: skip
             ax.set_xticks([])
             ax.set_yticks([])

@@ -89,12 +89,12 @@ def test_mark_out_of_range_outlines_only_visible_overshoots():
     from matplotlib.figure import Figure
 
     image = np.zeros((6, 6, 3), np.float32)
-    image[:3, :, 1] = -1.05  # out of range, but not visibly: counted, not outlined
+    image[:3, :, 1] = -1.05  # out of range, but not visibly: neither outlined nor counted
     ax = Figure().subplots()
-    assert figures.mark_out_of_range(ax, image) == 0.5
+    assert figures.mark_out_of_range(ax, image) == 0.0
     assert not ax.collections
-    image[0, :2, 2] = 1.2  # one channel beyond 1.1 makes the pixel's outline
-    assert figures.mark_out_of_range(ax, image) == 0.5
+    image[0, :3, 2] = 1.2  # one channel beyond 1.1 makes the pixel's outline
+    assert figures.mark_out_of_range(ax, image) == 3 / 36
     assert ax.collections
 
 
@@ -108,7 +108,7 @@ def test_comparison_grid_says_it_clips_and_how_much_it_hides(tmp_path, monkeypat
     figures.comparison_grid(columns, tmp_path / "g.png", max_rows=2, unbounded=("seed",))
     fig = saved["fig"]
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["seed", "net\n6% outside \u00b11", "ELS"]
+    assert titles == ["seed", "net\n6% beyond \u00b11.1", "ELS"]
     assert any("clipped to [-1, 1]" in t.get_text() and "1.1" in t.get_text() for t in fig.texts)
     outlined = [bool(ax.collections) for ax in fig.axes]  # row by row: seed 0's noise, net, ELS, seed 1's ...
     assert outlined == [False, True, False, False, False, False]
