@@ -9,7 +9,8 @@ from fixed seeds, and draws the first seeds' samples per checkpoint (one column 
 both the raw weights and their moving average of a net trained with ``ema_decay > 0`` (not the paper's procedure).
 
     python experiments/net_drift.py experiments/checkpoints/mnist_resnet_zeros_n2000_cpu \
-        experiments/checkpoints/mnist_resnet_zeros_n2000_long_cpu --out experiments/results/cpu_budget/net_drift
+        experiments/checkpoints/mnist_resnet_zeros_n2000_long_cpu --labels "run 0" "run 0" \
+        --out experiments/results/cpu_budget/net_drift
 """
 
 from __future__ import annotations
