@@ -25,6 +25,7 @@ __all__ = [
     "agreement_violin",
     "agreement_by_row",
     "comparison_grid",
+    "beyond_range",
     "mark_out_of_range",
     "provenance_figure",
     "VISIBLE_OVERSHOOT",
@@ -285,7 +286,7 @@ def comparison_grid(
             _show(axes[i, j], arr[i])
             if marked:
                 mark_out_of_range(axes[i, j], arr[i])
-        out = float(np.mean(np.abs(arr).max(axis=-1) > VISIBLE_OVERSHOOT)) if marked else 0.0
+        out = float(np.mean(beyond_range(arr))) if marked else 0.0
         note = f"\n{out:.0%} beyond \u00b1{VISIBLE_OVERSHOOT:g}" if out else ""
         axes[0, j].set_title(name + note, fontsize=8 if out else 9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
@@ -293,6 +294,18 @@ def comparison_grid(
     fig.text(0.5, bottom - 0.01, f"shown clipped to [-1, 1]; red outlines: pixels beyond \u00b1{VISIBLE_OVERSHOOT:g}",
              ha="center", va="top", fontsize=8)  # fmt: skip
     return _save(fig, path)
+
+
+def beyond_range(images, bound: float = VISIBLE_OVERSHOOT) -> np.ndarray:
+    """Which pixels of ``images`` ``[..., H, W, C]`` have a value in some channel beyond ``+-bound``: a bool
+    ``[..., H, W]``.
+
+    Example:
+      >>> import numpy as np
+      >>> beyond_range(np.array([[[[0.5], [-1.05]], [[1.2], [0.0]]]])).tolist()
+      [[[False, False], [True, False]]]
+    """
+    return np.abs(np.asarray(images, np.float32)).max(axis=-1) > bound
 
 
 def mark_out_of_range(ax, image, bound: float = VISIBLE_OVERSHOOT) -> float:
@@ -307,8 +320,7 @@ def mark_out_of_range(ax, image, bound: float = VISIBLE_OVERSHOOT) -> float:
       >>> mark_out_of_range(ax, image), len(ax.collections) > 0
       (0.5, True)
     """
-    magnitude = np.abs(np.asarray(image, np.float32)).max(axis=-1)
-    beyond = magnitude > bound
+    beyond = beyond_range(image, bound)
     if beyond.any():
         ax.contour(beyond, levels=[0.5], colors="red", linewidths=0.6)
     return float(np.mean(beyond))

@@ -87,7 +87,7 @@ def net_samples(row: dict) -> dict:
         x = row["samples"][key]
         rough = roughness(x)
         by_steps[key.removeprefix("net_")] = {
-            "median_frac_out": float(np.median((np.abs(x) > figures.VISIBLE_OVERSHOOT).mean(axis=(1, 2, 3)))),
+            "median_frac_out": float(np.median(figures.beyond_range(x).mean(axis=(1, 2)))),
             "median_roughness": float(np.median(rough)), "noise_seeds": int((rough > NOISE_ROUGHNESS).sum()),
             "n_seeds": len(x),
         }  # fmt: skip

@@ -1,6 +1,6 @@
 """The rows of the paper's Tables 1 and 2 at the paper's scale: its nets (4M-parameter ResNets, 2M UNets, the
-14.4M UNet+SA; 300 epochs at batch 128, `elsjax.paper`), calibrated as the authors did (the first 5,000 training images, 10 seeds,
-odd k from 3 to 31) and evaluated on 100 seeds with machines built on the full training set.
+14.4M UNet+SA; 300 epochs at batch 128, `elsjax.paper`), calibrated as the authors did (the first 5,000 training
+images, 10 seeds, odd k from 3 to 31) and evaluated on 100 seeds with machines built on the full training set.
 
 Hours of GPU time per row, predicted by `experiments/cost_model.py` (docs/performance.md, "Paper-scale cost": exact
 work counts times the throughput measured on one H200; training estimated from FLOPs at 40% of float32 peak):
@@ -55,7 +55,7 @@ ROWS = {
         "train_paper_resnet_cifar10_circular_conditional", "CIFAR10_ResNet_circular_conditional"),
     "fmnist_resnet_zeros_conditional": (
         "train_paper_resnet_fmnist_conditional", "FashionMNIST_ResNet_zeros_conditional"),
-    # The authors published no schedule for the UNet+SA: their machines reused the CIFAR-10 ResNet's (docs/maths.md §9.5).
+    # The authors published no schedule for the UNet+SA: their machines reused the CIFAR-10 ResNet's (maths.md §9.5).
     "cifar10_unet_sa_conditional": ("train_paper_unet_sa_cifar10_conditional", "CIFAR10_ResNet_zeros_conditional"),
 }  # fmt: skip
 
