@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import ml_collections
 
 from elsjax import paper
-from elsjax.fieldtypes import as_ints, as_knobs, as_machines, as_numbers, as_scales
+from elsjax.fieldtypes import as_ints, as_knobs, as_machines, as_numbers, as_paths, as_scales
 
 __all__ = [
     "Field",
@@ -302,6 +302,13 @@ EVALUATE_FIELDS: dict[str, Field] = {
     "n_seeds": Field(100, "number of seeds"),
     "convention": _MACHINE["convention"],
     "seeds_per_part": Field(10, "seeds per saved piece of a machine's samples (what an interruption can lose)"),
+    "parts_from": Field(
+        (),
+        "other evaluations' run directories (comma-separated; shell patterns allowed) whose saved machine parts this "
+        "one takes instead of computing them, where they are the same computation: the same machine, scales, seeds "
+        "and convention, on the same training set (of any net)",
+        as_paths,
+    ),  # fmt: skip
     "out_dir": Field("runs/evaluate", "run directory"),
     "progress": _OUTPUT["progress"],
     "png_scale": _OUTPUT["png_scale"],

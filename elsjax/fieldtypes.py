@@ -18,7 +18,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping
 
-__all__ = ["as_ints", "as_numbers", "as_scales", "as_knobs", "as_machines", "MACHINES_SYNTAX"]
+__all__ = ["as_ints", "as_numbers", "as_paths", "as_scales", "as_knobs", "as_machines", "MACHINES_SYNTAX"]
 
 
 def as_ints(key: str, value) -> tuple[int, ...]:
@@ -66,6 +66,19 @@ def as_numbers(key: str, value) -> tuple:
             raise ValueError(f"{key}: expected numbers separated by commas (e.g. 0.01,0.02), got {value!r}")
         out.append(number)
     return tuple(out)
+
+
+def as_paths(key: str, value) -> tuple[str, ...]:
+    """Paths (or shell patterns) from ``"a,b"``, a sequence of them, or ``""`` (none).
+
+    Example:
+      >>> as_paths("parts_from", "runs/a/evaluate, runs/*/evaluate"), as_paths("parts_from", ["x"]), as_paths("p", "")
+      (('runs/a/evaluate', 'runs/*/evaluate'), ('x',), ())
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"{key}: expected paths separated by commas, got {value!r}")
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def as_scales(key: str, value) -> str | tuple[int, ...]:

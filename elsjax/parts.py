@@ -37,7 +37,7 @@ import numpy as np
 
 from elsjax import atomic, sharding
 
-__all__ = ["load", "save", "Store"]
+__all__ = ["load", "save", "read_tag", "same_tag", "Store"]
 
 
 def _note(text: str) -> None:
@@ -71,10 +71,32 @@ def load(path: Path, tag: dict, *, key: str, on_stale: Callable[[dict], None] | 
         return None, None
 
 
-def save(path: Path, values, tag: dict, seconds: float, *, key: str) -> None:
-    """Saves a part with the seconds it took, so that a resumed job can count the work of earlier runs."""
+def save(path: Path, values, tag: dict, seconds: float | None, *, key: str) -> None:
+    """Saves a part with the seconds it took (None: unknown), so that a resumed job can count the work of earlier
+    runs."""
+    timed = {} if seconds is None else {"seconds": np.float64(seconds)}
     atomic.save_npz(path, **{key: np.asarray(values)}, tag=json.dumps(_plain(tag), sort_keys=True),
-                    seconds=np.float64(seconds))  # fmt: skip  # atomic: a part on disk is always complete
+                    **timed)  # fmt: skip  # atomic: a part on disk is always complete
+
+
+def read_tag(path: Path) -> dict | None:
+    """The tag a part was saved with, or None if there is no readable part at ``path``."""
+    try:
+        with np.load(path) as f:
+            return json.loads(str(f["tag"]))
+    except Exception:  # noqa: BLE001 - missing, truncated or corrupt: no part to read
+        return None
+
+
+def same_tag(saved: dict, tag: dict, *, ignore=()) -> bool:
+    """Whether a saved part's tag is ``tag`` (as it reads back from JSON), up to the keys in ``ignore``.
+
+    Example:
+        >>> same_tag({"seed": 0, "net": "a"}, {"seed": 0, "net": "b"}, ignore=("net",))
+        True
+    """
+    drop = lambda t: {k: v for k, v in _plain(t).items() if k not in ignore}  # noqa: E731
+    return drop(saved) == drop(tag)
 
 
 class Store:

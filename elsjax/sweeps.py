@@ -10,6 +10,9 @@ mapping per row (:data:`ROW_DEFAULTS` lists the fields). A row runs, each stage 
    and the LS calibrated to the net (docs/maths.md §7);
 3. ``evaluate/``: the net's samples at each step count and, from the same seeds, the calibrated (E)LS and LS, the
    same machines with the row's published scales, and the IS; the medians and per-seed values (docs/maths.md §8).
+   A machine part that another row of the sweep (or a row's ``parts_from``) already computed on the same training
+   set and seeds is taken from there (:mod:`elsjax.jobs.evaluate`): rows that differ only in the net or in one
+   calibration compute only what differs.
 
 A stage whose run directory holds a finished run (``record.json``) of the same config is skipped (a changed
 calibration config reruns the calibration); the calibrations and the evaluation save their work in parts and resume
@@ -67,6 +70,9 @@ ROW_DEFAULTS = {
     "evaluate_seed": -1,  # the evaluation's seed when other than seed + 1 (rows that share evaluation seeds)
     "convention": "reference",  # how the evaluation indexes scales: reference (the authors') or corrected
     "seeds_per_part": 10,
+    # Other evaluations whose machine parts the row's evaluation may take (run directories or shell patterns), besides
+    # the sweep's own rows: the same machine and seeds on the same training set is the same computation.
+    "parts_from": (),
     "limit": 0,  # the machines' training set: 0 = the net's own
     "calibrate_limit": 0,  # the calibration's training set, if other than `limit` (the paper's: the first 5,000)
     # The number of images the net must be trained on (0: any). A row whose training set (its net's, or what its train
@@ -78,7 +84,8 @@ ROW_DEFAULTS = {
 
 # A row's typed fields: how their values (text in older sweep files, e.g. ks="3,5,7") become tuples and dicts.
 _ROW_TYPES = {"ks": fieldtypes.as_ints, "ls_ks": fieldtypes.as_ints, "net_steps": fieldtypes.as_ints,
-              "published": fieldtypes.as_scales, "knobs": fieldtypes.as_knobs}  # fmt: skip
+              "published": fieldtypes.as_scales, "knobs": fieldtypes.as_knobs,
+              "parts_from": fieldtypes.as_paths}  # fmt: skip
 
 SWEEP_FIELDS = {
     "out_dir": Field("runs/sweep", "where the rows' run directories and table.md go"),
@@ -253,7 +260,8 @@ def stage_configs(row: dict, out_dir, kind: str, *, progress: bool = True) -> di
         net=net, net_step=row["net_step"], net_weights=row["net_weights"], machines=machines,
         net_steps=row["net_steps"], limit=row["limit"], n_seeds=row["evaluate_seeds"],
         seed=row["seed"] + 1 if row["evaluate_seed"] < 0 else row["evaluate_seed"], convention=row["convention"],
-        seeds_per_part=row["seeds_per_part"], out_dir=str(eval_dir), progress=progress))  # fmt: skip
+        seeds_per_part=row["seeds_per_part"], out_dir=str(eval_dir), progress=progress,
+        parts_from=(str(Path(out_dir) / "*" / "evaluate"), *row["parts_from"])))  # fmt: skip
     return out
 
 
@@ -382,7 +390,8 @@ def _by_content(saved: dict) -> dict:
 # Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep
 # whose nets live outside it (as in experiments/sweeps/cpu_scale.py) can be moved, e.g. committed under
 # experiments/results, and continued there. (A net trained inside the sweep is named by its path, which moves too.)
-_LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite"})
+# Fields that change no result: where a stage runs and writes, and where an evaluation may find parts made before.
+_LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite", "parts_from"})
 
 
 def _timings(run_dir: Path) -> dict | None:

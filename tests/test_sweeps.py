@@ -166,6 +166,39 @@ def test_a_row_whose_calibration_resumed_counts_the_earlier_runs_time(tmp_path, 
     assert split["total"] == record["wall_s"]["calibrate_bbels"] and split["other"] >= timings["earlier_runs_s"]
 
 
+def test_an_evaluation_takes_the_machine_parts_another_computed_on_the_same_training_set(tmp_path):
+    """Rows a and b train two nets on the same images: b's published-scale and IS machines are a's, taken from a's
+    parts, and b's results equal an evaluation that computes every part. A training set that differs lends nothing."""
+    cfg = tiny_sweep(tmp_path, tmp_path / "sweep")
+    sweeps.run(cfg, log=lambda *a: None)
+    lender = tmp_path / "sweep" / "a" / "evaluate"
+    record = json.loads((tmp_path / "sweep" / "b" / "evaluate" / "record.json").read_text())
+    taken = {name.rsplit("_", 1)[0] for name in record["taken_parts"]}
+    assert taken >= {"machine_bbels_published", "machine_ls_published", "machine_ideal"}
+    assert set(record["taken_parts"].values()) == {str(lender)}
+    assert (
+        not set(record["taken_parts"]) & set(record["computed_parts"])
+        and record["timings"]["earlier_runs_s"]["taken"] > 0
+    )
+
+    (row_b,) = [r for r in sweeps._rows(cfg) if r["name"] == "b"]
+    alone = config_lib.merge(sweeps.stage_configs(row_b, tmp_path / "sweep", "bbels")["evaluate"],
+                             {"out_dir": str(tmp_path / "alone"), "parts_from": ()})  # fmt: skip
+    evaluate_job.run(alone, log=lambda *a: None)
+    assert json.loads((tmp_path / "alone" / "record.json").read_text())["taken_parts"] == {}
+    with np.load(tmp_path / "sweep/b/evaluate/samples.npz") as took, np.load(tmp_path / "alone/samples.npz") as made:
+        assert sorted(took.files) == sorted(made.files)
+        for key in took.files:
+            np.testing.assert_array_equal(took[key], made[key], err_msg=key)
+    summary = lambda d: json.loads((d / "summary.json").read_text())  # noqa: E731
+    assert summary(tmp_path / "sweep/b/evaluate") == summary(tmp_path / "alone")
+
+    # The machines of an evaluation on the net's first 20 images (limit) are another computation than a's on its 30.
+    other = config_lib.merge(alone, {"out_dir": str(tmp_path / "fewer"), "limit": 20, "parts_from": (str(lender),)})
+    evaluate_job.run(other, log=lambda *a: None)
+    assert json.loads((tmp_path / "fewer" / "record.json").read_text())["taken_parts"] == {}
+
+
 def test_evaluate_command_and_its_errors(tmp_path, capsys):
     cfg = tiny_sweep(tmp_path, tmp_path / "sweep", names=("a",))
     sweeps.run(cfg, log=lambda *a: None)

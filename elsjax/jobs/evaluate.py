@@ -11,11 +11,17 @@ same config again computes only what is missing; a resumed evaluation equals an 
 noise does not depend on the blocks). ``machines``, ``net_steps`` and output-only fields may change between runs:
 new machines are added, and a machine whose kind or scales changed is recomputed.
 
+A machine's samples depend on its training set, seeds, scales and convention, not on the net: ``parts_from`` names
+other evaluations (say, the other rows of a sweep) whose machine parts this one takes instead of computing them,
+wherever a part's tag equals the one this run would give it but for the net, and that run's net was trained on the
+same images and labels (compared value for value) with the same conditioning. A taken part is saved under this
+run's ``parts/``; ``record.json`` names where each came from (``taken_parts``).
+
 Outputs in ``out_dir``: ``summary.json`` (``n_seeds``, ``median_r``/``median_r2``/``median_R2``/``median_mse`` per
 machine and net step count, ``frac_beats_ideal``, every per-seed value), ``samples.npz`` (seeds, classes, the net's
 and every machine's samples), ``comparison.png`` (seed, net, machines side by side), ``r_violin_netN.png`` (per net step count N),
 ``config.json``, ``record.json`` (timings: net sampling, builds, machine steps, per machine; ``earlier_runs_s``: the
-seconds of the parts that earlier runs computed and this one reused).
+seconds of the parts that earlier runs computed and this one reused, ``taken`` those of parts from other runs).
 
 ``machines`` is a tuple of entries ``{name, denoiser, scales, knobs}`` (:func:`elsjax.fieldtypes.as_machines`);
 :func:`machine_specs` checks them (each denoiser registered, its knobs its own) and resolves their scales, and any
@@ -34,6 +40,8 @@ directory (and the net's samples), and tells the others which machine parts are 
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,7 +69,7 @@ __all__ = [
 
 # Fields that may change when an evaluation is resumed (parts record what they were computed from).
 RESUMABLE_FIELDS = frozenset(
-    {"machines", "net_steps", "progress", "png_scale", "out_dir", "batch_size", "seeds_per_part"}
+    {"machines", "net_steps", "progress", "png_scale", "out_dir", "batch_size", "seeds_per_part", "parts_from"}
     | {"mesh", "coordinator", "num_processes", "process_id"}  # where it runs changes only float32 rounding
 )
 
@@ -192,7 +200,9 @@ class _Job(NamedTuple):
     parts: Path
     base_tag: dict  # what every part was computed from
     computed: list  # the parts this run computed
-    reused: dict  # the seconds of the parts earlier runs computed ({"net": s, "machine": s, "untimed": count})
+    reused: dict  # the seconds of the parts earlier or other runs computed ({"net", "machine", "taken": s; "untimed"})
+    lenders: _Lenders  # other evaluations' machine parts (parts_from)
+    taken: dict  # the parts this run took from other evaluations: name -> that evaluation's directory
 
 
 def _start(cfg, primary: bool, log) -> _Job:
@@ -211,8 +221,64 @@ def _start(cfg, primary: bool, log) -> _Job:
     base_tag = {"seed": cfg.seed, "n_seeds": cfg.n_seeds, **subject.part_tag(cfg), "convention": cfg.convention}
     if resuming:
         log(f"resuming the evaluation in {out_dir}")
-    reused = {"net": 0.0, "machine": 0.0, "untimed": 0}
-    return _Job(cfg, primary, subject, noise, y, train, labels, out_dir / "parts", base_tag, [], reused)
+    reused = {"net": 0.0, "machine": 0.0, "taken": 0.0, "untimed": 0}
+    lenders = _Lenders(cfg.parts_from, out_dir, subject, log=log)
+    return _Job(cfg, primary, subject, noise, y, train, labels, out_dir / "parts", base_tag, [], reused, lenders, {})
+
+
+# The tag keys that name the net and where its training set came from: a machine part of another evaluation is the
+# same computation when the rest of its tag is this run's and the training sets themselves are equal.
+_NET_KEYS = ("net", "net_step", "net_weights", "limit")
+
+
+def _training_set_digest(subject: netdata.NetAndData) -> str:
+    """What a machine's samples take from the net's side: its training images and labels, their number of classes,
+    and whether the seeds are class-conditional."""
+    dataset = subject.dataset
+    digest = hashlib.sha256(repr((subject.conditional, dataset.num_classes, dataset.images.shape)).encode())
+    digest.update(np.ascontiguousarray(dataset.images, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(dataset.labels, np.int64).tobytes())
+    return digest.hexdigest()
+
+
+class _Lenders:
+    """The machine parts of other evaluations (``parts_from``) that this one may take instead of computing them."""
+
+    def __init__(self, patterns, own_dir: Path, subject: netdata.NetAndData, *, log):
+        own = Path(own_dir).resolve()
+        found = (Path(d) for pattern in patterns for d in sorted(glob.glob(pattern)))
+        self.dirs = list(dict.fromkeys(d for d in found if d.resolve() != own and (d / "parts").is_dir()))
+        self.log = log
+        self._digest = None  # this run's training set, computed when a part is first matched
+        self._subject = subject
+        self._same: dict[tuple, bool] = {}  # (net, step, limit, weights) of a lender -> same training set
+
+    def _same_training_set(self, saved: dict) -> bool:
+        key = tuple(saved.get(k) for k in _NET_KEYS)
+        if key not in self._same:
+            net, step, weights, limit = key
+            try:
+                lender = netdata.load(net, step=step, limit=limit or 0, weights=weights or "raw")
+            except (OSError, ValueError) as err:  # a lender whose net is gone lends nothing
+                self.log(f"elsjax: note: parts made with {net} are not taken ({err})")
+                self._same[key] = False
+                return False
+            self._digest = self._digest or _training_set_digest(self._subject)
+            self._same[key] = _training_set_digest(lender) == self._digest
+        return self._same[key]
+
+    def take(self, name: str, tag: dict):
+        """``(samples, seconds, lender directory)`` of the first lender's part ``name`` computed as ``tag`` describes
+        (up to the net), or None."""
+        for lender in self.dirs:
+            path = lender / "parts" / name
+            saved = parts.read_tag(path)
+            if saved is None or not parts.same_tag(saved, tag, ignore=_NET_KEYS) or not self._same_training_set(saved):
+                continue
+            samples, seconds = parts.load(path, saved, key="samples")
+            if samples is not None:
+                return samples, seconds, lender
+        return None
 
 
 def _reuse(job: _Job, part: str, seconds: float | None) -> None:
@@ -248,10 +314,17 @@ def _machine_outputs(job: _Job, spec: MachineSpec, n_steps: int, *, timer, mesh,
         stop = min(start + cfg.seeds_per_part, cfg.n_seeds)
         path = job.parts / f"machine_{spec.name}_{start:05d}-{stop:05d}.npz"
         tag = {**job.base_tag, "kind": spec.denoiser, "scales": None if spec.scales is None else list(spec.scales),
-               "seeds": [start, stop], **({"knobs": spec.knobs} if spec.knobs else {})}  # fmt: skip
+               "seeds": [start, stop], **({"knobs": spec.knobs} if spec.knobs else {}),
+               **({"steps": n_steps} if spec.scales is None else {})}  # fmt: skip  # a k-less machine: its step count
         samples, seconds = parts.load(path, tag, key="samples") if job.primary else (None, None)
         if samples is not None:
             _reuse(job, "machine", seconds)
+        elif job.primary and (taken := job.lenders.take(path.name, tag)) is not None:
+            samples, seconds, lender = taken
+            parts.save(path, samples, tag, seconds, key="samples")
+            job.taken[path.name] = str(lender)
+            _reuse(job, "taken", seconds)
+            job.lenders.log(f"{path.name}: taken from {lender} (the same machine and seeds, on the same training set)")
         if not _on_primary(samples is not None):  # every process computes what process 0 lacks
             start_s = time.perf_counter()
             y = None if job.y is None else job.y[start:stop]
@@ -351,6 +424,7 @@ def run(cfg, *, log=print, cache=None) -> dict:
     record = {
         "command": "elsjax evaluate",
         "computed_parts": job.computed,
+        "taken_parts": job.taken,
         "median_r": summary["median_r"],
         "frac_beats_ideal": summary["frac_beats_ideal"],
         "net": job.subject.describe(cfg.net),
