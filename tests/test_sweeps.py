@@ -569,7 +569,8 @@ def test_cpu_ema_rows_read_one_run_raw_and_averaged_on_the_variance_rows_seeds()
         assert (ema["net_weights"], raw["net_weights"], ema["net_step"]) == ("ema", "raw", step)
         base = variance[f"mnist_resnet_zeros_seed0_step{step}"]
         differ = {k for k in ema if ema[k] != base[k]} - {"net_step"}  # seed 0's last checkpoint is its net_step 0
-        assert differ == {"name", "net", "net_weights", "train_config", "train_overrides"}
+        assert differ == {"name", "net", "net_weights", "train_config", "train_overrides", "parts_from"}
+        assert ema["parts_from"] == ("experiments/results/cpu_variance/*/evaluate",)  # their IS and published machines
         cfgs = [sweeps._train_cfg({**r, "train_config": str(REPO / r["train_config"])}) for r in (ema, raw, base)]
         debiased, raw_cfg, seed0 = cfgs
         assert (debiased.ema_decay, debiased.ema_debias, raw_cfg.ema_debias, seed0.ema_decay) == (0.999, True, False, 0)

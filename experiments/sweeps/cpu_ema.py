@@ -17,6 +17,9 @@ The plain EMA (started from the initial weights, no debiasing) has no rows: its 
 every checkpoint up to 3,600 (``experiments/results/cpu_ema/net_drift.txt``), where the debiased average's hold
 the data's brightness (``net_drift_debias.txt``). Every EMA row is labelled EMA.
 
+The IS and published-scale machines do not depend on the net: every row takes them from the cpu_variance rows'
+evaluations (``parts_from``), which computed them on the same digits and seeds.
+
 A sweep that finds a net unfinished trains it first (the same run)::
 
     elsjax sweep --config experiments/sweeps/cpu_ema.py
@@ -27,6 +30,8 @@ from pathlib import Path
 from elsjax.config import load_file
 
 STEPS = (2400, 3000, 3600)  # as cpu_variance.py's
+# Its nets trained on the same digits and evaluated on the same seeds: their IS and published-scale machines are these.
+VARIANCE_EVALUATIONS = "experiments/results/cpu_variance/*/evaluate"
 CHECKPOINTS = "experiments/checkpoints"
 CONFIGS = "experiments/configs"
 # weights -> (net, its training config, which of its weights)
@@ -42,7 +47,8 @@ def get_config():
     config.out_dir = "experiments/results/cpu_ema"
     config.rows = [
         {**row, "name": f"mnist_resnet_zeros_emarun_{label}_step{step}", "net": f"{CHECKPOINTS}/{net}",
-         "net_step": step, "net_weights": weights, "train_config": f"{CONFIGS}/{train}", "evaluate_seeds": 20}
+         "net_step": step, "net_weights": weights, "train_config": f"{CONFIGS}/{train}", "evaluate_seeds": 20,
+         "parts_from": (VARIANCE_EVALUATIONS,)}
         for step in STEPS
         for label, (net, train, weights) in RUNS.items()
     ]  # fmt: skip
