@@ -2,7 +2,9 @@
 
 Reads a sweep folder with a ``base`` row and rows that each differ from it in one thing
 (``experiments/sweeps/cpu_sensitivity.py``: another calibration seed, 20 calibration seeds, the LS candidates widened
-to 31, the corrected index convention), all evaluated on the same seeds, and writes into the folder:
+to 31, the corrected index convention), all evaluated on the same seeds, and writes into the folder. A folder may hold
+several bases: a row named ``PREFIX_...`` is compared with ``PREFIX_base`` where that row exists (e.g.
+``fmnist_ls_ks_to_31`` with ``fmnist_base``), else with ``base``. Outputs:
 
 * ``sensitivity.md`` / ``sensitivity.json``: per row, machine and net step count, the median r, its move from the
   base, ``median(row) - median(base)``, with a paired seed-bootstrap 95% interval
@@ -40,41 +42,57 @@ def read(folder: Path) -> dict[str, dict]:
     return rows
 
 
+def base_of(name: str, names) -> str | None:
+    """The base row a row is compared with: the longest ``PREFIX_base`` whose prefix starts its name, else ``base``.
+
+    Example:
+      >>> base_of("fmnist_ls_ks_to_31", ["base", "fmnist_base", "fmnist_ls_ks_to_31"]), base_of("corrected", ["base"])
+      ('fmnist_base', 'base')
+    """
+    bases = [b for b in names if b.endswith(BASE) and name.startswith(b.removesuffix(BASE)) and b != name]
+    return max(bases, key=len, default=None)
+
+
 def moves(rows: dict[str, dict]) -> dict:
-    """Per row (but the base), machine and net steps: its median, the base's, and the paired move."""
+    """Per row (but the bases), machine and net steps: its median, its base's, and the paired move."""
     if BASE not in rows:
         raise SystemExit(f"sensitivity_report: no finished {BASE!r} row to compare with")
-    base = rows[BASE]["r"]
     out = {}
     for name, row in rows.items():
-        if name == BASE:
+        base_name = base_of(name, rows)
+        if name.endswith(BASE) or base_name is None:
             continue
+        base = rows[base_name]["r"]
+        out.setdefault(name, {})
         for machine, by_steps in row["r"].items():
             for steps, values in by_steps.items():
                 reference = base.get(machine, {}).get(steps)
                 if reference is None:
                     continue
                 if len(values) != len(reference):
-                    raise SystemExit(f"sensitivity_report: {name!r} and {BASE!r} were evaluated on different seeds")
+                    raise SystemExit(
+                        f"sensitivity_report: {name!r} and {base_name!r} were evaluated on different seeds"
+                    )
                 move = metrics.paired_median_difference(values, reference, seed=0, n_resamples=RESAMPLES)
-                out.setdefault(name, {}).setdefault(machine, {})[steps] = {
+                out[name].setdefault(machine, {})[steps] = {
                     "median": float(np.nanmedian(values)), "base": float(np.nanmedian(reference)),
-                    "move": move._asdict(), "n_seeds": len(values),
+                    "move": move._asdict(), "n_seeds": len(values), "base_row": base_name,
                 }  # fmt: skip
-    return out
+    return {name: by_machine for name, by_machine in out.items() if by_machine}
 
 
 def markdown(result: dict, command: str) -> str:
     lines = ["# Calibration sensitivity", "",
-             "Each row differs from `base` in one thing and is evaluated on the same seeds. *Move*: median r of the "
-             "row minus the base's, with a paired seed-bootstrap 95% interval (20,000 resamples). A move whose "
-             "interval holds 0 is not resolved by these seeds.", "",
-             "| row | machine | net steps | base | row | move [95%] |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "Each row differs from its base row in one thing and is evaluated on the same seeds. *Move*: median r "
+             "of the row minus the base's, with a paired seed-bootstrap 95% interval (20,000 resamples). A move "
+             "whose interval holds 0 is not resolved by these seeds.", "",
+             "| row | base row | machine | net steps | base | row | move [95%] |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, by_machine in result["moves"].items():
         for machine, by_steps in by_machine.items():
             for steps, c in sorted(by_steps.items(), key=lambda kv: -int(kv[0])):
                 m = c["move"]
-                lines.append(f"| {name} | {machine} | {steps} | {c['base']:.3f} | {c['median']:.3f} | "
+                lines.append(f"| {name} | {c['base_row']} | {machine} | {steps} | {c['base']:.3f} | {c['median']:.3f} | "
                              f"{m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] |")  # fmt: skip
     lines += [
         "",

@@ -137,18 +137,24 @@ def test_sensitivity_report_gives_each_rows_paired_move_from_the_base(tmp_path):
     report = load("sensitivity_report")
     rng = np.random.default_rng(1)
     base = rng.uniform(0.5, 0.9, 30)
-    for name, shift in (("base", 0.0), ("calibration_seed100", -0.03), ("corrected", 0.0)):
+    rows = (("base", 0.0, 0.0), ("calibration_seed100", -0.03, 0.0), ("corrected", 0.0, 0.0),
+            ("fmnist_base", 0.0, 0.2), ("fmnist_ls_ks_to_31", 0.01, 0.2))  # fmt: skip  # (name, move, its base's level)
+    for name, shift, level in rows:
         (tmp_path / name / "evaluate").mkdir(parents=True)
-        per_seed = {"r": {m: {"150": list(base + shift), "20": list(base)} for m in ("bbels", "ls")}}
+        per_seed = {"r": {m: {"150": list(base + level + shift), "20": list(base)} for m in ("bbels", "ls")}}
         (tmp_path / name / "evaluate" / "summary.json").write_text(json.dumps({"per_seed": per_seed}))
         (tmp_path / name / "row.json").write_text(json.dumps({"calibrated": {"bbels": [3, 5], "ls": [3, 3]}}))
     result = report.main([str(tmp_path)])
     move = result["moves"]["calibration_seed100"]["bbels"]["150"]["move"]
     assert abs(move["value"] + 0.03) < 1e-12 and move["high"] - move["low"] < 1e-12  # every seed moved by -0.03
-    assert result["moves"]["corrected"]["ls"]["20"]["move"]["value"] == 0.0 and "base" not in result["moves"]
-    assert (tmp_path / "sensitivity.png").stat().st_size > 0 and "| corrected | bbels |" in (
-        tmp_path / "sensitivity.md"
-    ).read_text()
+    assert result["moves"]["corrected"]["ls"]["20"]["move"]["value"] == 0.0
+    assert not {"base", "fmnist_base"} & set(result["moves"])
+    # A row named PREFIX_... is compared with PREFIX_base: its own move, not the two bases' difference.
+    fmnist = result["moves"]["fmnist_ls_ks_to_31"]["bbels"]["150"]
+    assert fmnist["base_row"] == "fmnist_base" and abs(fmnist["move"]["value"] - 0.01) < 1e-12
+    text = (tmp_path / "sensitivity.md").read_text()
+    assert (tmp_path / "sensitivity.png").stat().st_size > 0 and "| corrected | base | bbels |" in text
+    assert "| fmnist_ls_ks_to_31 | fmnist_base | bbels | 150 |" in text
 
 
 def test_compare_denoisers_notes_a_knob_chosen_at_an_end_of_its_candidates(tmp_path):

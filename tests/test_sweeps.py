@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import datasets_for_tests as fake
+import experiment_scripts
 import numpy as np
 import pytest
 
@@ -540,20 +541,26 @@ def test_a_row_whose_named_net_stopped_training_early_resumes_it_before_calibrat
 
 
 def test_cpu_sensitivity_rows_differ_from_the_base_row_in_one_thing_each_on_the_same_evaluation_seeds():
+    report = experiment_scripts.load("sensitivity_report")
     rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_sensitivity.py"))}
-    base = rows.pop("base")
-    (scale_row,) = [r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_scale.py"))
-                    if r["name"] == "mnist_resnet_zeros"]  # fmt: skip
+    bases = {"base": rows.pop("base"), "fmnist_base": rows.pop("fmnist_base")}
+    scale_rows = {r["name"]: r for r in sweeps._rows(config_lib.load_file(REPO / "experiments/sweeps/cpu_scale.py"))}
     out = REPO / "experiments/results/x"
     evaluation = lambda row: sweeps.stage_configs(row, out, "bbels")["evaluate"]  # noqa: E731
-    # The base row evaluates exactly as cpu_scale's row: the same seeds, so its finished stages are reused.
-    assert (evaluation(base).seed, evaluation(base).n_seeds) == (evaluation(scale_row).seed, 50) == (1, 50)
+    # Each base row is cpu_scale's row itself: the same seeds, so its finished stages are reused.
+    for base, scale_row in zip(bases.values(), ("mnist_resnet_zeros", "fmnist_resnet_zeros_conditional")):
+        assert {k for k in base if base[k] != scale_rows[scale_row][k]} == {"name", "evaluate_seed"}
+        assert (
+            (evaluation(base).seed, evaluation(base).n_seeds) == (evaluation(scale_rows[scale_row]).seed, 50) == (1, 50)
+        )
     expected = {"calibration_seed100": {"seed"}, "calibration_20seeds": {"calibrate_seeds"},
-                "ls_ks_to_31": {"ls_ks"}, "corrected": {"convention"}}  # fmt: skip
+                "ls_ks_to_31": {"ls_ks"}, "corrected": {"convention"}, "fmnist_ls_ks_to_31": {"ls_ks"}}  # fmt: skip
     for name, row in rows.items():
+        base = bases[report.base_of(name, [*bases, *rows])]
         assert {k for k in row if row[k] != base[k]} == expected[name] | {"name"}, name
         assert evaluation(row).seed == 1 and evaluation(row).n_seeds == 50
-    assert rows["ls_ks_to_31"]["ls_ks"][-1] == 31 and evaluation(rows["corrected"]).convention == "corrected"
+    assert rows["ls_ks_to_31"]["ls_ks"][-1] == rows["fmnist_ls_ks_to_31"]["ls_ks"][-1] == 31
+    assert evaluation(rows["corrected"]).convention == "corrected"
 
 
 def test_cpu_ema_rows_read_one_run_raw_and_averaged_on_the_variance_rows_seeds():
