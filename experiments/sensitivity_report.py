@@ -130,7 +130,7 @@ def figure(result: dict, path: Path) -> None:
                     y += 1
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=7)
-        ax.set_xlabel("median r, row minus base (paired 95% interval)")
+        ax.set_xlabel("median r, row minus its base row (paired 95% interval)")
         ax.set_title(f"net sampled with {n} DDIM steps")
         ax.grid(alpha=0.3)
     fig.suptitle("Calibration sensitivity: the move of the median r (red: the interval excludes 0)")
