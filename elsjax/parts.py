@@ -37,7 +37,7 @@ import numpy as np
 
 from elsjax import atomic, sharding
 
-__all__ = ["load", "save", "read_tag", "same_tag", "Store"]
+__all__ = ["load", "save", "source", "read_tag", "same_tag", "Store"]
 
 
 def _note(text: str) -> None:
@@ -71,12 +71,23 @@ def load(path: Path, tag: dict, *, key: str, on_stale: Callable[[dict], None] | 
         return None, None
 
 
-def save(path: Path, values, tag: dict, seconds: float | None, *, key: str) -> None:
+def save(path: Path, values, tag: dict, seconds: float | None, *, key: str, source: str | None = None) -> None:
     """Saves a part with the seconds it took (None: unknown), so that a resumed job can count the work of earlier
-    runs."""
-    timed = {} if seconds is None else {"seconds": np.float64(seconds)}
+    runs, and the ``source`` it was copied from when another run computed it."""
+    extra = {} if seconds is None else {"seconds": np.float64(seconds)}
+    if source is not None:
+        extra["source"] = np.array(source)
     atomic.save_npz(path, **{key: np.asarray(values)}, tag=json.dumps(_plain(tag), sort_keys=True),
-                    **timed)  # fmt: skip  # atomic: a part on disk is always complete
+                    **extra)  # fmt: skip  # atomic: a part on disk is always complete
+
+
+def source(path: Path) -> str | None:
+    """Where a part was copied from (:func:`save`'s ``source``), or None for one its own run computed."""
+    try:
+        with np.load(path) as f:
+            return str(f["source"]) if "source" in f.files else None
+    except Exception:  # noqa: BLE001 - missing or unreadable: no source to read
+        return None
 
 
 def read_tag(path: Path) -> dict | None:

@@ -182,7 +182,12 @@ def test_an_evaluation_takes_the_machine_parts_another_computed_on_the_same_trai
         and record["timings"]["earlier_runs_s"]["taken"] > 0
     )
 
+    # Run again, the finished evaluation computes nothing and still says where its taken parts came from.
     (row_b,) = [r for r in sweeps._rows(cfg) if r["name"] == "b"]
+    evaluate_job.run(sweeps.stage_configs(row_b, tmp_path / "sweep", "bbels")["evaluate"], log=lambda *a: None)
+    rerun = json.loads((tmp_path / "sweep" / "b" / "evaluate" / "record.json").read_text())
+    assert rerun["computed_parts"] == [] and rerun["taken_parts"] == record["taken_parts"]
+
     alone = config_lib.merge(sweeps.stage_configs(row_b, tmp_path / "sweep", "bbels")["evaluate"],
                              {"out_dir": str(tmp_path / "alone"), "parts_from": ()})  # fmt: skip
     evaluate_job.run(alone, log=lambda *a: None)

@@ -318,10 +318,13 @@ def _machine_outputs(job: _Job, spec: MachineSpec, n_steps: int, *, timer, mesh,
                **({"steps": n_steps} if spec.scales is None else {})}  # fmt: skip  # a k-less machine: its step count
         samples, seconds = parts.load(path, tag, key="samples") if job.primary else (None, None)
         if samples is not None:
-            _reuse(job, "machine", seconds)
+            lender = parts.source(path)  # a part an earlier run took from another evaluation
+            if lender is not None:
+                job.taken[path.name] = lender
+            _reuse(job, "machine" if lender is None else "taken", seconds)
         elif job.primary and (taken := job.lenders.take(path.name, tag)) is not None:
             samples, seconds, lender = taken
-            parts.save(path, samples, tag, seconds, key="samples")
+            parts.save(path, samples, tag, seconds, key="samples", source=str(lender))
             job.taken[path.name] = str(lender)
             _reuse(job, "taken", seconds)
             job.lenders.log(f"{path.name}: taken from {lender} (the same machine and seeds, on the same training set)")
