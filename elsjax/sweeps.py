@@ -390,7 +390,7 @@ def _by_content(saved: dict) -> dict:
 # Fields that say how or where a stage ran, not what it computed: a finished stage is reused across them, so a sweep
 # whose nets live outside it (as in experiments/sweeps/cpu_scale.py) can be moved, e.g. committed under
 # experiments/results, and continued there. (A net trained inside the sweep is named by its path, which moves too.)
-# Fields that change no result: where a stage runs and writes, and where an evaluation may find parts made before.
+# An evaluation's parts_from says only where it may find parts that other runs computed.
 _LOCATION_FIELDS = frozenset({"progress", "out_dir", "overwrite", "parts_from"})
 
 
@@ -402,9 +402,12 @@ def _timings(run_dir: Path) -> dict | None:
 def _earlier(timings: dict) -> dict:
     """The seconds that earlier runs of a resumed stage spent on the parts it read back, by part of :func:`_split`:
     an evaluation records them per part (``net``, ``machine``); a calibration as one number, whose split is not
-    recorded (so it counts as ``other``)."""
+    recorded (so it counts as ``other``). Parts an evaluation took from other rows (``taken``) are their work, not
+    this stage's."""
     earlier = timings.get("earlier_runs_s") or {}
-    return earlier if isinstance(earlier, dict) else {"other": float(earlier)}
+    if not isinstance(earlier, dict):
+        return {"other": float(earlier)}
+    return {part: seconds for part, seconds in earlier.items() if part != "taken"}
 
 
 def _wall(timings: dict) -> float:

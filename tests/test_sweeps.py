@@ -171,7 +171,7 @@ def test_an_evaluation_takes_the_machine_parts_another_computed_on_the_same_trai
     """Rows a and b train two nets on the same images: b's published-scale and IS machines are a's, taken from a's
     parts, and b's results equal an evaluation that computes every part. A training set that differs lends nothing."""
     cfg = tiny_sweep(tmp_path, tmp_path / "sweep")
-    sweeps.run(cfg, log=lambda *a: None)
+    row_records = sweeps.run(cfg, log=lambda *a: None)
     lender = tmp_path / "sweep" / "a" / "evaluate"
     record = json.loads((tmp_path / "sweep" / "b" / "evaluate" / "record.json").read_text())
     taken = {name.rsplit("_", 1)[0] for name in record["taken_parts"]}
@@ -181,6 +181,8 @@ def test_an_evaluation_takes_the_machine_parts_another_computed_on_the_same_trai
         not set(record["taken_parts"]) & set(record["computed_parts"])
         and record["timings"]["earlier_runs_s"]["taken"] > 0
     )
+    # The row's wall time is its own work: the parts it took are row a's time.
+    assert row_records[1]["wall_s"]["evaluate"] == pytest.approx(record["timings"]["total_s"])
 
     # Run again, the finished evaluation computes nothing and still says where its taken parts came from.
     (row_b,) = [r for r in sweeps._rows(cfg) if r["name"] == "b"]
