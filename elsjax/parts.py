@@ -81,22 +81,24 @@ def save(path: Path, values, tag: dict, seconds: float | None, *, key: str, sour
                     **extra)  # fmt: skip  # atomic: a part on disk is always complete
 
 
-def source(path: Path) -> str | None:
-    """Where a part was copied from (:func:`save`'s ``source``), or None for one its own run computed."""
+def _text_field(path: Path, name: str) -> str | None:
+    """A part's text field ``name``, or None if the part or the field is missing or unreadable."""
     try:
         with np.load(path) as f:
-            return str(f["source"]) if "source" in f.files else None
-    except Exception:  # noqa: BLE001 - missing or unreadable: no source to read
+            return str(f[name]) if name in f.files else None
+    except Exception:  # noqa: BLE001 - missing, truncated or corrupt: nothing to read
         return None
+
+
+def source(path: Path) -> str | None:
+    """Where a part was copied from (:func:`save`'s ``source``), or None for one its own run computed."""
+    return _text_field(path, "source")
 
 
 def read_tag(path: Path) -> dict | None:
     """The tag a part was saved with, or None if there is no readable part at ``path``."""
-    try:
-        with np.load(path) as f:
-            return json.loads(str(f["tag"]))
-    except Exception:  # noqa: BLE001 - missing, truncated or corrupt: no part to read
-        return None
+    text = _text_field(path, "tag")
+    return None if text is None else json.loads(text)
 
 
 def same_tag(saved: dict, tag: dict, *, ignore=()) -> bool:

@@ -201,6 +201,15 @@ def test_an_evaluation_takes_the_machine_parts_another_computed_on_the_same_trai
     summary = lambda d: json.loads((d / "summary.json").read_text())  # noqa: E731
     assert summary(tmp_path / "sweep/b/evaluate") == summary(tmp_path / "alone")
 
+    # An evaluation of b's own net takes every machine part b holds (the same net: the same training set).
+    same = config_lib.merge(
+        alone, {"out_dir": str(tmp_path / "same"), "parts_from": (str(tmp_path / "sweep/b/evaluate"),)}
+    )
+    evaluate_job.run(same, log=lambda *a: None)
+    same_record = json.loads((tmp_path / "same" / "record.json").read_text())
+    assert sorted(same_record["taken_parts"]) == sorted(p.name for p in (tmp_path / "alone/parts").glob("machine_*"))
+    assert summary(tmp_path / "same") == summary(tmp_path / "alone")
+
     # The machines of an evaluation on the net's first 20 images (limit) are another computation than a's on its 30.
     other = config_lib.merge(alone, {"out_dir": str(tmp_path / "fewer"), "limit": 20, "parts_from": (str(lender),)})
     evaluate_job.run(other, log=lambda *a: None)

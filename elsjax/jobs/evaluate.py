@@ -222,7 +222,7 @@ def _start(cfg, primary: bool, log) -> _Job:
     if resuming:
         log(f"resuming the evaluation in {out_dir}")
     reused = {"net": 0.0, "machine": 0.0, "taken": 0.0, "untimed": 0}
-    lenders = _Lenders(cfg.parts_from, out_dir, subject, log=log)
+    lenders = _Lenders(cfg.parts_from, out_dir, subject, base_tag, log=log)
     return _Job(cfg, primary, subject, noise, y, train, labels, out_dir / "parts", base_tag, [], reused, lenders, {})
 
 
@@ -244,14 +244,15 @@ def _training_set_digest(subject: netdata.NetAndData) -> str:
 class _Lenders:
     """The machine parts of other evaluations (``parts_from``) that this one may take instead of computing them."""
 
-    def __init__(self, patterns, own_dir: Path, subject: netdata.NetAndData, *, log):
+    def __init__(self, patterns, own_dir: Path, subject: netdata.NetAndData, base_tag: dict, *, log):
         own = Path(own_dir).resolve()
         found = (Path(d) for pattern in patterns for d in sorted(glob.glob(pattern)))
         self.dirs = list(dict.fromkeys(d for d in found if d.resolve() != own and (d / "parts").is_dir()))
         self.log = log
         self._digest = None  # this run's training set, computed when a part is first matched
         self._subject = subject
-        self._same: dict[tuple, bool] = {}  # (net, step, limit, weights) of a lender -> same training set
+        # (net, step, weights, limit) of a lender -> same training set; this run's own net needs no comparing
+        self._same: dict[tuple, bool] = {tuple(base_tag.get(k) for k in _NET_KEYS): True}
 
     def _same_training_set(self, saved: dict) -> bool:
         key = tuple(saved.get(k) for k in _NET_KEYS)
