@@ -15,6 +15,10 @@
 #              fresh process (cold) that samples again (warm); SAMPLE_SPLIT=1: batch 1 also phase by phase
 #   calibrate  `elsjax calibrate` of the committed MNIST ResNet (zero padding: bbELS; one class group, as the net is
 #              unconditional): ks CAL_KS, CAL_SEEDS seeds, the first CAL_N images
+#   unet_sa    (not in the default list) continues the CPU-scale UNet+SA's training to the plain UNet row's image
+#              budget (experiments/configs/train_fmnist_unet_sa_long_cpu.py, 7,200 steps of batch 32; about 7 h of
+#              one CPU core) from its newest checkpoint here, into $OUT/fmnist_unet_sa_conditional_long, which comes
+#              back with the results; a cut run keeps its checkpoints (every 1,200 steps) and the next call resumes
 #   full       bench.py on the 60,000 Fashion-MNIST training images (FULL_N), one process per k in K_LIST (so that
 #              a cut run keeps the ks done), batches FULL_BATCH
 #   train      (not in the default list) train_cost.py: steps per second of the paper-width ResNet and UNet at
@@ -47,6 +51,9 @@ CAL_N=${CAL_N:-2000}
 CAL_KS=${CAL_KS:-3,5,7,9,11,13,15,17}
 CAL_SEEDS=${CAL_SEEDS:-10}
 SAMPLE_SPLIT=${SAMPLE_SPLIT:-0}
+# The UNet+SA run to continue: the longer CPU run where this checkout has it (git-untracked), else the 800-step net.
+UNET_SA_FROM=${UNET_SA_FROM:-experiments/checkpoints/fmnist_unet_sa_conditional_long_cpu}
+[ -d "$UNET_SA_FROM" ] || UNET_SA_FROM=experiments/checkpoints/fmnist_unet_sa_conditional_cpu
 CAP_SCALE=${CAP_SCALE:-1}
 # The oracle's score files (about a minute there); the sampler meets the reference in the reference phase.
 ORACLE_TESTS=${ORACLE_TESTS:-tests/test_oracle.py::test_scores_match_reference}
@@ -136,8 +143,14 @@ main() {
         phase train 60 "$PY" experiments/train_cost.py --arch resnet --steps 20 --out "$WORK/train_resnet.json" &&
           "$PY" experiments/train_cost.py --arch unet --steps 20 --out "$WORK/train_unet.json"
         ;;
+      unet_sa)
+        unet_sa_dir=$OUT/fmnist_unet_sa_conditional_long
+        [ -d "$unet_sa_dir" ] || cp -r "$UNET_SA_FROM" "$unet_sa_dir"
+        phase unet_sa 400 "$PY" -m elsjax train --config experiments/configs/train_fmnist_unet_sa_long_cpu.py \
+          --config.out_dir="$unet_sa_dir" --config.checkpoint_every_s=60 --no-progress
+        ;;
       *)
-        echo "unknown phase $p: expected check, evals, reference, samples, calibrate, full or train" >&2
+        echo "unknown phase $p: expected check, evals, reference, samples, calibrate, full, train or unet_sa" >&2
         exit 2
         ;;
     esac
