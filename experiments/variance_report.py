@@ -1,4 +1,4 @@
-"""Seeds against training runs: how much of a row's median r is evaluation-seed noise, and how much is the net.
+r"""Seeds against training runs: how much of a row's median r is evaluation-seed noise, and how much is the net.
 
 Reads a sweep folder whose rows are named ``..._seed{S}_step{T}`` (``experiments/sweeps/cpu_variance.py``: one
 configuration trained with several training seeds S, each evaluated at checkpoints T) and writes, beside the sweep's
@@ -7,13 +7,20 @@ own ``table.md``:
 * ``variance.md`` / ``variance.json``: per run and checkpoint, every machine's median r over the evaluation seeds
   with its seed-bootstrap 95% interval (:func:`elsjax.metrics.bootstrap_median`, 20,000 resamples), for the net
   sampled with 150 and 20 DDIM steps; per checkpoint, the spread over training runs (mean, SD, range of the run
-  medians); and the two error bars side by side: the typical seed-bootstrap SD of one median against the SD over
-  training runs;
+  medians); the two error bars side by side: the typical seed-bootstrap SD of one median against the SD over
+  training runs; and per run, the spread over its checkpoints (SD and range);
 * ``variance.png``: median r against the checkpoint, one line per training run, with the seed intervals as bars.
 
 Only finished rows (an ``evaluate/summary.json``) are read, so it can run while the sweep is still going.
 
     python experiments/variance_report.py experiments/results/cpu_variance
+
+``--runs`` names the rows otherwise: a regular expression with the groups ``run`` and ``step``, matched at the end of
+a row's name. The EMA study's rows ``..._emarun_{raw,debiased}_step{T}`` are two weights of one run, so there a
+"run" is the weights, and the report's name and title say so::
+
+    python experiments/variance_report.py experiments/results/cpu_ema --runs '_emarun_(?P<run>[a-z]+)_step(?P<step>\d+)$' \
+        --name ema_checkpoints --title "One run's raw and debiased EMA weights across checkpoints"
 """
 
 from __future__ import annotations
@@ -27,31 +34,40 @@ import numpy as np
 
 from elsjax import metrics
 
-NAME = re.compile(r"_seed(?P<seed>\d+)_step(?P<step>\d+)$")
+SEED_RUNS = r"_seed(?P<run>\d+)_step(?P<step>\d+)$"
+TITLE = "Training-run variance: one configuration, several training seeds"
 MACHINES = ("bbels", "els", "ls", "ideal")  # the sweep's calibrated machines and the IS, where present
 
 
-def read_rows(folder: Path) -> dict[tuple[int, int], dict]:
-    """``{(training seed, step): {"per_seed": {machine: {net_steps: [r, ...]}}}}`` of every finished row."""
+def _run_order(run: str):
+    """Training seeds in numeric order, named runs after them in the order of their names."""
+    return (0, int(run), "") if run.isdigit() else (1, 0, run)
+
+
+def read_rows(folder: Path, runs: str = SEED_RUNS) -> dict[tuple[str, int], dict]:
+    """``{(run, step): {"per_seed": {machine: {net_steps: [r, ...]}}}}`` of every finished row whose name matches
+    ``runs`` (groups ``run`` and ``step``; by default the training seed of ``..._seed{S}_step{T}``)."""
+    pattern = re.compile(runs)
     rows = {}
     for summary in sorted(folder.glob("*/evaluate/summary.json")):
-        match = NAME.search(summary.parent.parent.name)
+        match = pattern.search(summary.parent.parent.name)
         if match is None:
             continue
         data = json.loads(summary.read_text())
-        configuration = NAME.sub("", summary.parent.parent.name)  # the name the runs share
-        rows[int(match["seed"]), int(match["step"])] = {
+        configuration = pattern.sub("", summary.parent.parent.name)  # the name the runs share
+        rows[match["run"], int(match["step"])] = {
             "per_seed": data["per_seed"]["r"],
             "configuration": configuration,
         }
     return rows
 
 
-def report(rows: dict[tuple[int, int], dict], *, bootstrap_seed: int = 0) -> dict:
-    """Medians with seed intervals per (run, checkpoint), and the spread over runs per checkpoint."""
-    cells, spread = {}, {}
+def report(rows: dict[tuple[str, int], dict], *, bootstrap_seed: int = 0) -> dict:
+    """Medians with seed intervals per (run, checkpoint), the spread over runs per checkpoint, and the spread over
+    checkpoints per run."""
+    cells, spread, over_checkpoints = {}, {}, {}
     machines = [m for m in MACHINES if all(m in r["per_seed"] for r in rows.values())]
-    for (seed, step), row in sorted(rows.items()):
+    for (seed, step), row in sorted(rows.items(), key=lambda kv: (_run_order(kv[0][0]), kv[0][1])):
         for machine in machines:
             for net_steps, values in row["per_seed"][machine].items():
                 ci = metrics.bootstrap_median(values, seed=bootstrap_seed)
@@ -76,23 +92,39 @@ def report(rows: dict[tuple[int, int], dict], *, bootstrap_seed: int = 0) -> dic
                 "min": float(medians.min()), "max": float(medians.max()),
                 "sd_seeds": float(np.mean([c["sd"] for c in every])),
             }  # fmt: skip
-    return {"cells": cells, "spread": spread, "bootstrap": {"resamples": 20_000, "level": 0.95, "seed": bootstrap_seed}}
+            for run in sorted({s for runs in by_step.values() for s in runs}, key=_run_order):
+                medians = np.array([runs[run]["value"] for runs in by_step.values() if run in runs])
+                over_checkpoints.setdefault(machine, {}).setdefault(net_steps, {})[run] = {
+                    "checkpoints": len(medians),
+                    "sd": float(medians.std(ddof=1)) if len(medians) > 1 else float("nan"),
+                    "min": float(medians.min()), "max": float(medians.max()),
+                }  # fmt: skip
+    bootstrap = {"resamples": 20_000, "level": 0.95, "seed": bootstrap_seed}
+    return {"cells": cells, "spread": spread, "over_checkpoints": over_checkpoints, "bootstrap": bootstrap}
 
 
-def markdown(result: dict) -> str:
+def _run_label(run: str) -> str:
+    return f"run {run}" if run.isdigit() else run
+
+
+def markdown(result: dict, title: str = TITLE) -> str:
     lines = [
-        "# Training-run variance",
+        f"# {title}",
         "",
         "Median Pearson r between each machine's sample and the net's sample from the same seed, per training run "
         "(training seed) and checkpoint, with the seed-bootstrap 95% interval (20,000 resamples of the evaluation "
         "seeds). *SD seeds*: the bootstrap SD of one median, averaged over runs; *SD runs*: the SD of the run "
-        "medians at that checkpoint (ddof 1); the *every cell* line takes the SD over all (run, checkpoint) medians. Written by `python experiments/variance_report.py`.",
+        "medians at that checkpoint (ddof 1); the *every cell* line takes the SD over all (run, checkpoint) medians; the "
+        "*over checkpoints* lines give each run's SD (ddof 1) and range over its checkpoints. Written by "
+        "`python experiments/variance_report.py`.",
     ]
     for machine, by_net in result["cells"].items():
         for net_steps, by_step in sorted(by_net.items(), key=lambda kv: -int(kv[0])):
-            seeds = sorted({s for runs in by_step.values() for s in runs}, key=int)
+            seeds = sorted({s for runs in by_step.values() for s in runs}, key=_run_order)
             lines += ["", f"## {machine}, net sampled with {net_steps} steps", ""]
-            lines.append("| checkpoint | " + " | ".join(f"run {s}" for s in seeds) + " | mean | SD runs | SD seeds |")
+            lines.append(
+                "| checkpoint | " + " | ".join(_run_label(s) for s in seeds) + " | mean | SD runs | SD seeds |"
+            )
             lines.append("|---" * (len(seeds) + 4) + "|")
             for step, runs in sorted(by_step.items(), key=lambda kv: int(kv[0])):
                 cell = [
@@ -110,10 +142,17 @@ def markdown(result: dict) -> str:
                 f"| every cell ({sp['runs']}) | " + " | ".join("" for _ in seeds)
                 + f" | {sp['mean']:.3f} | {sp['sd_runs']:.3f} | {sp['sd_seeds']:.3f} |"
             )  # fmt: skip
+            over = result["over_checkpoints"][machine][net_steps]
+            lines.append("| over checkpoints, SD | " + " | ".join(f"{over[s]['sd']:.3f}" for s in seeds) + " | | | |")
+            lines.append(
+                "| over checkpoints, range | "
+                + " | ".join(f"{over[s]['min']:.3f}-{over[s]['max']:.3f}" for s in seeds)
+                + " | | | |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def figure(result: dict, path: Path) -> None:
+def figure(result: dict, path: Path, title: str = TITLE) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +165,7 @@ def figure(result: dict, path: Path) -> None:
     for ax, n in zip(axes[0], net_steps):
         for machine in machines:
             by_step = result["cells"][machine].get(n, {})
-            seeds = sorted({s for runs in by_step.values() for s in runs}, key=int)
+            seeds = sorted({s for runs in by_step.values() for s in runs}, key=_run_order)
             for i, seed in enumerate(seeds):
                 steps = sorted((int(t) for t, runs in by_step.items() if seed in runs))
                 cells = [by_step[str(t)][seed] for t in steps]
@@ -135,14 +174,14 @@ def figure(result: dict, path: Path) -> None:
                     np.array(steps) + offset, [c["value"] for c in cells],
                     yerr=[[c["value"] - c["low"] for c in cells], [c["high"] - c["value"] for c in cells]],
                     color=colours[machine], marker="os^dv"[i % 5], capsize=2, lw=1,
-                    label=f"{machine}, run {seed}",
+                    label=f"{machine}, {_run_label(seed)}",
                 )  # fmt: skip
         ax.set_title(f"net sampled with {n} DDIM steps")
         ax.set_xlabel("training checkpoint (steps)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("median r (machine vs net), 95% seed interval")
     axes[0][-1].legend(fontsize=7, ncol=len(machines))
-    fig.suptitle("Training-run variance: one configuration, several training seeds")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -151,20 +190,30 @@ def figure(result: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="the sweep folder (rows named ..._seed{S}_step{T})")
+    parser.add_argument("--runs", default=SEED_RUNS, help="row names: a regular expression with groups run and step")
+    parser.add_argument("--name", default="variance", help="the outputs' name: NAME.md, NAME.json, NAME.png")
+    parser.add_argument("--title", default=TITLE, help="the report's and the figure's title")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
-    rows = read_rows(folder)
+    try:
+        pattern = re.compile(args.runs)
+    except re.error as e:
+        raise SystemExit(f"variance_report: --runs {args.runs!r} is not a regular expression: {e}") from None
+    if not {"run", "step"} <= set(pattern.groupindex):
+        raise SystemExit(f"variance_report: --runs {args.runs!r} needs the named groups run and step")
+    rows = read_rows(folder, args.runs)
     if not rows:
-        raise SystemExit(f"variance_report: no finished row named ..._seed{{S}}_step{{T}} in {folder}")
+        raise SystemExit(f"variance_report: no finished row matching {args.runs!r} in {folder}")
     result = report(rows)
     # The configuration the runs share, for tables that borrow its spread.
     names = sorted({row["configuration"] for row in rows.values()})
     result["configuration"] = names[0] if len(names) == 1 else names
-    (folder / "variance.json").write_text(json.dumps(result, indent=1))
-    (folder / "variance.md").write_text(markdown(result))
-    figure(result, folder / "variance.png")
-    print(markdown(result))
-    print(f"wrote {folder}/variance.md, variance.json, variance.png ({len(rows)} finished rows)")
+    name = args.name
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (folder / f"{name}.md").write_text(markdown(result, args.title))
+    figure(result, folder / f"{name}.png", args.title)
+    print(markdown(result, args.title))
+    print(f"wrote {folder}/{name}.md, {name}.json, {name}.png ({len(rows)} finished rows)")
     return result
 
 

@@ -66,6 +66,28 @@ def test_variance_report_separates_seed_noise_from_run_spread(tmp_path):
     assert (tmp_path / "variance.png").stat().st_size > 0 and "| 100 |" in (tmp_path / "variance.md").read_text()
 
 
+def test_variance_report_names_runs_by_a_pattern_and_spreads_them_over_checkpoints(tmp_path):
+    """Two weights of one run at two checkpoints: a run's checkpoint SD is its own medians', not the other run's."""
+    report = load("variance_report")
+    values = np.array([0.50, 0.55, 0.60, 0.65, 0.70])
+    for name, step, shift in (("raw", 100, 0.0), ("raw", 200, 0.3), ("debiased", 100, 0.1), ("debiased", 200, 0.1)):
+        row = tmp_path / f"x_emarun_{name}_step{step}" / "evaluate"
+        row.mkdir(parents=True)
+        per_seed = {"r": {m: {"20": list(values + shift)} for m in ("bbels", "ideal")}}
+        (row / "summary.json").write_text(json.dumps({"per_seed": per_seed}))
+    (tmp_path / "x_seed0_step100" / "evaluate").mkdir(parents=True)  # another pattern's row: ignored
+    runs = r"_emarun_(?P<run>[a-z]+)_step(?P<step>\d+)$"
+    result = report.main([str(tmp_path), "--runs", runs, "--name", "ema", "--title", "EMA"])
+    over = result["over_checkpoints"]["bbels"]["20"]
+    assert abs(over["raw"]["sd"] - 0.3 / 2**0.5) < 1e-12 and abs(over["raw"]["max"] - 0.9) < 1e-12
+    assert over["debiased"]["sd"] < 1e-12 and over["debiased"]["checkpoints"] == 2
+    text = (tmp_path / "ema.md").read_text()
+    assert text.startswith("# EMA") and "| checkpoint | debiased | raw |" in text and "0.600-0.900" in text
+    assert not (tmp_path / "variance.md").exists()
+    with pytest.raises(SystemExit, match="named groups run and step"):
+        report.main([str(tmp_path), "--runs", "_step(?P<step>\\d+)$"])
+
+
 def test_table_intervals_pairs_the_calibrated_and_published_machines_by_seed(tmp_path):
     intervals = load("table_intervals")
     rng = np.random.default_rng(0)
