@@ -20,7 +20,8 @@ a row's name. The EMA study's rows ``..._emarun_{raw,debiased}_step{T}`` are two
 "run" is the weights, and the report's name and title say so::
 
     python experiments/variance_report.py experiments/results/cpu_ema --runs '_emarun_(?P<run>[a-z]+)_step(?P<step>\d+)$' \
-        --name ema_checkpoints --title "One run's raw and debiased EMA weights across checkpoints"
+        --name ema_checkpoints --title "One run's raw and debiased EMA weights across checkpoints" \
+        --runs-are "the weights of one training run: raw or debiased EMA"
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from elsjax import metrics
 
 SEED_RUNS = r"_seed(?P<run>\d+)_step(?P<step>\d+)$"
 TITLE = "Training-run variance: one configuration, several training seeds"
+RUNS_ARE = "a training run, by its training seed"
 MACHINES = ("bbels", "els", "ls", "ideal")  # the sweep's calibrated machines and the IS, where present
 
 
@@ -107,12 +109,12 @@ def _run_label(run: str) -> str:
     return f"run {run}" if run.isdigit() else run
 
 
-def markdown(result: dict, title: str = TITLE) -> str:
+def markdown(result: dict, title: str = TITLE, runs_are: str = RUNS_ARE) -> str:
     lines = [
         f"# {title}",
         "",
-        "Median Pearson r between each machine's sample and the net's sample from the same seed, per training run "
-        "(training seed) and checkpoint, with the seed-bootstrap 95% interval (20,000 resamples of the evaluation "
+        "Median Pearson r between each machine's sample and the net's sample from the same seed, per run "
+        f"({runs_are}) and checkpoint, with the seed-bootstrap 95% interval (20,000 resamples of the evaluation "
         "seeds). *SD seeds*: the bootstrap SD of one median, averaged over runs; *SD runs*: the SD of the run "
         "medians at that checkpoint (ddof 1); the *every cell* line takes the SD over all (run, checkpoint) medians; the "
         "*over checkpoints* lines give each run's SD (ddof 1) and range over its checkpoints. Written by "
@@ -193,6 +195,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", default=SEED_RUNS, help="row names: a regular expression with groups run and step")
     parser.add_argument("--name", default="variance", help="the outputs' name: NAME.md, NAME.json, NAME.png")
     parser.add_argument("--title", default=TITLE, help="the report's and the figure's title")
+    parser.add_argument("--runs-are", default=RUNS_ARE, help="what a run is, for the report's text")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
     try:
@@ -210,9 +213,10 @@ def main(argv=None) -> dict:
     result["configuration"] = names[0] if len(names) == 1 else names
     name = args.name
     (folder / f"{name}.json").write_text(json.dumps(result, indent=1))
-    (folder / f"{name}.md").write_text(markdown(result, args.title))
+    text = markdown(result, args.title, args.runs_are)
+    (folder / f"{name}.md").write_text(text)
     figure(result, folder / f"{name}.png", args.title)
-    print(markdown(result, args.title))
+    print(text)
     print(f"wrote {folder}/{name}.md, {name}.json, {name}.png ({len(rows)} finished rows)")
     return result
 
