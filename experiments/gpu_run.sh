@@ -18,7 +18,8 @@
 #   unet_sa    (not in the default list) continues the CPU-scale UNet+SA's training to the plain UNet row's image
 #              budget (experiments/configs/train_fmnist_unet_sa_long_cpu.py, 7,200 steps of batch 32; about 7 h of
 #              one CPU core) from its newest checkpoint here, into $OUT/fmnist_unet_sa_conditional_long, which comes
-#              back with the results; a cut run keeps its checkpoints (every 1,200 steps) and the next call resumes
+#              back with the results; a cut run keeps its checkpoints (every minute): copied back to the run's folder
+#              here (experiments/checkpoints/fmnist_unet_sa_conditional_long_cpu), the next call resumes from them
 #   full       bench.py on the 60,000 Fashion-MNIST training images (FULL_N), one process per k in K_LIST (so that
 #              a cut run keeps the ks done), batches FULL_BATCH
 #   train      (not in the default list) train_cost.py: steps per second of the paper-width ResNet and UNet at
