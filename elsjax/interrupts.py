@@ -6,6 +6,11 @@ orbax temporary folder. :class:`SignalGuard` makes SIGTERM raise :class:`Interru
 so the code that saves a checkpoint on Ctrl-C handles both; inside :meth:`SignalGuard.deferred` both signals wait
 until the block (a checkpoint save) has completed.
 
+Python runs a signal handler between two bytecodes of the main thread, which may be inside a garbage-collector
+callback (JAX registers one) or a ``__del__``; an exception raised there is printed and dropped ("Exception ignored
+in ..."), and the job would run on. So the guard also remembers the signal, and loops call
+:meth:`SignalGuard.check` at safe points (each training step, each saved part) to raise it again.
+
 Example (with SIGINT, which is harmless should the guard not be installed; SIGTERM is handled the same way):
     >>> import signal
     >>> inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job may ignore SIGINT
@@ -53,9 +58,11 @@ class SignalGuard:
         self._previous: dict[int, object] = {}
         self._depth = 0
         self._pending: int | None = None
+        self._received: int | None = None  # the last signal raised, until the guard is restored
 
     def install(self) -> SignalGuard:
         """Takes over SIGTERM and SIGINT (where they have their default handlers); returns ``self``."""
+        self._received = None
         if threading.current_thread() is not threading.main_thread():
             return self
         for signum, default in self._DEFAULTS.items():
@@ -68,12 +75,33 @@ class SignalGuard:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        self._received = None
+
+    def check(self) -> None:
+        """Raises :class:`Interrupted` if a signal was received since :meth:`install`: its first exception may have
+        been dropped (raised inside a garbage-collector callback), so a loop calls this at its safe points.
+
+        Example (a handler's exception that never reached the loop):
+            >>> guard = SignalGuard()
+            >>> try:
+            ...     guard._handle(signal.SIGTERM, None)
+            ... except Interrupted:
+            ...     pass  # dropped, as Python drops one raised inside a gc callback
+            >>> try:
+            ...     guard.check()
+            ... except Interrupted as err:
+            ...     print(signal.Signals(err.signum).name)
+            SIGTERM
+        """
+        if self._received is not None:
+            raise Interrupted(self._received)
 
     def _handle(self, signum, frame) -> None:
         del frame
         if self._depth:
             self._pending = signum
             return
+        self._received = signum
         raise Interrupted(signum)
 
     @contextlib.contextmanager
@@ -86,4 +114,5 @@ class SignalGuard:
             self._depth -= 1
         if not self._depth and self._pending is not None:
             signum, self._pending = self._pending, None
+            self._received = signum
             raise Interrupted(signum)

@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -163,5 +162,9 @@ class Store:
         self.computed.append(self._path(name).name)
         if not self.primary:
             return
-        with self.guard.deferred() if self.guard is not None else contextlib.nullcontext():
+        if self.guard is None:
             save(self._path(name), values, {**self.base_tag, **tag}, seconds, key=self.KEY)
+            return
+        with self.guard.deferred():
+            save(self._path(name), values, {**self.base_tag, **tag}, seconds, key=self.KEY)
+        self.guard.check()  # a signal whose exception was dropped stops the run here, its part saved

@@ -107,3 +107,34 @@ def test_the_guard_takes_over_only_default_handlers_and_puts_them_back():
         assert signal.getsignal(signal.SIGTERM) is own
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception, on purpose
+def test_a_signal_whose_exception_python_drops_is_raised_again_at_the_next_check():
+    """A handler that runs inside a garbage-collector callback (JAX registers one) raises there, and Python prints
+    and drops the exception: the job would run on. The guard raises it again at the loop's next ``check``."""
+    import gc
+
+    from elsjax import interrupts
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("this test process has its own SIGTERM handler")
+
+    def signal_inside_gc(phase, info):
+        if phase == "start" and signal_inside_gc in gc.callbacks:
+            gc.callbacks.remove(signal_inside_gc)
+            signal.raise_signal(signal.SIGTERM)
+
+    guard = interrupts.SignalGuard().install()
+    try:
+        guard.check()  # nothing received yet
+        gc.callbacks.append(signal_inside_gc)
+        gc.collect()  # "Exception ignored in: ...signal_inside_gc": the Interrupted never reaches this frame
+        assert signal_inside_gc not in gc.callbacks
+        with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
+            guard.check()
+    finally:
+        if signal_inside_gc in gc.callbacks:
+            gc.callbacks.remove(signal_inside_gc)
+        guard.restore()
+    guard.check()  # restored: the signal is forgotten

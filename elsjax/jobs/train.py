@@ -187,6 +187,7 @@ def _train(cfg, start: _Start, ckpt_dir: Path, *, clock: runs.Stopwatch, log) ->
     guard.install()
     try:
         for step in range(first, cfg.num_steps):
+            guard.check()  # a signal whose exception was dropped (raised inside a gc callback) stops here
             state, loss = train_step(
                 state, x_train, y_train, eps_fn=start.eps_fn, tx=start.tx, batch_size=cfg.batch_size,
                 key=start.run_key, ema_decay=ema_decay, ema_debias=bool(cfg.ema_debias),
