@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -162,9 +163,7 @@ class Store:
         self.computed.append(self._path(name).name)
         if not self.primary:
             return
-        if self.guard is None:
+        with self.guard.deferred() if self.guard is not None else contextlib.nullcontext():
             save(self._path(name), values, {**self.base_tag, **tag}, seconds, key=self.KEY)
-            return
-        with self.guard.deferred():
-            save(self._path(name), values, {**self.base_tag, **tag}, seconds, key=self.KEY)
-        self.guard.check()  # a signal whose exception was dropped stops the run here, its part saved
+        if self.guard is not None:
+            self.guard.check()  # a signal whose exception was dropped stops the run here, its part saved

@@ -46,7 +46,7 @@ def _run_order(run: str):
     return (0, int(run), "") if run.isdigit() else (1, 0, run)
 
 
-def read_rows(folder: Path, runs: str = SEED_RUNS) -> dict[tuple[str, int], dict]:
+def read_rows(folder: Path, runs: str | re.Pattern = SEED_RUNS) -> dict[tuple[str, int], dict]:
     """``{(run, step): {"per_seed": {machine: {net_steps: [r, ...]}}}}`` of every finished row whose name matches
     ``runs`` (groups ``run`` and ``step``; by default the training seed of ``..._seed{S}_step{T}``)."""
     pattern = re.compile(runs)
@@ -204,7 +204,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"variance_report: --runs {args.runs!r} is not a regular expression: {e}") from None
     if not {"run", "step"} <= set(pattern.groupindex):
         raise SystemExit(f"variance_report: --runs {args.runs!r} needs the named groups run and step")
-    rows = read_rows(folder, args.runs)
+    rows = read_rows(folder, pattern)
     if not rows:
         raise SystemExit(f"variance_report: no finished row matching {args.runs!r} in {folder}")
     result = report(rows)
